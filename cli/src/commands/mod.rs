@@ -1,0 +1,73 @@
+//! One module per verb. Each exposes `Args` (its clap arguments) and
+//! `run(args, globals)`, so verbs never share mutable state.
+
+use std::process::ExitCode;
+
+use crate::globals::Globals;
+
+pub mod build;
+pub mod debug;
+pub mod df;
+pub mod fsck;
+pub mod history;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod prune;
+pub mod rmi;
+pub mod run;
+pub mod save;
+pub mod tag;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(build::Args),
+    /// Run a command in a new sandbox of an image
+    Run(run::Args),
+    /// List images
+    Images(images::Args),
+    /// Show low-level information on images
+    Inspect(inspect::Args),
+    /// Show the history of an image
+    History(history::Args),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::Args),
+    /// Remove one or more images
+    Rmi(rmi::Args),
+    /// Save one or more images to a tar archive
+    Save(save::Args),
+    /// Load images from a tar archive
+    Load(load::Args),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::Args),
+    /// Remove unused data
+    Prune(prune::Args),
+    /// Verify the store
+    Fsck(fsck::Args),
+    /// Show disk usage
+    Df(df::Args),
+    /// Tools for looking inside hoist
+    #[command(subcommand)]
+    Debug(debug::Command),
+}
+
+pub fn run(command: Command, globals: &Globals) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Build(args) => build::run(args, globals),
+        Command::Run(args) => run::run(args, globals),
+        Command::Images(args) => images::run(args, globals),
+        Command::Inspect(args) => inspect::run(args, globals),
+        Command::History(args) => history::run(args, globals),
+        Command::Tag(args) => tag::run(args, globals),
+        Command::Rmi(args) => rmi::run(args, globals),
+        Command::Save(args) => save::run(args, globals),
+        Command::Load(args) => load::run(args, globals),
+        Command::Import(args) => import::run(args, globals),
+        Command::Prune(args) => prune::run(args, globals),
+        Command::Fsck(args) => fsck::run(args, globals),
+        Command::Df(args) => df::run(args, globals),
+        Command::Debug(command) => debug::run(command, globals),
+    }
+}

@@ -1,0 +1,12 @@
+//! `hoist rmi`.
+
+use std::process::ExitCode;
+
+use crate::globals::Globals;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, _globals: &Globals) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("hoist rmi is not implemented yet")
+}
