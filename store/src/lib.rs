@@ -3,3 +3,6 @@
 //! of Dockerfiles.
 
 pub mod digest;
+pub mod archive;
+pub mod extract;
+pub mod snapshot;

@@ -1,0 +1,6 @@
+//! hoist-builder's integration tests: one binary, one module per area.
+
+mod context;
+mod copy;
+mod layer;
+mod sandbox;

@@ -1,0 +1,1 @@
+//! hoist-parser's integration tests: one binary, one module per area.

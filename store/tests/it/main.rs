@@ -1,0 +1,4 @@
+//! hoist-store's integration tests: one binary, one module per area.
+
+mod archive;
+mod extract;
