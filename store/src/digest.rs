@@ -118,16 +118,21 @@ digest_newtype!(DiffId);
 digest_newtype!(ChainId);
 
 impl ChainId {
+    /// The chain ID of `parent` (none for the bottom layer) plus `diff_id`.
+    pub fn child(parent: Option<&ChainId>, diff_id: &DiffId) -> ChainId {
+        match parent {
+            None => ChainId(diff_id.0.clone()),
+            Some(parent) => ChainId::new(&sha256_bytes(
+                format!("{} {}", parent.0, diff_id.0).as_bytes(),
+            )),
+        }
+    }
+
     /// The chain IDs of every prefix of `diff_ids`, bottom layer first.
     pub fn chain(diff_ids: &[DiffId]) -> Vec<ChainId> {
         let mut chain: Vec<ChainId> = Vec::with_capacity(diff_ids.len());
         for diff_id in diff_ids {
-            let next = match chain.last() {
-                None => ChainId(diff_id.0.clone()),
-                Some(parent) => ChainId::new(&sha256_bytes(
-                    format!("{} {}", parent.0, diff_id.0).as_bytes(),
-                )),
-            };
+            let next = ChainId::child(chain.last(), diff_id);
             chain.push(next);
         }
         chain

@@ -1,8 +1,56 @@
 //! hoist-store: the local content-addressed store, an OCI image layout with
 //! hoist's own cache index and snapshots beside it. Knows OCI, knows nothing
 //! of Dockerfiles.
+//!
+//! On disk (`<root>` is [`Store::root`]):
+//! ```text
+//! <root>/oci-layout, <root>/index.json, <root>/blobs/sha256/<hex>   the OCI image layout
+//! <root>/hoist/lock                 flock: shared by writers, exclusive for index edits and GC
+//! <root>/hoist/tmp/<session>/       one flock-held directory per open Store: temp files, leases
+//! <root>/hoist/snapshots/<chainid>/ an extracted layer stack member, present only when complete
+//! <root>/hoist/cache/<key>.json     build-cache entries
+//! ```
+//!
+//! Guarantees: every write goes to a temp file in the session directory, is
+//! verified, fsynced and renamed into place; index.json is replaced atomically
+//! under an exclusive lock; a crash leaves only a stale session directory,
+//! removed by the next [`Store::open`]. Work in flight is protected from GC by
+//! *leases*: each session records the blobs and chain IDs it created or
+//! looked up, and [`Store::gc`] treats the leases of live sessions as roots.
 
-pub mod digest;
 pub mod archive;
+pub mod blob;
+pub mod cache;
+pub mod digest;
+mod error;
 pub mod extract;
+pub mod fsck;
+pub mod gc;
+pub mod image;
+pub mod image_config;
+pub mod import;
+mod layout;
+mod lock;
+pub mod reference;
+mod session;
 pub mod snapshot;
+mod store;
+
+pub use blob::{BlobWriter, ExpectedBlob, VerifiedReader};
+pub use cache::CacheEntry;
+
+pub use error::StoreError;
+pub use image::{Image, ImageRecord, Layer};
+pub use reference::{Reference, ReferenceError};
+pub use store::{Store, default_root};
+
+/// The annotation holding the familiar `name:tag` that skopeo and umoci match
+/// (`skopeo inspect oci:<root>:busybox:latest`).
+pub const ANNOTATION_REF_NAME: &str = oci_spec::image::ANNOTATION_REF_NAME;
+/// The annotation holding the fully normalised name
+/// (`docker.io/library/busybox:latest`); containerd and `docker load` read
+/// the same key from OCI archives.
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+
+/// Results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,4 +1,15 @@
 //! hoist-store's integration tests: one binary, one module per area.
 
+// Helpers outside #[test] functions panic on failure too: that is the point.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
 mod archive;
 mod extract;
+
+mod blobs;
+mod common;
+mod concurrency;
+mod crash;
+mod gc;
+mod images;
+mod layout;

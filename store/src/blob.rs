@@ -1,0 +1,329 @@
+//! Blobs: `blobs/sha256/<hex>`, written by streaming into the session's temp
+//! directory while hashing, verified, fsynced and renamed into place, and
+//! read back through a [`VerifiedReader`] that checks the digest at EOF.
+//! A blob under a digest is therefore always complete and correct.
+//! (<https://github.com/opencontainers/image-spec/blob/main/image-layout.md#blobs>)
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::Descriptor;
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::{Digest, HashingWriter, sha256_of};
+use crate::error::into_io;
+use crate::store::{Store, fsync_dir};
+use crate::{Result, StoreError};
+
+/// Small metadata (manifests, configs, indexes) read into memory is capped
+/// at this size; bigger blobs must be streamed.
+pub const MAX_METADATA_SIZE: u64 = 32 << 20;
+
+/// What a blob must turn out to be: its digest, and its size when known
+/// (docker archives do not record layer sizes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedBlob {
+    pub digest: Digest,
+    pub size: Option<u64>,
+}
+
+impl From<&Descriptor> for ExpectedBlob {
+    fn from(d: &Descriptor) -> Self {
+        ExpectedBlob {
+            digest: d.digest().clone(),
+            size: Some(d.size()),
+        }
+    }
+}
+
+impl From<&Digest> for ExpectedBlob {
+    fn from(digest: &Digest) -> Self {
+        ExpectedBlob {
+            digest: digest.clone(),
+            size: None,
+        }
+    }
+}
+
+impl Store {
+    /// Streams `reader` into the store and returns the blob's digest and
+    /// size. When `expected` is given, a mismatch is an error and nothing is
+    /// stored. An existing blob is not rewritten.
+    pub fn put_blob(
+        &self,
+        mut reader: impl Read,
+        expected: Option<&ExpectedBlob>,
+    ) -> Result<(Digest, u64)> {
+        let mut writer = self.blob_writer()?;
+        let path = writer.tmp.clone();
+        io::copy(&mut reader, &mut writer).map_err(StoreError::io(path))?;
+        writer.commit(expected)
+    }
+
+    /// Stores an in-memory blob (manifests, configs).
+    pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64)> {
+        self.put_blob(bytes, None)
+    }
+
+    /// A writer for callers that produce blob data (layer writers, archive
+    /// readers); finish with [`BlobWriter::commit`]. Dropping it uncommitted
+    /// discards the data.
+    pub fn blob_writer(&self) -> Result<BlobWriter<'_>> {
+        let tmp = self.temp_path("blob");
+        let file = File::create(&tmp).map_err(StoreError::io(&tmp))?;
+        Ok(BlobWriter {
+            store: self,
+            inner: Some(HashingWriter::new(BufWriter::with_capacity(
+                256 << 10,
+                file,
+            ))),
+            tmp,
+        })
+    }
+
+    /// Opens a blob for reading; the reader fails with an `InvalidData` error
+    /// wrapping [`StoreError::DigestMismatch`] at EOF if the content does not
+    /// match `digest`.
+    pub fn open_blob(&self, digest: &Digest) -> Result<VerifiedReader> {
+        let path = self.blob_path(digest)?;
+        let file = File::open(&path).map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => StoreError::BlobNotFound(digest.clone()),
+            _ => StoreError::io(&path)(err),
+        })?;
+        let size = file.metadata().map_err(StoreError::io(&path))?.len();
+        Ok(VerifiedReader {
+            file,
+            hasher: Sha256::new(),
+            read: 0,
+            expected: digest.clone(),
+            size,
+            done: false,
+            corrupt: None,
+        })
+    }
+
+    /// Opens the blob a descriptor points at, checking its size up front and
+    /// its digest at EOF.
+    pub fn open_descriptor(&self, descriptor: &Descriptor) -> Result<VerifiedReader> {
+        let reader = self.open_blob(descriptor.digest())?;
+        if reader.size != descriptor.size() {
+            return Err(StoreError::SizeMismatch {
+                digest: descriptor.digest().clone(),
+                expected: descriptor.size(),
+                actual: reader.size,
+            });
+        }
+        Ok(reader)
+    }
+
+    /// Reads a small blob (at most [`MAX_METADATA_SIZE`]) into memory,
+    /// verified.
+    pub fn read_blob_bytes(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let mut reader = self.open_blob(digest)?;
+        if reader.size > MAX_METADATA_SIZE {
+            return Err(StoreError::BlobTooLarge {
+                digest: digest.clone(),
+                size: reader.size,
+            });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(reader.size).unwrap_or(0));
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|err| from_io(err, self.blob_path_unchecked(digest)))?;
+        Ok(bytes)
+    }
+
+    /// Whether the blob is present (its content is trusted: only verified
+    /// data is ever renamed into `blobs/`).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_ok_and(|p| p.is_file())
+    }
+
+    /// The stored size of a blob.
+    pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        let path = self.blob_path(digest)?;
+        match std::fs::metadata(&path) {
+            Ok(meta) => Ok(meta.len()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                Err(StoreError::BlobNotFound(digest.clone()))
+            }
+            Err(err) => Err(StoreError::io(path)(err)),
+        }
+    }
+
+    /// `blobs/sha256/<hex>`, after re-validating the digest so that no
+    /// string ever reaches the filesystem unchecked.
+    pub(crate) fn blob_path(&self, digest: &Digest) -> Result<PathBuf> {
+        let digest = crate::digest::parse_digest(digest.as_ref())?;
+        Ok(self.blobs_dir().join(digest.digest()))
+    }
+
+    fn blob_path_unchecked(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.digest())
+    }
+
+    pub(crate) fn blob_path_hex(&self, hex: &str) -> PathBuf {
+        self.blobs_dir().join(hex)
+    }
+}
+
+/// Turns an io::Error from a [`VerifiedReader`] back into the store error it
+/// wraps, or attaches `path`.
+pub(crate) fn from_io(err: io::Error, path: PathBuf) -> StoreError {
+    if err.get_ref().is_some_and(|e| e.is::<StoreError>()) {
+        if let Some(inner) = err.into_inner()
+            && let Ok(store_err) = inner.downcast::<StoreError>()
+        {
+            return *store_err;
+        }
+        return StoreError::invalid("blob", "unreadable");
+    }
+    StoreError::io(path)(err)
+}
+
+/// A [`Write`] sink that becomes a blob on [`BlobWriter::commit`].
+pub struct BlobWriter<'s> {
+    store: &'s Store,
+    inner: Option<HashingWriter<BufWriter<File>>>,
+    tmp: PathBuf,
+}
+
+impl BlobWriter<'_> {
+    /// Verifies the content against `expected` (when given), fsyncs it and
+    /// renames it to `blobs/sha256/<hex>`. Returns the digest and size.
+    pub fn commit(mut self, expected: Option<&ExpectedBlob>) -> Result<(Digest, u64)> {
+        let Some(inner) = self.inner.take() else {
+            return Err(StoreError::invalid("blob writer", "already committed"));
+        };
+        let (buffered, digest, size) = inner.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?;
+        if let Some(expected) = expected {
+            if expected.digest != digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: expected.digest.clone(),
+                    actual: digest,
+                });
+            }
+            if let Some(want) = expected.size.filter(|want| *want != size) {
+                return Err(StoreError::SizeMismatch {
+                    digest,
+                    expected: want,
+                    actual: size,
+                });
+            }
+        }
+        file.sync_all().map_err(StoreError::io(&self.tmp))?;
+        drop(file);
+        let target = self.store.blob_path(&digest)?;
+        let _guard = self.store.lock_shared()?;
+        // Lease before publishing, so a GC that runs right after sees it.
+        self.store.session().lease_blob(&digest)?;
+        if target.exists() {
+            return Ok((digest, size)); // Drop removes the temp file
+        }
+        std::fs::rename(&self.tmp, &target).map_err(StoreError::io(&target))?;
+        fsync_dir(&self.store.blobs_dir())?;
+        Ok((digest, size))
+    }
+
+    /// The temp file's path (for error messages).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Some(inner) => inner.write(buf),
+            None => Err(io::Error::other("blob writer already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Some(inner) => inner.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        // After a successful rename this finds nothing; otherwise it discards
+        // an unverified or duplicate temp file.
+        self.inner = None;
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// A reader over a stored blob that checks the digest when it reaches EOF
+/// (and fails early if the file grows past its initial size).
+pub struct VerifiedReader {
+    file: File,
+    hasher: Sha256,
+    read: u64,
+    expected: Digest,
+    size: u64,
+    done: bool,
+    /// Set once a mismatch was seen, so that retrying never yields a clean EOF.
+    corrupt: Option<Digest>,
+}
+
+impl VerifiedReader {
+    /// The blob's size on disk.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The digest the content must match.
+    pub fn digest(&self) -> &Digest {
+        &self.expected
+    }
+}
+
+impl Read for VerifiedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(actual) = &self.corrupt {
+            return Err(into_io(StoreError::DigestMismatch {
+                expected: self.expected.clone(),
+                actual: actual.clone(),
+            }));
+        }
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.file.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if self.read > self.size {
+            return Err(into_io(StoreError::SizeMismatch {
+                digest: self.expected.clone(),
+                expected: self.size,
+                actual: self.read,
+            }));
+        }
+        if n == 0 && !buf.is_empty() {
+            let actual = sha256_of(std::mem::take(&mut self.hasher));
+            if actual != self.expected {
+                self.corrupt = Some(actual.clone());
+                return Err(into_io(StoreError::DigestMismatch {
+                    expected: self.expected.clone(),
+                    actual,
+                }));
+            }
+            self.done = true;
+            if self.read != self.size {
+                return Err(into_io(StoreError::SizeMismatch {
+                    digest: self.expected.clone(),
+                    expected: self.size,
+                    actual: self.read,
+                }));
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,193 @@
+//! The build-cache index: `hoist/cache/<key>.json`, one small record per
+//! cache key. The builder chooses the key (a sha256 hex of whatever
+//! identifies a step) and the payload; the store keeps the blobs and chain
+//! IDs an entry references alive for GC, and uses the file's mtime as its
+//! last-used time for `prune --keep-storage`.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{ChainId, Digest};
+use crate::store::{Store, remove_file_if_exists};
+use crate::{Result, StoreError};
+
+/// One cache entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// 64 lowercase hex characters.
+    pub key: String,
+    /// The builder's record (e.g. the resulting layer and config changes).
+    pub payload: serde_json::Value,
+    /// Blobs the entry needs (layers, configs); GC keeps them.
+    #[serde(default)]
+    pub blobs: Vec<Digest>,
+    /// Snapshots the entry needs; GC keeps them.
+    #[serde(default)]
+    pub chain_ids: Vec<ChainId>,
+    /// When the entry was last used (the record file's mtime); not stored
+    /// in the JSON.
+    #[serde(skip, default = "epoch")]
+    pub last_used: SystemTime,
+}
+
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH
+}
+
+impl CacheEntry {
+    /// A new entry; `last_used` is set when it is stored.
+    pub fn new(
+        key: impl Into<String>,
+        payload: serde_json::Value,
+        blobs: Vec<Digest>,
+        chain_ids: Vec<ChainId>,
+    ) -> CacheEntry {
+        CacheEntry {
+            key: key.into(),
+            payload,
+            blobs,
+            chain_ids,
+            last_used: epoch(),
+        }
+    }
+}
+
+/// Checks that a cache key is 64 lowercase hex characters (it becomes a file
+/// name).
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidCacheKey(key.to_owned()))
+    }
+}
+
+impl Store {
+    /// Looks up `key`. A hit leases the entry's blobs and chain IDs to this
+    /// session (so GC keeps them while the build uses them) and marks the
+    /// entry used. An entry whose blobs are gone counts as a miss.
+    pub fn cache_get(&self, key: &str) -> Result<Option<CacheEntry>> {
+        validate_key(key)?;
+        let path = self.cache_path(key);
+        let _guard = self.lock_shared()?;
+        let Some(mut entry) = read_entry(&path)? else {
+            return Ok(None);
+        };
+        if entry.key != key || entry.blobs.iter().any(|b| !self.has_blob(b)) {
+            return Ok(None);
+        }
+        for blob in &entry.blobs {
+            self.session().lease_blob(blob)?;
+        }
+        for chain_id in &entry.chain_ids {
+            self.session().lease_chain_id(chain_id)?;
+        }
+        entry.last_used = touch(&path)?;
+        Ok(Some(entry))
+    }
+
+    /// Stores (or replaces) an entry atomically. Its blobs must be stored.
+    pub fn cache_put(&self, entry: &CacheEntry) -> Result<()> {
+        validate_key(&entry.key)?;
+        for blob in &entry.blobs {
+            if !self.has_blob(blob) {
+                return Err(StoreError::BlobNotFound(blob.clone()));
+            }
+        }
+        let bytes = serde_json::to_vec(entry).map_err(|source| StoreError::Json {
+            what: format!("cache entry {}", entry.key),
+            source,
+        })?;
+        let _guard = self.lock_shared()?;
+        self.write_atomic(&self.cache_path(&entry.key), &bytes)
+    }
+
+    /// Marks an entry used now, without reading it.
+    pub fn cache_touch(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        let _guard = self.lock_shared()?;
+        touch(&self.cache_path(key)).map(|_| ())
+    }
+
+    /// Removes an entry; `false` when there was none.
+    pub fn cache_remove(&self, key: &str) -> Result<bool> {
+        validate_key(key)?;
+        remove_file_if_exists(&self.cache_path(key))
+    }
+
+    /// Every readable entry, least recently used first. Unreadable records
+    /// are skipped (`hoist fsck` reports them).
+    pub fn cache_list(&self) -> Result<Vec<CacheEntry>> {
+        let dir = self.cache_dir();
+        let mut entries = Vec::new();
+        for item in std::fs::read_dir(&dir).map_err(StoreError::io(&dir))? {
+            let item = item.map_err(StoreError::io(&dir))?;
+            let name = item.file_name();
+            let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if validate_key(key).is_err() {
+                continue;
+            }
+            if let Ok(Some(entry)) = read_entry(&item.path())
+                && entry.key == key
+            {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by_key(|e| e.last_used);
+        Ok(entries)
+    }
+
+    pub(crate) fn cache_path(&self, key: &str) -> PathBuf {
+        self.cache_dir().join(format!("{key}.json"))
+    }
+}
+
+/// Reads an entry; `None` when absent.
+pub(crate) fn read_entry(path: &std::path::Path) -> Result<Option<CacheEntry>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(StoreError::io(path)(err)),
+    };
+    let mut entry: CacheEntry =
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            what: path.display().to_string(),
+            source,
+        })?;
+    entry.last_used = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map_err(StoreError::io(path))?;
+    Ok(Some(entry))
+}
+
+fn touch(path: &std::path::Path) -> Result<SystemTime> {
+    let now = SystemTime::now();
+    match filetime::set_file_mtime(path, filetime::FileTime::from_system_time(now)) {
+        Ok(()) => Ok(now),
+        Err(err) => Err(StoreError::io(path)(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_sha256_hex() {
+        let cases: &[(&str, bool)] = &[
+            (&"a".repeat(64), true),
+            (&"0123456789abcdef".repeat(4), true),
+            (&"A".repeat(64), false),
+            (&"a".repeat(63), false),
+            ("../../etc/passwd", false),
+            ("", false),
+        ];
+        for (key, ok) in cases {
+            assert_eq!(validate_key(key).is_ok(), *ok, "key {key:?}");
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! Garbage collection by mark and sweep, and disk usage.
+//!
+//! Roots: the images in index.json, the cache entries that are kept, and the
+//! leases of live sessions (blobs and snapshots that running hoist processes
+//! created or looked up but have not tagged or cached yet).
+//!
+//! Work in flight: every writer publishes (renames into `blobs/` or
+//! `hoist/snapshots/`, writes cache entries, appends to its lease file)
+//! while holding the shared lock on `hoist/lock`, and leases what it
+//! publishes *before* publishing. GC holds the exclusive lock from reading
+//! the roots to the end of the sweep, so it never sees a published but
+//! unleased object, and a session's lease lives as long as its process
+//! (the session directory's flock). Nothing relies on timestamps.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+
+use crate::cache::CacheEntry;
+use crate::digest::{ChainId, DiffId, Digest, parse_digest};
+use crate::image::entry_name;
+use crate::store::{Store, fsync_dir, remove_file_if_exists, unpublish_dir};
+use crate::{Result, StoreError};
+
+/// What to collect besides unreferenced blobs and snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct GcOptions {
+    /// Drop every cache entry (`prune --all`).
+    pub all_cache: bool,
+    /// Drop least-recently-used cache entries until what only the cache
+    /// holds fits in this many bytes (`prune --keep-storage`).
+    pub keep_storage: Option<u64>,
+    /// Remove untagged (`<none>`) images, as `docker image prune` does.
+    pub dangling_images: bool,
+}
+
+/// What a collection removed.
+#[derive(Clone, Debug, Default)]
+pub struct GcReport {
+    /// Manifest digests of untagged images removed from index.json.
+    pub images: Vec<Digest>,
+    pub cache_entries: Vec<String>,
+    pub blobs: Vec<Digest>,
+    pub snapshots: Vec<ChainId>,
+    /// Bytes freed (blob sizes plus snapshot file sizes).
+    pub reclaimed: u64,
+}
+
+/// Space used, by kind (`hoist df`).
+#[derive(Clone, Debug, Default)]
+pub struct DiskUsage {
+    pub images: usize,
+    /// Images with at least one tag.
+    pub tagged_images: usize,
+    /// Bytes of blobs referenced by images.
+    pub images_size: u64,
+    pub snapshots: usize,
+    /// Snapshots whose chain belongs to an image.
+    pub snapshots_active: usize,
+    pub snapshots_size: u64,
+    pub cache_entries: usize,
+    /// Bytes held only by cache entries.
+    pub cache_size: u64,
+    /// Bytes of blobs referenced by nothing.
+    pub unreferenced_blobs_size: u64,
+    /// Bytes of snapshots referenced by no image and no cache entry.
+    pub unreferenced_snapshots_size: u64,
+}
+
+/// Marked objects, as hex strings.
+#[derive(Default)]
+struct Marks {
+    blobs: HashSet<String>,
+    chains: HashSet<String>,
+}
+
+impl Marks {
+    fn blob(&mut self, digest: &Digest) {
+        self.blobs.insert(digest.digest().to_owned());
+    }
+
+    fn image(&mut self, image: &ImageRefs) {
+        self.blobs.extend(image.blobs.iter().cloned());
+        self.chains.extend(image.chains.iter().cloned());
+    }
+
+    fn cache(&mut self, entry: &CacheEntry) {
+        for blob in &entry.blobs {
+            self.blob(blob);
+        }
+        self.chains
+            .extend(entry.chain_ids.iter().map(|c| c.hex().to_owned()));
+    }
+}
+
+struct ImageRefs {
+    blobs: Vec<String>,
+    chains: Vec<String>,
+}
+
+impl Store {
+    /// Collects garbage (see the module docs for what is kept).
+    pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        let (mut report, doomed) = {
+            let _guard = self.lock_exclusive()?;
+            self.gc_locked(options)?
+        };
+        // Unpublished snapshot trees are deleted without the lock, so
+        // writers wait only for the mark and the renames. A crash here leaves
+        // them in a dead session, removed by the next open.
+        for dir in doomed {
+            report.reclaimed += dir_size(&dir);
+            std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        }
+        Ok(report)
+    }
+
+    fn gc_locked(&self, options: &GcOptions) -> Result<(GcReport, Vec<std::path::PathBuf>)> {
+        let leases = self.live_leases()?;
+        let mut report = GcReport::default();
+        let mut index = self.read_index()?;
+
+        if options.dangling_images {
+            let tagged: HashSet<Digest> = index
+                .manifests()
+                .iter()
+                .filter(|d| entry_name(d).is_some())
+                .map(|d| d.digest().clone())
+                .collect();
+            let mut kept = Vec::new();
+            for d in index.manifests() {
+                let leased = leases.blobs.contains(d.digest().digest());
+                if entry_name(d).is_none() && !tagged.contains(d.digest()) && !leased {
+                    report.images.push(d.digest().clone());
+                } else {
+                    kept.push(d.clone());
+                }
+            }
+            index.set_manifests(kept);
+        }
+
+        let mut marks = Marks {
+            blobs: leases.blobs,
+            chains: leases.chain_ids,
+        };
+        for entry in index.manifests() {
+            marks.image(&self.image_refs(entry.digest())?);
+        }
+
+        let mut cache = self.cache_list()?;
+        let (kept, dropped) = if options.all_cache {
+            (Vec::new(), cache)
+        } else {
+            // Entries whose blobs are gone can never hit again.
+            let (usable, broken): (Vec<_>, Vec<_>) = cache
+                .drain(..)
+                .partition(|e| e.blobs.iter().all(|b| self.has_blob(b)));
+            let (kept, mut evicted) = match options.keep_storage {
+                Some(limit) => self.evict_lru(usable, &marks, limit)?,
+                None => (usable, Vec::new()),
+            };
+            evicted.extend(broken);
+            (kept, evicted)
+        };
+        for entry in &kept {
+            marks.cache(entry);
+        }
+
+        // Unpublish roots first, so a crash mid-sweep leaves only garbage.
+        for entry in &dropped {
+            remove_file_if_exists(&self.cache_path(&entry.key))?;
+            report.cache_entries.push(entry.key.clone());
+        }
+        if !dropped.is_empty() {
+            fsync_dir(&self.cache_dir())?;
+        }
+        if !report.images.is_empty() {
+            let bytes = crate::layout::canonical_json(&index, "index.json")?;
+            self.write_atomic(&self.root().join("index.json"), &bytes)?;
+        }
+
+        for (hex, size) in list_blobs(&self.blobs_dir())? {
+            if marks.blobs.contains(&hex) {
+                continue;
+            }
+            if remove_file_if_exists(&self.blob_path_hex(&hex))? {
+                report.reclaimed += size;
+                report
+                    .blobs
+                    .extend(parse_digest(&format!("sha256:{hex}")).ok());
+            }
+        }
+        fsync_dir(&self.blobs_dir())?;
+        let mut doomed = Vec::new();
+        for hex in list_snapshots(&self.snapshots_dir())? {
+            if marks.chains.contains(&hex) {
+                continue;
+            }
+            let path = self.snapshots_dir().join(&hex);
+            doomed.extend(unpublish_dir(self, &path)?);
+            report
+                .snapshots
+                .extend(format!("sha256:{hex}").parse::<ChainId>().ok());
+        }
+        Ok((report, doomed))
+    }
+
+    /// Space used by images, snapshots and the cache.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let index = self.read_index()?;
+        let mut usage = DiskUsage::default();
+        let mut image_marks = Marks::default();
+        let mut seen = HashSet::new();
+        let tagged: HashSet<&Digest> = index
+            .manifests()
+            .iter()
+            .filter(|d| entry_name(d).is_some())
+            .map(|d| d.digest())
+            .collect();
+        usage.tagged_images = tagged.len();
+        for entry in index.manifests() {
+            if seen.insert(entry.digest().clone()) {
+                usage.images += 1;
+                if let Ok(refs) = self.image_refs(entry.digest()) {
+                    image_marks.image(&refs);
+                }
+            }
+        }
+        let blobs: HashMap<String, u64> = list_blobs(&self.blobs_dir())?.into_iter().collect();
+        let snapshots: HashMap<String, u64> = list_snapshots(&self.snapshots_dir())?
+            .into_iter()
+            .map(|hex| {
+                let size = dir_size(&self.snapshots_dir().join(&hex));
+                (hex, size)
+            })
+            .collect();
+        usage.images_size = image_marks.blobs.iter().filter_map(|h| blobs.get(h)).sum();
+        usage.snapshots = snapshots.len();
+        usage.snapshots_size = snapshots.values().sum();
+        usage.snapshots_active = snapshots
+            .keys()
+            .filter(|h| image_marks.chains.contains(*h))
+            .count();
+        let cache = self.cache_list()?;
+        usage.cache_entries = cache.len();
+        let mut cache_marks = Marks::default();
+        for entry in &cache {
+            cache_marks.cache(entry);
+        }
+        // Bytes held by the cache and by no image.
+        usage.cache_size = cache_marks
+            .blobs
+            .iter()
+            .filter(|h| !image_marks.blobs.contains(*h))
+            .filter_map(|h| blobs.get(h))
+            .sum::<u64>()
+            + cache_marks
+                .chains
+                .iter()
+                .filter(|h| !image_marks.chains.contains(*h))
+                .filter_map(|h| snapshots.get(h))
+                .sum::<u64>();
+        let all = Marks {
+            blobs: image_marks
+                .blobs
+                .union(&cache_marks.blobs)
+                .cloned()
+                .collect(),
+            chains: image_marks
+                .chains
+                .union(&cache_marks.chains)
+                .cloned()
+                .collect(),
+        };
+        usage.unreferenced_blobs_size = blobs
+            .iter()
+            .filter(|(h, _)| !all.blobs.contains(*h))
+            .map(|(_, size)| size)
+            .sum();
+        usage.unreferenced_snapshots_size = snapshots
+            .iter()
+            .filter(|(h, _)| !all.chains.contains(*h))
+            .map(|(_, size)| size)
+            .sum();
+        Ok(usage)
+    }
+
+    /// Splits `entries` (least recently used first) into kept and evicted so
+    /// that the bytes referenced only by kept entries fit in `limit`.
+    fn evict_lru(
+        &self,
+        entries: Vec<CacheEntry>,
+        roots: &Marks,
+        limit: u64,
+    ) -> Result<(Vec<CacheEntry>, Vec<CacheEntry>)> {
+        let items = |e: &CacheEntry| -> Vec<(bool, String)> {
+            let mut v: Vec<(bool, String)> = e
+                .blobs
+                .iter()
+                .map(|b| (true, b.digest().to_owned()))
+                .filter(|(_, h)| !roots.blobs.contains(h))
+                .collect();
+            v.extend(
+                e.chain_ids
+                    .iter()
+                    .map(|c| (false, c.hex().to_owned()))
+                    .filter(|(_, h)| !roots.chains.contains(h)),
+            );
+            v.sort();
+            v.dedup();
+            v
+        };
+        let mut refcount: HashMap<(bool, String), usize> = HashMap::new();
+        for entry in &entries {
+            for item in items(entry) {
+                *refcount.entry(item).or_default() += 1;
+            }
+        }
+        let size = |(is_blob, hex): &(bool, String)| -> u64 {
+            if *is_blob {
+                std::fs::metadata(self.blob_path_hex(hex)).map_or(0, |m| m.len())
+            } else {
+                dir_size(&self.snapshots_dir().join(hex))
+            }
+        };
+        let sizes: HashMap<(bool, String), u64> =
+            refcount.keys().map(|k| (k.clone(), size(k))).collect();
+        let mut total: u64 = sizes.values().sum();
+        let mut kept = Vec::new();
+        let mut evicted = Vec::new();
+        for entry in entries {
+            if total <= limit {
+                kept.push(entry);
+                continue;
+            }
+            for item in items(&entry) {
+                if let Some(count) = refcount.get_mut(&item) {
+                    *count -= 1;
+                    if *count == 0 {
+                        total -= sizes.get(&item).copied().unwrap_or(0);
+                    }
+                }
+            }
+            evicted.push(entry);
+        }
+        Ok((kept, evicted))
+    }
+
+    /// The blobs and chain IDs an image consists of. Fails when its manifest
+    /// or config cannot be read: collecting around a broken image could
+    /// delete what it needs, so GC stops and asks for `hoist fsck`.
+    fn image_refs(&self, manifest: &Digest) -> Result<ImageRefs> {
+        let broken = |err: StoreError| {
+            StoreError::invalid(
+                format!("image {manifest}"),
+                format!("{err}; run `hoist fsck --repair` before collecting garbage"),
+            )
+        };
+        if !self.has_blob(manifest) {
+            // A dangling tag holds nothing.
+            return Ok(ImageRefs {
+                blobs: Vec::new(),
+                chains: Vec::new(),
+            });
+        }
+        let bytes = self.read_blob_bytes(manifest).map_err(broken)?;
+        let mut blobs = vec![manifest.digest().to_owned()];
+        let mut chains = Vec::new();
+        if let Ok(index) = serde_json::from_slice::<ImageIndex>(&bytes)
+            && !index.manifests().is_empty()
+        {
+            // A nested index (from another tool): keep its children.
+            for child in index.manifests() {
+                let refs = self.image_refs(child.digest())?;
+                blobs.extend(refs.blobs);
+                chains.extend(refs.chains);
+            }
+            return Ok(ImageRefs { blobs, chains });
+        }
+        let manifest_json: ImageManifest = serde_json::from_slice(&bytes).map_err(|source| {
+            broken(StoreError::Json {
+                what: "manifest".into(),
+                source,
+            })
+        })?;
+        blobs.push(manifest_json.config().digest().digest().to_owned());
+        blobs.extend(
+            manifest_json
+                .layers()
+                .iter()
+                .map(|l| l.digest().digest().to_owned()),
+        );
+        let config_bytes = self
+            .read_blob_bytes(manifest_json.config().digest())
+            .map_err(broken)?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&config_bytes).map_err(|source| {
+                broken(StoreError::Json {
+                    what: "config".into(),
+                    source,
+                })
+            })?;
+        let diff_ids: Vec<DiffId> = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        chains.extend(ChainId::chain(&diff_ids).iter().map(|c| c.hex().to_owned()));
+        Ok(ImageRefs { blobs, chains })
+    }
+}
+
+fn is_hex64(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `(hex, size)` of every well-named regular file in `blobs/sha256`.
+pub(crate) fn list_blobs(dir: &Path) -> Result<Vec<(String, u64)>> {
+    let mut blobs = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(StoreError::io(dir))? {
+        let item = item.map_err(StoreError::io(dir))?;
+        let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Ok(meta) = item.metadata() else { continue };
+        if is_hex64(&name) && meta.is_file() {
+            blobs.push((name, meta.len()));
+        }
+    }
+    Ok(blobs)
+}
+
+/// The hex names of the well-formed snapshot directories.
+pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<String>> {
+    let mut snapshots = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(StoreError::io(dir))? {
+        let item = item.map_err(StoreError::io(dir))?;
+        let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if is_hex64(&name) && item.file_type().is_ok_and(|t| t.is_dir()) {
+            snapshots.push(name);
+        }
+    }
+    Ok(snapshots)
+}
+
+/// Bytes of the regular files under `dir` (hard links counted once).
+pub(crate) fn dir_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))))
+        .map(|m| m.len())
+        .sum()
+}

@@ -1,0 +1,193 @@
+//! SIGKILL at random points during writes and during prune: the next open
+//! must find a store that fsck calls clean.
+
+use std::time::{Duration, Instant};
+
+use hoist_store::gc::GcOptions;
+use hoist_store::{CacheEntry, Store};
+
+use crate::common::{Rng, spawn_child, temp_store, tiny_image};
+
+const ROOT_VAR: &str = "HOIST_IT_CRASH_ROOT";
+const ITERATIONS: usize = 20;
+
+/// Writes forever (until killed): images, tags, cache entries, snapshots,
+/// untags.
+#[test]
+fn child_writer() {
+    let Ok(root) = std::env::var(ROOT_VAR) else {
+        return;
+    };
+    let store = Store::open(&root).unwrap();
+    let mut rng = Rng::new();
+    for i in 0u64.. {
+        let seed = format!("{}-{i}", rng.next());
+        let image = tiny_image(&store, &seed);
+        store.tag(&format!("w:{}", i % 7), &image).unwrap();
+        let key = format!("{:064x}", rng.next());
+        store
+            .cache_put(&CacheEntry::new(
+                key,
+                serde_json::json!({"i": i}),
+                image.blobs(),
+                image.chain_ids(),
+            ))
+            .unwrap();
+        let staged = store.temp_path("snap");
+        std::fs::create_dir_all(staged.join("d")).unwrap();
+        for f in 0..20 {
+            std::fs::write(staged.join(format!("d/{f}")), seed.as_bytes()).unwrap();
+        }
+        store
+            .commit_snapshot(&staged, &image.chain_ids()[0])
+            .unwrap();
+        if i % 5 == 4 {
+            let _ = store.untag(&format!("w:{}", (i + 3) % 7));
+        }
+    }
+}
+
+/// Collects everything collectable (until killed, or done).
+#[test]
+fn child_pruner() {
+    let Ok(root) = std::env::var(ROOT_VAR) else {
+        return;
+    };
+    let store = Store::open(&root).unwrap();
+    // Tell the parent the collection starts now, so its kill lands in it.
+    std::fs::write(started_marker(std::path::Path::new(&root)), b"").unwrap();
+    store
+        .gc(&GcOptions {
+            all_cache: true,
+            dangling_images: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
+}
+
+/// Beside the store root, not inside it.
+fn started_marker(root: &std::path::Path) -> std::path::PathBuf {
+    root.with_extension("prune-started")
+}
+
+/// Starts a pruner and returns it once its collection has begun.
+fn start_pruner(root: &std::path::Path) -> (std::process::Child, Instant) {
+    let marker = started_marker(root);
+    let _ = std::fs::remove_file(&marker);
+    let mut child = spawn_child("crash::child_pruner", &[(ROOT_VAR, root.to_str().unwrap())]);
+    while !marker.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pruner exited before starting"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    (child, Instant::now())
+}
+
+fn assert_clean_after_reopen(root: &std::path::Path, what: &str, iteration: usize) {
+    let store =
+        Store::open(root).unwrap_or_else(|e| panic!("{what} #{iteration}: open failed: {e}"));
+    let report = store.fsck(false).unwrap();
+    assert!(
+        report.is_clean(),
+        "{what} #{iteration}: {:#?}",
+        report.problems
+    );
+    let leftovers = std::fs::read_dir(root.join("hoist/tmp")).unwrap().count();
+    assert_eq!(
+        leftovers, 1,
+        "{what} #{iteration}: only our own session remains in hoist/tmp"
+    );
+    for image in store.list_images().unwrap() {
+        store.image(image.image.digest()).unwrap();
+    }
+}
+
+#[test]
+fn sigkill_during_writes_leaves_a_clean_store() {
+    let (_dir, store) = temp_store();
+    let root = store.root().to_owned();
+    drop(store);
+    let mut rng = Rng::new();
+    for iteration in 0..ITERATIONS {
+        let mut child = spawn_child("crash::child_writer", &[(ROOT_VAR, root.to_str().unwrap())]);
+        std::thread::sleep(Duration::from_millis(30 + rng.below(250)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_clean_after_reopen(&root, "kill during writes", iteration);
+    }
+    let store = Store::open(&root).unwrap();
+    assert!(
+        !store.list_images().unwrap().is_empty(),
+        "the children did write"
+    );
+}
+
+/// Fills the store with collectable content, slow enough to interrupt.
+fn make_garbage(store: &Store, rng: &mut Rng) {
+    for i in 0..8 {
+        let image = tiny_image(store, &format!("g{}-{i}", rng.next()));
+        if i % 3 == 0 {
+            store.tag(&format!("g:{i}"), &image).unwrap();
+            store.untag(&format!("g:{i}")).unwrap();
+        }
+        store
+            .cache_put(&CacheEntry::new(
+                format!("{:064x}", rng.next()),
+                serde_json::json!({}),
+                image.blobs(),
+                image.chain_ids(),
+            ))
+            .unwrap();
+        let staged = store.temp_path("snap");
+        std::fs::create_dir_all(&staged).unwrap();
+        for f in 0..100 {
+            std::fs::write(staged.join(f.to_string()), b"x").unwrap();
+        }
+        store
+            .commit_snapshot(&staged, &image.chain_ids()[0])
+            .unwrap();
+    }
+}
+
+#[test]
+fn sigkill_during_prune_leaves_a_clean_store() {
+    let (_dir, store) = temp_store();
+    let root = store.root().to_owned();
+    let keep = tiny_image(&store, "keep");
+    store.tag("keep", &keep).unwrap();
+    let mut rng = Rng::new();
+    // Calibrate: how long does the collection itself take?
+    make_garbage(&store, &mut rng);
+    drop(store);
+    let (mut child, start) = start_pruner(&root);
+    assert!(child.wait().unwrap().success());
+    let full = start.elapsed().as_micros() as u64;
+    eprintln!("a full prune takes {full} µs");
+    let mut interrupted = 0;
+    for iteration in 0..ITERATIONS {
+        {
+            let store = Store::open(&root).unwrap();
+            make_garbage(&store, &mut rng);
+        }
+        let (mut child, _) = start_pruner(&root);
+        std::thread::sleep(Duration::from_micros(rng.below(full.max(2))));
+        if child.try_wait().unwrap().is_none() {
+            interrupted += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_clean_after_reopen(&root, "kill during prune", iteration);
+        let store = Store::open(&root).unwrap();
+        assert_eq!(
+            store.resolve("keep").unwrap().digest(),
+            keep.digest(),
+            "#{iteration}"
+        );
+    }
+    assert!(
+        interrupted >= ITERATIONS / 2,
+        "only {interrupted} prunes were interrupted (full run {full} µs)"
+    );
+}
