@@ -1,1 +1,482 @@
-//! (in progress)
+//! The build context: a directory (or a tar read from stdin and unpacked
+//! into a temporary one), seen through its `.dockerignore`.
+//!
+//! Two things are derived from it for the cache:
+//! - a [`StatIndex`], the cheap view (path, mode, owner, size, mtime, inode,
+//!   link target) used to tell whether anything may have changed at all, and
+//! - content checksums of COPY/ADD sources in the spirit of BuildKit's
+//!   `contenthash`: a digest over the relative paths, modes, link targets and
+//!   file contents (never mtimes), keeping each file's own digest so that a
+//!   cache miss can be explained ("2 files changed: src/main.rs, Cargo.lock").
+//!
+//! Both walk with the same filtered walker as COPY itself
+//! ([`crate::copy::source`]), so they see exactly the files COPY takes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use oci_spec::image::Digest;
+use rayon::prelude::*;
+use rustix::fs::{FileType, OFlags, Stat};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::copy::archive;
+use crate::copy::root::Root;
+use crate::copy::source::{Entry, SourceError, SourceView, join, slash_path};
+use crate::dockerignore::{self, IgnoreFileError, PatternError, PatternMatcher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("opening build context {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Ignore(#[from] IgnoreFileError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("reading /{path} in the build context: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("unpacking the build context from a tar stream: {0}")]
+    Tar(io::Error),
+    #[error("invalid --exclude pattern: {0}")]
+    Pattern(#[from] PatternError),
+}
+
+/// A build context directory and its ignore rules.
+#[derive(Debug)]
+pub struct BuildContext {
+    dir: PathBuf,
+    root: Root,
+    ignore: Option<PatternMatcher>,
+    // Keeps a context unpacked from a tar alive as long as we are.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl BuildContext {
+    /// Opens a context directory. `dockerfile` is the `-f` path, if any:
+    /// a `<name>.dockerignore` beside it wins over the context's own.
+    pub fn from_dir(dir: &Path, dockerfile: Option<&Path>) -> Result<Self, ContextError> {
+        let root = Root::open(dir).map_err(|source| ContextError::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let ignore = dockerignore::load_for_build(dir, dockerfile)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            root,
+            ignore,
+            _tmp: None,
+        })
+    }
+
+    /// Unpacks a context tar (plain or compressed, as `docker build -`
+    /// accepts) into a fresh directory under `tmp_parent`, with the same
+    /// in-root extractor ADD uses, then opens it. Ownership in the tar is
+    /// ignored (COPY from the context resets it anyway).
+    pub fn from_tar(
+        reader: impl Read,
+        tmp_parent: &Path,
+        dockerfile: Option<&Path>,
+    ) -> Result<Self, ContextError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("context-")
+            .tempdir_in(tmp_parent)
+            .map_err(|source| ContextError::Open {
+                path: tmp_parent.to_owned(),
+                source,
+            })?;
+        // Spool to a file so that the compression can be sniffed and the
+        // header checked without holding the stream in memory.
+        let mut spool = tempfile::tempfile_in(tmp_parent).map_err(ContextError::Tar)?;
+        let mut reader = reader;
+        io::copy(&mut reader, &mut spool).map_err(ContextError::Tar)?;
+        io::Seek::rewind(&mut spool).map_err(ContextError::Tar)?;
+        let kind = archive::archive_kind(&mut spool).map_err(ContextError::Tar)?;
+        let root = Root::open(tmp.path()).map_err(ContextError::Tar)?;
+        if let Some(kind) = kind {
+            let owner = (
+                rustix::process::getuid().as_raw(),
+                rustix::process::getgid().as_raw(),
+            );
+            let mut writer = crate::copy::write_into(&root, Some(owner));
+            archive::extract(spool, kind, Path::new(""), &mut writer).map_err(ContextError::Tar)?;
+            writer.finish().map_err(ContextError::Tar)?;
+        } else if spool.metadata().map(|m| m.len()).unwrap_or(0) > 0 {
+            return Err(ContextError::Tar(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a tar archive",
+            )));
+        }
+        let dockerfile = dockerfile.map(|d| tmp.path().join(d));
+        let ignore = dockerignore::load_for_build(tmp.path(), dockerfile.as_deref())?;
+        Ok(Self {
+            dir: tmp.path().to_owned(),
+            root,
+            ignore,
+            _tmp: Some(tmp),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn ignore(&self) -> Option<&PatternMatcher> {
+        self.ignore.as_ref()
+    }
+
+    /// The context as COPY sees it.
+    pub fn view(&self) -> SourceView<'_> {
+        SourceView {
+            root: &self.root,
+            ignore: self.ignore.as_ref(),
+        }
+    }
+
+    /// Stats every file the context exposes.
+    pub fn stat_index(&self) -> Result<StatIndex, ContextError> {
+        StatIndex::build(self.view())
+    }
+
+    /// The content checksum of COPY/ADD sources (see [`checksum`]).
+    pub fn checksum(
+        &self,
+        sources: &[String],
+        opts: &ChecksumOptions<'_>,
+    ) -> Result<SourceChecksum, ContextError> {
+        checksum(self.view(), sources, opts)
+    }
+}
+
+/// One stat record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatEntry {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub inode: u64,
+    pub link_target: Option<String>,
+}
+
+impl StatEntry {
+    fn new(path: String, stat: &Stat, link: Option<&Path>) -> Self {
+        Self {
+            path,
+            mode: stat.st_mode,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            size: stat.st_size as u64,
+            mtime_ns: stat.st_mtime as i128 * 1_000_000_000 + stat.st_mtime_nsec as i128,
+            ctime_ns: stat.st_ctime as i128 * 1_000_000_000 + stat.st_ctime_nsec as i128,
+            inode: stat.st_ino,
+            link_target: link.map(|l| l.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// A sorted stat snapshot of a context, for cheap change detection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatIndex {
+    pub entries: Vec<StatEntry>,
+}
+
+impl StatIndex {
+    pub fn build(view: SourceView<'_>) -> Result<Self, ContextError> {
+        let walked = view.walk(Path::new(""), None)?;
+        let mut entries: Vec<StatEntry> = walked
+            .iter()
+            .skip(1)
+            .map(|e| StatEntry::new(slash_path(&e.rel), &e.stat, e.link.as_deref()))
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Self { entries })
+    }
+
+    /// Paths added, removed or changed since `older`, sorted.
+    pub fn changed_since(&self, older: &StatIndex) -> Vec<String> {
+        let old: HashMap<&str, &StatEntry> =
+            older.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let mut out: Vec<String> = Vec::new();
+        for entry in &self.entries {
+            if old.get(entry.path.as_str()) != Some(&entry) {
+                out.push(entry.path.clone());
+            }
+        }
+        let new: std::collections::HashSet<&str> =
+            self.entries.iter().map(|e| e.path.as_str()).collect();
+        out.extend(
+            older
+                .entries
+                .iter()
+                .filter(|e| !new.contains(e.path.as_str()))
+                .map(|e| e.path.clone()),
+        );
+        out.sort();
+        out
+    }
+}
+
+/// What the content checksum covers besides paths, modes and contents.
+#[derive(Clone, Debug, Default)]
+pub struct ChecksumOptions<'a> {
+    /// `--exclude` patterns.
+    pub exclude: Vec<String>,
+    /// Hash uid/gid too: for `--from` sources, whose ownership is copied.
+    pub include_owner: bool,
+    /// Digests from an earlier run, reused for files whose stat is unchanged.
+    pub cache: Option<&'a DigestCache>,
+}
+
+/// File digests remembered by stat, so an unchanged file is not re-read.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DigestCache {
+    entries: Mutex<HashMap<String, (StatKey, String)>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StatKey {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+    mode: u32,
+}
+
+impl StatKey {
+    fn of(stat: &Stat) -> Self {
+        let e = StatEntry::new(String::new(), stat, None);
+        Self {
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+            ctime_ns: e.ctime_ns,
+            inode: e.inode,
+            mode: e.mode,
+        }
+    }
+}
+
+impl DigestCache {
+    fn get(&self, path: &str, key: &StatKey) -> Option<String> {
+        let map = self.entries.lock().ok()?;
+        map.get(path)
+            .filter(|(k, _)| k == key)
+            .map(|(_, d)| d.clone())
+    }
+
+    fn put(&self, path: String, key: StatKey, digest: String) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.insert(path, (key, digest));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The checksum of a COPY/ADD's sources.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceChecksum {
+    pub digest: Digest,
+    /// (path as the COPY names it, that entry's digest), in order.
+    pub files: Vec<(String, String)>,
+}
+
+impl SourceChecksum {
+    /// Paths whose digest differs from `older` (added, removed, changed).
+    pub fn changed_files(&self, older: &SourceChecksum) -> Vec<String> {
+        let old: BTreeMap<&str, &str> = older
+            .files
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.as_str()))
+            .collect();
+        let new: BTreeMap<&str, &str> = self
+            .files
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.as_str()))
+            .collect();
+        let mut out: Vec<String> = new
+            .iter()
+            .filter(|(p, d)| old.get(*p) != Some(*d))
+            .map(|(p, _)| (*p).to_owned())
+            .collect();
+        out.extend(
+            old.keys()
+                .filter(|p| !new.contains_key(*p))
+                .map(|p| (*p).to_owned()),
+        );
+        out.sort();
+        out
+    }
+
+    /// A one-line cache-miss explanation: `2 files changed: a, b`.
+    pub fn explain_change(&self, older: &SourceChecksum) -> String {
+        let changed = self.changed_files(older);
+        const SHOWN: usize = 5;
+        let mut list = changed
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if changed.len() > SHOWN {
+            list.push_str(&format!(", and {} more", changed.len() - SHOWN));
+        }
+        match changed.len() {
+            0 => "no files changed".to_owned(),
+            1 => format!("1 file changed: {list}"),
+            n => format!("{n} files changed: {list}"),
+        }
+    }
+}
+
+struct Job<'a> {
+    key: String,
+    path: PathBuf,
+    entry: &'a Entry,
+}
+
+/// Checksums the sources of one COPY/ADD in a source root: each argument is
+/// expanded and walked exactly as COPY would, every entry is hashed (files
+/// in parallel, streamed in 64 KiB blocks), and the per-entry digests are
+/// combined in order with the source arguments.
+pub fn checksum(
+    view: SourceView<'_>,
+    sources: &[String],
+    opts: &ChecksumOptions<'_>,
+) -> Result<SourceChecksum, ContextError> {
+    let exclude = if opts.exclude.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(&opts.exclude)?)
+    };
+    let mut walks = Vec::new();
+    for pattern in sources {
+        // A URL's identity is its text (in the combined digest below) and
+        // its --checksum; its content is not known before it is fetched.
+        if crate::copy::fetch::is_http_url(pattern) || crate::copy::fetch::is_git_url(pattern) {
+            continue;
+        }
+        for found in view.expand(pattern)? {
+            let entries = view.walk(&found.resolved, exclude.as_ref())?;
+            walks.push((pattern.clone(), found, entries));
+        }
+    }
+    let mut jobs = Vec::new();
+    for (_, found, entries) in &walks {
+        for entry in entries {
+            let key = slash_path(&join(&found.lexical, &entry.rel));
+            jobs.push(Job {
+                key,
+                path: join(&found.resolved, &entry.rel),
+                entry,
+            });
+        }
+    }
+    let digests: Vec<Result<String, ContextError>> = jobs
+        .par_iter()
+        .map(|job| entry_digest(view.root, job, opts))
+        .collect();
+    let mut combined = Sha256::new();
+    for pattern in sources {
+        combined.update(b"source\0");
+        combined.update(pattern.as_bytes());
+        combined.update(b"\n");
+    }
+    let mut files = Vec::with_capacity(jobs.len());
+    for (job, digest) in jobs.iter().zip(digests) {
+        let digest = digest?;
+        combined.update(job.key.as_bytes());
+        combined.update(b"\0");
+        combined.update(digest.as_bytes());
+        combined.update(b"\n");
+        files.push((job.key.clone(), digest));
+    }
+    let hex = hex::encode(combined.finalize());
+    let digest: Digest = format!("sha256:{hex}")
+        .parse()
+        .map_err(|e: oci_spec::OciSpecError| ContextError::Tar(io::Error::other(e.to_string())))?;
+    Ok(SourceChecksum { digest, files })
+}
+
+fn entry_digest(
+    root: &Root,
+    job: &Job<'_>,
+    opts: &ChecksumOptions<'_>,
+) -> Result<String, ContextError> {
+    let stat = &job.entry.stat;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    let cache_key =
+        (kind == FileType::RegularFile).then(|| (slash_path(&job.path), StatKey::of(stat)));
+    if let (Some(cache), Some((path, key))) = (opts.cache, &cache_key)
+        && let Some(hit) = cache.get(path, key)
+    {
+        return Ok(owner_suffix(hit, stat, opts));
+    }
+    let mut hasher = Sha256::new();
+    let type_tag: &[u8] = match kind {
+        FileType::RegularFile => b"file",
+        FileType::Directory => b"dir",
+        FileType::Symlink => b"symlink",
+        FileType::CharacterDevice => b"char",
+        FileType::BlockDevice => b"block",
+        FileType::Fifo => b"fifo",
+        _ => b"other",
+    };
+    hasher.update(type_tag);
+    hasher.update(format!("\0{:o}\0{}\0", stat.st_mode & 0o7777, stat.st_rdev).as_bytes());
+    if let Some(link) = &job.entry.link {
+        hasher.update(link.as_os_str().as_encoded_bytes());
+    }
+    hasher.update(b"\0");
+    if kind == FileType::RegularFile {
+        let read_err = |source| ContextError::Read {
+            path: slash_path(&job.path),
+            source,
+        };
+        let fd = root
+            .open_in(&job.path, OFlags::RDONLY, false)
+            .map_err(read_err)?;
+        let mut file = std::fs::File::from(fd);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(ContextError::Read {
+                        path: slash_path(&job.path),
+                        source: err,
+                    });
+                }
+            };
+            hasher.update(&buf[..n]);
+        }
+    }
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if let (Some(cache), Some((path, key))) = (opts.cache, cache_key) {
+        cache.put(path, key, digest.clone());
+    }
+    Ok(owner_suffix(digest, stat, opts))
+}
+
+/// Ownership is folded in after the cacheable content digest.
+fn owner_suffix(digest: String, stat: &Stat, opts: &ChecksumOptions<'_>) -> String {
+    if !opts.include_owner {
+        return digest;
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{digest}\0{}:{}", stat.st_uid, stat.st_gid).as_bytes());
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+}

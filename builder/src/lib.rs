@@ -2,9 +2,23 @@
 //! It plans a Dockerfile's stages, runs RUN steps in namespaced sandboxes,
 //! and commits overlay diffs as layers.
 
+pub mod args;
+pub mod build;
+pub mod cache_key;
+pub mod config;
 pub mod context;
 pub mod copy;
+mod copy_step;
 pub mod dockerignore;
+pub mod error;
 pub mod layer;
+pub mod progress;
+pub mod rootfs;
+mod run_step;
 pub mod sandbox;
+mod stage;
 pub mod user;
+
+pub use build::{BuildRequest, Builder, Built};
+pub use error::{BuildError, StepError};
+pub mod run_image;

@@ -5,7 +5,11 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod commands;
+mod epoch;
 mod globals;
+mod output;
+mod progress;
+mod render;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;

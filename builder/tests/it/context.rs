@@ -1,1 +1,390 @@
-//! (in progress)
+//! The build context: .dockerignore walks, tar contexts, stat index and
+//! content checksums.
+
+// Test helpers outside #[test] fns panic on setup failure by design.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use hoist_builder::context::{BuildContext, ChecksumOptions, DigestCache, StatIndex};
+
+fn testdata(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/contexts")
+        .join(case)
+}
+
+fn paths(index: &StatIndex) -> Vec<String> {
+    index.entries.iter().map(|e| e.path.clone()).collect()
+}
+
+#[test]
+fn ignore_basic_fixture_walk() {
+    let dir = testdata("ignore-basic");
+    let want: Vec<String> = fs::read_to_string(dir.join("expected-files.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let ctx = BuildContext::from_dir(&dir, None).unwrap();
+    assert_eq!(paths(&ctx.stat_index().unwrap()), want);
+}
+
+#[test]
+fn ignore_custom_dockerfile_takes_precedence() {
+    let dir = testdata("ignore-custom-dockerfile");
+    let ctx = BuildContext::from_dir(&dir, Some(&dir.join("app.Dockerfile"))).unwrap();
+    let got = paths(&ctx.stat_index().unwrap());
+    assert!(got.contains(&"a.txt".to_owned()), "{got:?}");
+    assert!(!got.contains(&"b.txt".to_owned()), "{got:?}");
+    let ctx = BuildContext::from_dir(&dir, None).unwrap();
+    let got = paths(&ctx.stat_index().unwrap());
+    assert!(!got.contains(&"a.txt".to_owned()), "{got:?}");
+    assert!(got.contains(&"b.txt".to_owned()), "{got:?}");
+}
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+/// Wildcard exceptions force a full descent into excluded directories, and
+/// an excluded directory appears only when something inside is re-included.
+#[test]
+fn ignore_walk_table() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "*\n!**/keep\n",
+            &["a/b/keep", "a/c/drop", "top"],
+            &["a", "a/b", "a/b/keep"],
+        ),
+        (
+            "a\n!a/b/keep\n",
+            &["a/b/keep", "a/c/drop"],
+            &["a", "a/b", "a/b/keep"],
+        ),
+        ("**/*.o\n", &["x.o", "d/y.o", "d/y.c"], &["d", "d/y.c"]),
+        (
+            "d/*\n!d/*.c\n",
+            &["d/y.o", "d/y.c", "d/e/f.c"],
+            &["d", "d/y.c"],
+        ),
+        ("/d\n", &["d/x", "e/d/x"], &["e", "e/d", "e/d/x"]),
+        ("./d/../e\n", &["d/x", "e/x"], &["d", "d/x"]),
+    ];
+    for (ignore, files, want) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in *files {
+            write(tmp.path(), f, "x");
+        }
+        write(tmp.path(), ".dockerignore", ignore);
+        let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+        let mut got = paths(&ctx.stat_index().unwrap());
+        got.retain(|p| p != ".dockerignore");
+        assert_eq!(got, *want, "ignore {ignore:?} files {files:?}");
+    }
+}
+
+#[test]
+fn checksum_is_stable_and_names_changed_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "src/main.rs", "fn main() {}");
+    write(tmp.path(), "src/lib.rs", "pub fn x() {}");
+    write(tmp.path(), "Cargo.lock", "# lock");
+    write(tmp.path(), "README.md", "readme");
+    std::os::unix::fs::symlink("main.rs", tmp.path().join("src/link")).unwrap();
+    let sources = vec!["src".to_owned(), "Cargo.lock".to_owned()];
+    let opts = ChecksumOptions::default();
+    let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+    let first = ctx.checksum(&sources, &opts).unwrap();
+    assert_eq!(
+        ctx.checksum(&sources, &opts).unwrap(),
+        first,
+        "same tree, same digest"
+    );
+    let keys: Vec<&str> = first.files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["src", "src/lib.rs", "src/link", "src/main.rs", "Cargo.lock"]
+    );
+
+    // mtime only: same digest.
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(tmp.path().join("src/main.rs"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert_eq!(
+        ctx.checksum(&sources, &opts).unwrap().digest,
+        first.digest,
+        "touching mtime"
+    );
+
+    // A file outside the sources: same digest.
+    write(tmp.path(), "README.md", "changed");
+    assert_eq!(
+        ctx.checksum(&sources, &opts).unwrap().digest,
+        first.digest,
+        "unrelated file"
+    );
+
+    // One byte in two files: different, and both are named.
+    write(tmp.path(), "src/main.rs", "fn main() {;");
+    write(tmp.path(), "Cargo.lock", "# lokc");
+    let second = ctx.checksum(&sources, &opts).unwrap();
+    assert_ne!(second.digest, first.digest);
+    assert_eq!(second.changed_files(&first), ["Cargo.lock", "src/main.rs"]);
+    assert_eq!(
+        second.explain_change(&first),
+        "2 files changed: Cargo.lock, src/main.rs"
+    );
+
+    // A mode change counts, and so does a new link target.
+    let mut perms = fs::metadata(tmp.path().join("src/lib.rs"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    fs::set_permissions(tmp.path().join("src/lib.rs"), perms).unwrap();
+    fs::remove_file(tmp.path().join("src/link")).unwrap();
+    std::os::unix::fs::symlink("lib.rs", tmp.path().join("src/link")).unwrap();
+    let third = ctx.checksum(&sources, &opts).unwrap();
+    assert_eq!(third.changed_files(&second), ["src/lib.rs", "src/link"]);
+}
+
+#[test]
+fn checksum_honours_ignore_exclude_and_wildcards() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "a.txt", "a");
+    write(tmp.path(), "b.txt", "b");
+    write(tmp.path(), "c.md", "c");
+    write(tmp.path(), ".dockerignore", "b.txt\n");
+    let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+    let sum = ctx
+        .checksum(&["*.txt".to_owned()], &ChecksumOptions::default())
+        .unwrap();
+    let keys: Vec<&str> = sum.files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(keys, ["a.txt"]);
+    // An ignored file changing does not change the digest.
+    write(tmp.path(), "b.txt", "bb");
+    assert_eq!(
+        ctx.checksum(&["*.txt".to_owned()], &ChecksumOptions::default())
+            .unwrap(),
+        sum
+    );
+    // --exclude narrows a directory source.
+    let opts = ChecksumOptions {
+        exclude: vec!["*.md".into()],
+        ..Default::default()
+    };
+    let sum = ctx.checksum(&[".".to_owned()], &opts).unwrap();
+    let keys: Vec<&str> = sum.files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(keys, ["", ".dockerignore", "a.txt"]);
+    // A missing literal source is BuildKit's error.
+    let err = ctx
+        .checksum(&["nope".to_owned()], &ChecksumOptions::default())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "\"/nope\": not found");
+}
+
+#[test]
+fn checksum_cache_reuses_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        write(tmp.path(), &format!("d/f{i}"), &format!("content {i}"));
+    }
+    let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+    let cache = DigestCache::default();
+    let opts = ChecksumOptions {
+        cache: Some(&cache),
+        ..Default::default()
+    };
+    let first = ctx.checksum(&["d".to_owned()], &opts).unwrap();
+    assert_eq!(cache.len(), 50);
+    let again = ctx.checksum(&["d".to_owned()], &opts).unwrap();
+    assert_eq!(again, first);
+    // Same size, new content: the stat changes (mtime/ctime), so it is re-read.
+    std::thread::sleep(Duration::from_millis(10));
+    write(tmp.path(), "d/f7", "content X");
+    let changed = ctx.checksum(&["d".to_owned()], &opts).unwrap();
+    assert_eq!(changed.changed_files(&first), ["d/f7"]);
+    // The cache round-trips through JSON.
+    let json = serde_json::to_string(&cache).unwrap();
+    let back: DigestCache = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.len(), 50);
+}
+
+#[test]
+fn stat_index_detects_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "a", "1");
+    write(tmp.path(), "b", "2");
+    let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+    let before = ctx.stat_index().unwrap();
+    assert!(ctx.stat_index().unwrap().changed_since(&before).is_empty());
+    std::thread::sleep(Duration::from_millis(10));
+    write(tmp.path(), "a", "3");
+    fs::remove_file(tmp.path().join("b")).unwrap();
+    write(tmp.path(), "c", "4");
+    let after = ctx.stat_index().unwrap();
+    assert_eq!(after.changed_since(&before), ["a", "b", "c"]);
+    let json = serde_json::to_string(&after).unwrap();
+    assert_eq!(serde_json::from_str::<StatIndex>(&json).unwrap(), after);
+}
+
+fn tar_with(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(if *kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        header.set_mtime(1_600_000_000);
+        match kind {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                header.set_size(0);
+                header.set_link_name(data).unwrap();
+                // set_path refuses "..", so write the raw name.
+                raw_path(&mut header, path);
+                header.set_cksum();
+                builder.append(&header, std::io::empty()).unwrap();
+            }
+            _ => {
+                header.set_size(data.len() as u64);
+                raw_path(&mut header, path);
+                header.set_cksum();
+                builder.append(&header, data.as_bytes()).unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+fn raw_path(header: &mut tar::Header, path: &str) {
+    let name = &mut header.as_old_mut().name;
+    name.fill(0);
+    name[..path.len()].copy_from_slice(path.as_bytes());
+}
+
+#[test]
+fn tar_context_is_unpacked_inside_its_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    let escape = outside.path().join("pwned");
+    let data = tar_with(&[
+        ("Dockerfile", tar::EntryType::Regular, "FROM scratch\n"),
+        ("src/a.txt", tar::EntryType::Regular, "a"),
+        (
+            "../../../../../../../../tmp/evil",
+            tar::EntryType::Regular,
+            "x",
+        ),
+        (
+            "abs",
+            tar::EntryType::Symlink,
+            outside.path().to_str().unwrap(),
+        ),
+        ("abs/pwned", tar::EntryType::Regular, "through the link"),
+        ("hard", tar::EntryType::Link, "../../../../etc/hostname"),
+    ]);
+    let parent = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&data).unwrap();
+    let gz = gz.finish().unwrap();
+    // The hardlink target does not exist inside: the whole unpack fails
+    // rather than linking a host file.
+    let err = BuildContext::from_tar(gz.as_slice(), parent.path(), None).unwrap_err();
+    assert!(
+        err.to_string().contains("unpacking the build context"),
+        "{err}"
+    );
+    assert!(!escape.exists(), "wrote through an absolute symlink");
+    assert!(!Path::new("/tmp/evil").exists(), "wrote outside via ..");
+
+    let data = tar_with(&[
+        ("Dockerfile", tar::EntryType::Regular, "FROM scratch\n"),
+        ("src/a.txt", tar::EntryType::Regular, "a"),
+        ("../../escape.txt", tar::EntryType::Regular, "x"),
+        (
+            "abs",
+            tar::EntryType::Symlink,
+            outside.path().to_str().unwrap(),
+        ),
+        ("abs/pwned", tar::EntryType::Regular, "through the link"),
+    ]);
+    let ctx = BuildContext::from_tar(data.as_slice(), parent.path(), None).unwrap();
+    assert!(!escape.exists(), "wrote through an absolute symlink");
+    assert_eq!(
+        fs::read_to_string(ctx.dir().join("src/a.txt")).unwrap(),
+        "a"
+    );
+    assert_eq!(
+        fs::read_to_string(ctx.dir().join("escape.txt")).unwrap(),
+        "x"
+    );
+    let inside = ctx
+        .dir()
+        .join(outside.path().strip_prefix("/").unwrap())
+        .join("pwned");
+    assert_eq!(fs::read_to_string(inside).unwrap(), "through the link");
+    let dir = ctx.dir().to_owned();
+    drop(ctx);
+    assert!(!dir.exists(), "the unpacked context is removed with it");
+}
+
+/// Not a correctness test: measures checksum throughput over a copy of
+/// /usr/share. Run with `cargo test -p hoist-builder --release -- --ignored
+/// checksum_throughput --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn checksum_throughput() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("share");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("/usr/share")
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ctx = BuildContext::from_dir(&copy, None).unwrap();
+    let start = Instant::now();
+    let sum = ctx
+        .checksum(&[".".to_owned()], &ChecksumOptions::default())
+        .unwrap();
+    let cold = start.elapsed();
+    let index = ctx.stat_index().unwrap();
+    let bytes: u64 = index
+        .entries
+        .iter()
+        .filter(|e| e.mode & 0o170000 == 0o100000)
+        .map(|e| e.size)
+        .sum();
+    let files = sum.files.len();
+    let cache = DigestCache::default();
+    let opts = ChecksumOptions {
+        cache: Some(&cache),
+        ..Default::default()
+    };
+    ctx.checksum(&[".".to_owned()], &opts).unwrap();
+    let start = Instant::now();
+    let warm_sum = ctx.checksum(&[".".to_owned()], &opts).unwrap();
+    let warm = start.elapsed();
+    assert_eq!(warm_sum.digest, sum.digest);
+    println!(
+        "checksum of {files} entries, {:.1} MB: {:.2}s = {:.0} files/s, {:.1} MB/s; with a warm stat cache {:.2}s = {:.0} files/s",
+        bytes as f64 / 1e6,
+        cold.as_secs_f64(),
+        files as f64 / cold.as_secs_f64(),
+        bytes as f64 / 1e6 / cold.as_secs_f64(),
+        warm.as_secs_f64(),
+        files as f64 / warm.as_secs_f64(),
+    );
+}

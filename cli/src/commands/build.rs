@@ -1,12 +1,216 @@
-//! `hoist build`.
+//! `hoist build`: `docker build`'s flags and output, with no daemon.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+use hoist_builder::args::{Platform, parse_build_args};
+use hoist_builder::layer::Compression;
+use hoist_builder::sandbox::{NamespaceSandbox, Network};
+use hoist_builder::{BuildError, BuildRequest, Builder};
+use hoist_store::Store;
+
 use crate::globals::Globals;
+use crate::progress;
+use crate::render;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The build context: a directory, or `-` for a tar archive on stdin
+    #[arg(value_name = "PATH")]
+    context: PathBuf,
+    /// Name of the Dockerfile (default: PATH/Dockerfile); `-` reads stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Name and optionally a tag (`name:tag`); may be repeated
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    tags: Vec<String>,
+    /// Set the target build stage to build
+    #[arg(long)]
+    target: Option<String>,
+    /// Set build-time variables (`KEY=VALUE`, or `KEY` to take it from the
+    /// environment)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    build_args: Vec<String>,
+    /// Set metadata for an image (`KEY=VALUE`)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Set the target platform (only the host's is supported)
+    #[arg(long)]
+    platform: Option<String>,
+    /// The networking mode for RUN instructions
+    #[arg(long, default_value = "default", value_parser = ["default", "host", "none"])]
+    network: String,
+    /// Do not use the cache when building the image
+    #[arg(long)]
+    no_cache: bool,
+    /// Write the image ID to the file
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Suppress the build output and print the image ID on success
+    #[arg(short, long)]
+    quiet: bool,
+    /// Set the type of progress output
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: progress::Mode,
+    /// Output destination: `type=docker|oci,dest=FILE.tar`,
+    /// `type=local,dest=DIR` or `type=tar,dest=FILE`
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Layer compression: gzip[:LEVEL], zstd[:LEVEL] or uncompressed
+    #[arg(long, default_value = "gzip")]
+    compression: String,
+}
 
-pub fn run(_args: Args, _globals: &Globals) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("hoist build is not implemented yet")
+pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = globals.open_store()?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|spec| crate::output::Output::parse(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let compression = Compression::parse(&args.compression)?;
+    let platform = match &args.platform {
+        None => Platform::host(),
+        Some(spec) => Platform::parse(spec)
+            .with_context(|| format!("invalid platform {spec:?}: expected os/arch[/variant]"))?,
+    };
+    for label in &args.labels {
+        if !label.contains('=') {
+            bail!("invalid label {label:?}: expected KEY=VALUE");
+        }
+    }
+    for tag in &args.tags {
+        hoist_store::Reference::parse(tag).with_context(|| format!("invalid tag {tag:?}"))?;
+    }
+    let build_args = parse_build_args(args.build_args.iter().map(String::as_str), |key| {
+        std::env::var(key).ok()
+    });
+    let source_date_epoch =
+        crate::epoch::source_date_epoch(build_args.get("SOURCE_DATE_EPOCH").map(String::as_str))?;
+
+    let context = BuildInputs::prepare(&store, &args.context, args.file.as_deref())?;
+    let dockerfile = render::read_dockerfile(&context.dockerfile)?;
+    let labels: BTreeMap<String, String> = args
+        .labels
+        .iter()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let request = BuildRequest {
+        dockerfile: dockerfile.text.clone(),
+        dockerfile_name: dockerfile.name.clone(),
+        context: context.dir.clone(),
+        dockerfile_path: context.dockerfile_on_disk(),
+        target: args.target.clone(),
+        build_args,
+        labels,
+        platform,
+        network: if args.network == "none" {
+            Network::None
+        } else {
+            Network::Host
+        },
+        no_cache: args.no_cache,
+        compression,
+        source_date_epoch,
+    };
+
+    let mode = if args.quiet {
+        progress::Mode::Quiet
+    } else {
+        args.progress
+    };
+    let drawer = progress::drawer(mode);
+    let sandbox = NamespaceSandbox::new(store.tmp_dir().join("sandbox"))?;
+    hoist_builder::sandbox::cancel_on_interrupt(sandbox.cancel_handle());
+    let builder = Builder::new(&store, &sandbox, drawer.as_ref());
+    let built = match builder.build(&request) {
+        Ok(built) => built,
+        Err(BuildError::Parse { error, .. }) => {
+            drawer.finish();
+            return Err(render::parse_error(&dockerfile, &error));
+        }
+        Err(err) => {
+            drawer.finish();
+            return Err(render::build_error(&dockerfile, &err));
+        }
+    };
+
+    let image = &built.image;
+    let id = image.id().to_string();
+    let mut lines = vec![format!("writing image {id} done")];
+    for tag in &args.tags {
+        let reference = store.tag(tag, image)?;
+        lines.push(format!("naming to {reference} done"));
+    }
+    if args.tags.is_empty() {
+        store.add_untagged(image)?;
+    }
+    drawer.note("exporting to image", &lines);
+    for output in &outputs {
+        output.write(&store, image, &args.tags)?;
+        drawer.note(&format!("exporting to {output}"), &[]);
+    }
+    drawer.finish();
+    if let Some(path) = &args.iidfile {
+        fs_err::write(path, &id)?;
+    }
+    if args.quiet {
+        println!("{id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The build context directory and the Dockerfile's location.
+struct BuildInputs {
+    dir: PathBuf,
+    dockerfile: PathBuf,
+    /// A context read from stdin, extracted into the store's temp space
+    /// (removed when dropped).
+    _extracted: Option<hoist_builder::context::BuildContext>,
+}
+
+impl BuildInputs {
+    fn prepare(store: &Store, context: &Path, file: Option<&Path>) -> anyhow::Result<Self> {
+        let stdin_context = context == Path::new("-");
+        if stdin_context && file == Some(Path::new("-")) {
+            bail!("the context and the Dockerfile cannot both be read from stdin");
+        }
+        let (dir, extracted) = if stdin_context {
+            let context = hoist_builder::context::BuildContext::from_tar(
+                std::io::stdin().lock(),
+                store.tmp_dir(),
+                None,
+            )
+            .context("reading the build context from stdin")?;
+            (context.dir().to_owned(), Some(context))
+        } else {
+            let meta = fs_err::metadata(context).with_context(|| {
+                format!("unable to prepare context: path {:?} not found", context)
+            })?;
+            if !meta.is_dir() {
+                bail!(
+                    "unable to prepare context: path {:?} is not a directory",
+                    context
+                );
+            }
+            (context.to_owned(), None)
+        };
+        let dockerfile = match file {
+            Some(file) if file == Path::new("-") => file.to_owned(),
+            Some(file) => file.to_owned(),
+            None => dir.join("Dockerfile"),
+        };
+        Ok(Self {
+            dir,
+            dockerfile,
+            _extracted: extracted,
+        })
+    }
+
+    fn dockerfile_on_disk(&self) -> Option<PathBuf> {
+        (self.dockerfile != Path::new("-")).then(|| self.dockerfile.clone())
+    }
 }

@@ -1,0 +1,182 @@
+//! `hoist build`: parse, resolve the stages the target needs, build them in
+//! dependency order, and store the final image.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hoist_parser::{Dockerfile, Graph, StageIndex, parse};
+use hoist_store::image_config::ImageConfig;
+use hoist_store::{Image, Store};
+
+use crate::args::{Platform, platform_args};
+use crate::context::BuildContext;
+use crate::error::BuildError;
+use crate::layer::Compression;
+use crate::progress::{Progress, StepId};
+use crate::rootfs::LayerStack;
+use crate::sandbox::{Network, Sandbox};
+use crate::stage::StageBuilder;
+
+/// Everything one build needs besides the store, the sandbox and progress.
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    /// The Dockerfile's text and the name to show in messages.
+    pub dockerfile: String,
+    pub dockerfile_name: String,
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile on disk, when it is a file: `<name>.dockerignore`
+    /// beside it takes precedence over the context's `.dockerignore`.
+    pub dockerfile_path: Option<PathBuf>,
+    /// The stage to build; the last one when `None`.
+    pub target: Option<String>,
+    /// `--build-arg` values, already resolved.
+    pub build_args: BTreeMap<String, String>,
+    /// `--label` values, set on the final image.
+    pub labels: BTreeMap<String, String>,
+    pub platform: Platform,
+    /// The network of RUN steps that do not choose one.
+    pub network: Network,
+    /// Build every step; reuse nothing from the cache.
+    pub no_cache: bool,
+    pub compression: Compression,
+    /// SOURCE_DATE_EPOCH: the `created` time, and the clamp for new files'
+    /// mtimes, so that builds are reproducible.
+    pub source_date_epoch: Option<u64>,
+}
+
+/// The result of a build.
+#[derive(Debug)]
+pub struct Built {
+    pub image: Image,
+    /// Steps that changed the filesystem, and how many came from the cache.
+    pub steps: usize,
+    pub cached: usize,
+}
+
+/// A built stage: its config and filesystem, for later stages to use.
+#[derive(Clone, Debug)]
+pub struct StageResult {
+    pub config: ImageConfig,
+    pub stack: LayerStack,
+    /// The ARGs the stage declared, inherited by `FROM <stage>` children
+    /// (they show in RUN's history line).
+    pub args: Vec<(String, Option<String>)>,
+}
+
+/// Runs builds against one store with one sandbox.
+pub struct Builder<'a> {
+    pub store: &'a Store,
+    pub sandbox: &'a dyn Sandbox,
+    pub progress: &'a dyn Progress,
+    next_step: AtomicUsize,
+}
+
+/// What every stage of one build shares.
+pub(crate) struct BuildScope<'a> {
+    pub builder: &'a Builder<'a>,
+    pub request: &'a BuildRequest,
+    pub dockerfile: &'a Dockerfile,
+    pub graph: &'a Graph,
+    /// Build args plus the automatic platform args.
+    pub args: BTreeMap<String, String>,
+    /// `created` of history entries and the config.
+    pub created: String,
+    /// The context, opened once with its ignore file.
+    pub context: BuildContext,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(store: &'a Store, sandbox: &'a dyn Sandbox, progress: &'a dyn Progress) -> Self {
+        Self {
+            store,
+            sandbox,
+            progress,
+            next_step: AtomicUsize::new(1),
+        }
+    }
+
+    /// A new progress id, numbered like BuildKit's `#N`.
+    pub(crate) fn progress_step(&self) -> StepId {
+        StepId(self.next_step.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn build(&self, request: &BuildRequest) -> Result<Built, BuildError> {
+        let parse_error = |error| BuildError::Parse {
+            file: request.dockerfile_name.clone(),
+            error,
+        };
+        let dockerfile = parse(&request.dockerfile).map_err(parse_error)?;
+        let host = Platform::host();
+        if request.platform != host {
+            return Err(BuildError::Invalid(format!(
+                "platform {} is not supported: hoist builds for the host's platform {host} only",
+                request.platform
+            )));
+        }
+        let mut args = platform_args(&request.platform, &host);
+        args.extend(request.build_args.clone());
+        let graph = Graph::build(&dockerfile, &args).map_err(parse_error)?;
+        let order = graph
+            .stages_for_target(request.target.as_deref())
+            .map_err(parse_error)?;
+        let context = BuildContext::from_dir(&request.context, request.dockerfile_path.as_deref())
+            .map_err(|err| BuildError::Invalid(format!("build context: {err}")))?;
+        let scope = BuildScope {
+            builder: self,
+            request,
+            dockerfile: &dockerfile,
+            graph: &graph,
+            args,
+            created: created_time(request.source_date_epoch),
+            context,
+        };
+
+        let mut results: HashMap<StageIndex, StageResult> = HashMap::new();
+        let (mut steps, mut cached) = (0, 0);
+        for &index in &order {
+            let mut stage = StageBuilder::new(&scope, index, &results)?;
+            stage.run()?;
+            steps += stage.steps;
+            cached += stage.cached;
+            results.insert(index, stage.finish());
+        }
+        let last = order
+            .last()
+            .and_then(|index| results.remove(index))
+            .ok_or_else(|| BuildError::Invalid("the Dockerfile has no stage to build".into()))?;
+
+        let mut config = last.config;
+        if !request.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+            labels.extend(request.labels.clone());
+        }
+        config.created = Some(scope.created.clone());
+        config.rootfs.diff_ids = last
+            .stack
+            .layers()
+            .iter()
+            .map(|l| l.diff_id.clone())
+            .collect();
+        let image = self
+            .store
+            .put_image_config(&config, &last.stack.descriptors())?;
+        Ok(Built {
+            image,
+            steps,
+            cached,
+        })
+    }
+}
+
+/// RFC 3339 with nanoseconds, as BuildKit writes `created`.
+fn created_time(epoch: Option<u64>) -> String {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    let time = match epoch.and_then(|s| DateTime::<Utc>::from_timestamp(i64::try_from(s).ok()?, 0))
+    {
+        Some(time) => time,
+        None => Utc::now(),
+    };
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}

@@ -1,0 +1,295 @@
+//! What the metadata instructions do to the image config, and the history
+//! lines they leave, exactly as BuildKit's `dockerfile2llb` writes them
+//! (`created_by` is what `docker history` shows, so users compare it).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hoist_parser::dump::go_quote;
+use hoist_parser::instruction::{Healthcheck, ShellOrExec};
+use hoist_store::image_config::{self, EmptyObject, History, ImageConfig};
+
+/// The shell for shell-form commands when the image sets none.
+pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// The argv a shell-form or exec-form command runs as (BuildKit's
+/// `withShell`): shell form goes through the image's SHELL.
+pub fn command_argv(config: &ImageConfig, command: &ShellOrExec) -> Vec<String> {
+    match command {
+        ShellOrExec::Exec(args) => args.clone(),
+        ShellOrExec::Shell(line) => with_shell(config, line),
+    }
+}
+
+/// `SHELL + [line]`, or `/bin/sh -c line` by default.
+pub fn with_shell(config: &ImageConfig, line: &str) -> Vec<String> {
+    let mut argv: Vec<String> = match &config.config.shell {
+        Some(shell) if !shell.is_empty() => shell.clone(),
+        _ => DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    argv.push(line.to_owned());
+    argv
+}
+
+/// Sets `key=value` in an env list, replacing an earlier entry of the key.
+pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    {
+        Some(existing) => *existing = entry,
+        None => env.push(entry),
+    }
+}
+
+/// Looks a key up in an env list.
+pub fn get_env<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter().find_map(|e| match e.split_once('=') {
+        Some((k, v)) if k == key => Some(v),
+        _ => None,
+    })
+}
+
+/// Go's `fmt.Sprintf("%q", []string)`: `["a" "b"]`.
+pub fn go_quoted_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| go_quote(s)).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// Go's `fmt.Sprintf("%v", []string)`: `[a b]`.
+pub fn go_list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+/// A history entry as BuildKit's `commitToHistory` writes it.
+pub fn history(created_by: String, empty_layer: bool, created: Option<&str>) -> History {
+    History {
+        created: created.map(str::to_owned),
+        created_by: Some(created_by),
+        comment: Some("buildkit.dockerfile.v0".to_owned()),
+        empty_layer,
+        author: None,
+    }
+}
+
+/// EXPOSE's port specs as `port/proto` entries, with ranges expanded
+/// (BuildKit's `parsePortSpecs`).
+pub fn parse_ports(specs: &[String]) -> Result<Vec<String>, String> {
+    let mut ports = Vec::new();
+    for spec in specs {
+        // `[ip:][hostport:]port[/proto]`: only the container side counts.
+        let container = spec.rsplit(':').next().unwrap_or(spec);
+        let (range, proto) = container.split_once('/').unwrap_or((container, ""));
+        if range.is_empty() {
+            return Err(format!("no port specified: {spec}<empty>"));
+        }
+        let proto = match proto.to_ascii_lowercase().as_str() {
+            "" => "tcp".to_owned(),
+            p @ ("tcp" | "udp" | "sctp") => p.to_owned(),
+            other => return Err(format!("invalid proto: {other}")),
+        };
+        let invalid = || format!("invalid containerPort: {range}");
+        let (start, end) = match range.split_once('-') {
+            None => {
+                let port: u16 = range.parse().map_err(|_| invalid())?;
+                (port, port)
+            }
+            Some((a, b)) => {
+                let a: u16 = a.parse().map_err(|_| invalid())?;
+                let b: u16 = b.parse().map_err(|_| invalid())?;
+                if b < a {
+                    return Err(format!("invalid range specified for port: {range}"));
+                }
+                (a, b)
+            }
+        };
+        for port in start..=end {
+            ports.push(format!("{port}/{proto}"));
+        }
+    }
+    Ok(ports)
+}
+
+/// Adds exposed ports to the config.
+pub fn expose(config: &mut ImageConfig, ports: &[String]) {
+    let exposed = config
+        .config
+        .exposed_ports
+        .get_or_insert_with(BTreeMap::new);
+    for port in ports {
+        exposed.insert(port.clone(), EmptyObject {});
+    }
+}
+
+/// HEALTHCHECK's config value (`NONE` disables an inherited check).
+pub fn healthcheck_config(check: &Healthcheck) -> image_config::Healthcheck {
+    let nanos =
+        |d: &Option<Duration>| d.map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    match check {
+        Healthcheck::None => image_config::Healthcheck {
+            test: vec!["NONE".to_owned()],
+            ..Default::default()
+        },
+        Healthcheck::Cmd {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let test = match test {
+                ShellOrExec::Exec(args) => {
+                    let mut t = vec!["CMD".to_owned()];
+                    t.extend(args.iter().cloned());
+                    t
+                }
+                ShellOrExec::Shell(line) => vec!["CMD-SHELL".to_owned(), line.clone()],
+            };
+            image_config::Healthcheck {
+                test,
+                interval: nanos(interval),
+                timeout: nanos(timeout),
+                start_period: nanos(start_period),
+                start_interval: nanos(start_interval),
+                retries: i64::from(retries.unwrap_or(0)),
+            }
+        }
+    }
+}
+
+/// BuildKit's `HEALTHCHECK %+v` history text.
+pub fn healthcheck_created_by(check: &image_config::Healthcheck) -> String {
+    let d = |n: i64| go_duration(Duration::from_nanos(u64::try_from(n).unwrap_or(0)));
+    format!(
+        "HEALTHCHECK {{Test:{} Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        go_list(&check.test),
+        d(check.interval),
+        d(check.timeout),
+        d(check.start_period),
+        d(check.start_interval),
+        check.retries
+    )
+}
+
+/// Go's `time.Duration.String()`: `1h2m3.5s`, `300ms`, `0s`.
+pub fn go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", trim_fraction(nanos, 1_000));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", trim_fraction(nanos, 1_000_000));
+    }
+    let total_secs = nanos / 1_000_000_000;
+    let (hours, minutes) = (total_secs / 3600, (total_secs / 60) % 60);
+    let seconds = trim_fraction(nanos % 60_000_000_000, 1_000_000_000);
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}s"),
+        (0, m) => format!("{m}m{seconds}s"),
+        (h, m) => format!("{h}h{m}m{seconds}s"),
+    }
+}
+
+/// `value / unit` with its fraction, trailing zeros removed (`1.5`, `2`).
+fn trim_fraction(value: u128, unit: u128) -> String {
+    let whole = value / unit;
+    let frac = value % unit;
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{frac:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_match_go() {
+        for (nanos, expected) in [
+            (0u64, "0s"),
+            (500, "500ns"),
+            (1_500, "1.5µs"),
+            (300_000_000, "300ms"),
+            (30_000_000_000, "30s"),
+            (1_500_000_000, "1.5s"),
+            (90_000_000_000, "1m30s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (3_723_500_000_000, "1h2m3.5s"),
+        ] {
+            assert_eq!(
+                go_duration(Duration::from_nanos(nanos)),
+                expected,
+                "{nanos}ns"
+            );
+        }
+    }
+
+    #[test]
+    fn ports_follow_buildkit() {
+        let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        for (input, expected) in [
+            (s(&["80"]), Ok(s(&["80/tcp"]))),
+            (s(&["80/UDP", "53/sctp"]), Ok(s(&["80/udp", "53/sctp"]))),
+            (
+                s(&["8000-8002"]),
+                Ok(s(&["8000/tcp", "8001/tcp", "8002/tcp"])),
+            ),
+            (s(&["127.0.0.1:8080:80/tcp"]), Ok(s(&["80/tcp"]))),
+            (s(&["80/http"]), Err("invalid proto: http".to_owned())),
+            (s(&["x"]), Err("invalid containerPort: x".to_owned())),
+            (
+                s(&["90-80"]),
+                Err("invalid range specified for port: 90-80".to_owned()),
+            ),
+            (
+                s(&["/tcp"]),
+                Err("no port specified: /tcp<empty>".to_owned()),
+            ),
+        ] {
+            assert_eq!(parse_ports(&input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn env_entries_replace_by_key() {
+        let mut env = vec!["PATH=/bin".to_owned(), "A=1".to_owned()];
+        set_env(&mut env, "A", "2");
+        set_env(&mut env, "B", "x=y");
+        assert_eq!(env, ["PATH=/bin", "A=2", "B=x=y"]);
+        assert_eq!(get_env(&env, "B"), Some("x=y"));
+        assert_eq!(get_env(&env, "C"), None);
+    }
+
+    #[test]
+    fn history_texts_match_buildkit() {
+        let argv = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "echo \"hi\"".to_owned(),
+        ];
+        assert_eq!(go_quoted_list(&argv), r#"["/bin/sh" "-c" "echo \"hi\""]"#);
+        let check = healthcheck_config(&Healthcheck::Cmd {
+            test: ShellOrExec::Shell("curl -f x".to_owned()),
+            interval: Some(Duration::from_secs(30)),
+            timeout: None,
+            start_period: None,
+            start_interval: None,
+            retries: Some(3),
+        });
+        assert_eq!(
+            healthcheck_created_by(&check),
+            "HEALTHCHECK {Test:[CMD-SHELL curl -f x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}"
+        );
+    }
+}

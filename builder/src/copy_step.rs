@@ -1,0 +1,243 @@
+//! COPY, ADD and WORKDIR: filesystem steps that run in the builder itself,
+//! writing into a merged overlay view whose upperdir becomes the layer.
+
+use hoist_parser::instruction::CopyAdd;
+
+use crate::context::ChecksumOptions;
+use crate::copy::SourceView;
+use crate::copy::root::Root;
+use crate::error::StepError;
+use crate::rootfs::{LayerStack, Scratch};
+use crate::run_step::{mount_view, resolve_user};
+use crate::sandbox::mount_overlay;
+use crate::stage::{StageBuilder, StepContext};
+use crate::user::resolve_chown;
+
+impl StageBuilder<'_> {
+    /// WORKDIR: sets the config's working directory and creates it (owned
+    /// by the current USER) when missing. A directory that already exists
+    /// gives an empty diff, hence no layer.
+    pub(crate) fn workdir(&mut self, step: &StepContext, path: &str) -> Result<(), StepError> {
+        let dir = crate::copy::join_workdir(&self.workdir_path(), path);
+        self.config.config.working_dir = Some(dir.clone());
+        let created_by = format!("WORKDIR {dir}");
+        let user = self.config.config.user.clone().unwrap_or_default();
+        let mut inputs = self.base_inputs("WORKDIR");
+        inputs
+            .define("path", dir.clone())
+            .define("user", user.clone());
+        if self.try_cache(step, &inputs, &created_by)? {
+            return Ok(());
+        }
+        let store = self.scope.builder.store;
+        let scratch = Scratch::new(store)?;
+        let mut lowerdirs = self.stack.lowerdirs(store)?;
+        if lowerdirs.is_empty() {
+            lowerdirs.push(scratch.empty_lower()?);
+        }
+        let owner = resolve_user(&lowerdirs, &user, &scratch.mountpoint)?;
+        {
+            let merged = mount_overlay(
+                &lowerdirs,
+                &scratch.upper,
+                &scratch.work,
+                &scratch.mountpoint,
+            )?;
+            crate::copy::mkdir_all_in_root(merged.target(), &dir, owner.uid, owner.gid)
+                .map_err(StepError::Copy)?;
+            merged.unmount()?;
+        }
+        self.commit_step(step, inputs, &scratch.upper, created_by)
+    }
+
+    /// COPY and ADD.
+    pub(crate) fn copy_step(
+        &mut self,
+        step: &StepContext,
+        copy: &CopyAdd,
+        is_add: bool,
+    ) -> Result<(), StepError> {
+        let dest = crate::copy::join_workdir(&self.workdir_path(), &copy.dest);
+        // Keep a trailing slash: it means "into this directory".
+        let dest = if copy.dest.ends_with('/') && !dest.ends_with('/') {
+            format!("{dest}/")
+        } else {
+            dest
+        };
+        let created_by = copy_created_by(copy, is_add);
+        let store = self.scope.builder.store;
+        let source_stack = copy
+            .from
+            .as_deref()
+            .map(|from| self.source_stack(from))
+            .transpose()?;
+
+        let mut inputs = self.base_inputs(if is_add { "ADD" } else { "COPY" });
+        inputs
+            .define(
+                "sources",
+                serde_json::to_string(&copy.sources).unwrap_or_default(),
+            )
+            .define("dest", dest.clone())
+            .define("chown", copy.chown.clone().unwrap_or_default())
+            .define("chmod", copy.chmod.clone().unwrap_or_default())
+            .define(
+                "exclude",
+                serde_json::to_string(&copy.exclude).unwrap_or_default(),
+            )
+            .define("parents", copy.parents.to_string())
+            .define("checksum", copy.checksum.clone().unwrap_or_default());
+        for (i, heredoc) in copy.heredocs.iter().enumerate() {
+            inputs.content.insert(
+                format!("heredoc.{i}.{}", heredoc.name),
+                hoist_store::digest::sha256_bytes(heredoc.body().as_bytes()).to_string(),
+            );
+        }
+        match &source_stack {
+            // A stage's or image's filesystem is named by its chain ID.
+            Some(stack) => {
+                let top = stack
+                    .top()
+                    .map_or_else(|| "scratch".to_owned(), |c| c.to_string());
+                inputs.content.insert("from".into(), top);
+            }
+            None => {
+                let options = ChecksumOptions {
+                    exclude: copy.exclude.clone(),
+                    ..ChecksumOptions::default()
+                };
+                let sum = self
+                    .scope
+                    .context
+                    .checksum(&copy.sources, &options)
+                    .map_err(|err| StepError::Invalid(err.to_string()))?;
+                inputs
+                    .content
+                    .insert("context".into(), sum.digest.to_string());
+            }
+        }
+        if self.try_cache(step, &inputs, &created_by)? {
+            return Ok(());
+        }
+
+        let scratch = Scratch::new(store)?;
+        let mut lowerdirs = self.stack.lowerdirs(store)?;
+        if lowerdirs.is_empty() {
+            lowerdirs.push(scratch.empty_lower()?);
+        }
+        // The source view for --from: mounted read-only beside the target.
+        let from_mount = scratch.mountpoint.with_file_name("from");
+        let mut from_guard = None;
+        let from_root = match &source_stack {
+            Some(stack) => {
+                let dirs = stack.lowerdirs(store)?;
+                let root = if dirs.is_empty() {
+                    scratch.empty_lower()?
+                } else {
+                    fs_err::create_dir_all(&from_mount)
+                        .map_err(StepError::io("creating a mount point"))?;
+                    from_guard = mount_view(&dirs, &from_mount)?;
+                    from_guard
+                        .as_ref()
+                        .map_or_else(|| dirs[0].clone(), |g| g.target().to_owned())
+                };
+                Some(Root::open(&root).map_err(StepError::io("opening the --from root"))?)
+            }
+            None => None,
+        };
+        let source = match &from_root {
+            Some(root) => SourceView { root, ignore: None },
+            None => self.scope.context.view(),
+        };
+        {
+            let merged = mount_overlay(
+                &lowerdirs,
+                &scratch.upper,
+                &scratch.work,
+                &scratch.mountpoint,
+            )?;
+            // --chown names resolve in the image being built (BuildKit's
+            // chown rules: a lone uid keeps gid = uid).
+            let chown = copy
+                .chown
+                .as_deref()
+                .map(|spec| resolve_chown(merged.target(), spec))
+                .transpose()?;
+            let request = crate::copy::CopyRequest {
+                source,
+                preserve_owner: source_stack.is_some(),
+                sources: &copy.sources,
+                heredocs: &copy.heredocs,
+                dest: &dest,
+                chown,
+                chmod: copy.chmod.as_deref(),
+                exclude: &copy.exclude,
+                parents: copy.parents,
+                is_add,
+                checksum: copy.checksum.as_deref(),
+            };
+            crate::copy::copy_into(merged.target(), &request).map_err(StepError::Copy)?;
+            merged.unmount()?;
+        }
+        drop(from_guard);
+        self.commit_step(step, inputs, &scratch.upper, created_by)
+    }
+
+    /// The filesystem a `--from` names: a stage (by name or index) built
+    /// earlier in this build, or an image in the store.
+    pub(crate) fn source_stack(&self, from: &str) -> Result<LayerStack, StepError> {
+        let graph = self.scope.graph;
+        let index = graph.stage_by_name(from).or_else(|| {
+            from.parse::<usize>()
+                .ok()
+                .filter(|i| *i < graph.stages.len())
+        });
+        if let Some(index) = index {
+            return self
+                .results
+                .get(&index)
+                .map(|result| result.stack.clone())
+                .ok_or_else(|| {
+                    StepError::Invalid(format!("stage {from:?} is not built before this one"))
+                });
+        }
+        let image = self
+            .scope
+            .builder
+            .store
+            .resolve(from)
+            .map_err(|err| match err {
+                hoist_store::StoreError::ImageNotFound(_) => StepError::Invalid(format!(
+                    "image {from:?} is not in the store: add it with `hoist load` or `hoist import`"
+                )),
+                other => StepError::Store(other),
+            })?;
+        Ok(LayerStack::from_layers(image.layers()))
+    }
+}
+
+/// BuildKit's history line for COPY/ADD: flags that change the result, the
+/// sources and the destination as written.
+fn copy_created_by(copy: &CopyAdd, is_add: bool) -> String {
+    let mut text = String::from(if is_add { "ADD" } else { "COPY" });
+    if copy.parents {
+        text.push_str(" --parents");
+    }
+    if let Some(chown) = &copy.chown {
+        text.push_str(&format!(" --chown={chown}"));
+    }
+    if let Some(chmod) = &copy.chmod {
+        text.push_str(&format!(" --chmod={chmod}"));
+    }
+    for source in &copy.sources {
+        text.push(' ');
+        text.push_str(source);
+    }
+    for heredoc in &copy.heredocs {
+        text.push_str(&format!(" <<{}", heredoc.name));
+    }
+    text.push(' ');
+    text.push_str(&copy.dest);
+    text.push_str(" # buildkit");
+    text
+}

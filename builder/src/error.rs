@@ -1,0 +1,94 @@
+//! Build errors. A step's error carries where it is in the Dockerfile, so
+//! the cli can show the line with a caret, and the cause as a chain.
+
+use hoist_parser::{ParseError, Span};
+
+use crate::layer::LayerError;
+use crate::sandbox::SandboxError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile does not parse, or its stages do not resolve.
+    #[error("{file}:{error}")]
+    Parse { file: String, error: ParseError },
+    /// A step failed.
+    #[error("{file}:{}:{}: {step}: {cause}", span.line, span.column)]
+    Step {
+        file: String,
+        span: Span,
+        /// BuildKit's vertex name: `[build 2/4] RUN make`.
+        step: String,
+        #[source]
+        cause: Box<StepError>,
+    },
+    /// Work outside any one step (the final image, tags).
+    #[error(transparent)]
+    Store(#[from] hoist_store::StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("build cancelled")]
+    Cancelled,
+}
+
+impl BuildError {
+    /// Where in the Dockerfile the error is, when it is at a step or a line.
+    pub fn span(&self) -> Option<Span> {
+        match self {
+            BuildError::Parse { error, .. } => Some(error.span),
+            BuildError::Step { span, .. } => Some(*span),
+            _ => None,
+        }
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(
+        "process {command:?} did not complete successfully: exit code: {code}{}",
+        tail_suffix(output_tail)
+    )]
+    RunFailed {
+        command: String,
+        code: i32,
+        /// The last lines of the step's output.
+        output_tail: String,
+    },
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Store(#[from] hoist_store::StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] hoist_store::snapshot::SnapshotError),
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
+    #[error(transparent)]
+    User(#[from] crate::user::UserError),
+    #[error(transparent)]
+    Expand(#[from] ParseError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn tail_suffix(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n--- last lines of output ---\n{}", tail.trim_end())
+    }
+}
+
+impl StepError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StepError {
+        let context = context.into();
+        move |source| StepError::Io { context, source }
+    }
+}

@@ -1,0 +1,149 @@
+//! A stage's root filesystem as a stack of layers, each served by a
+//! snapshot (one extracted layer diff in overlay format, keyed by chain ID)
+//! so that a stack mounts as overlay lowerdirs without copying anything.
+
+use std::path::{Path, PathBuf};
+
+use hoist_store::digest::ChainId;
+use hoist_store::snapshot::{commit_snapshot, ensure_snapshot, snapshot_options};
+use hoist_store::{ExpectedBlob, Layer, Store};
+use oci_spec::image::Descriptor;
+
+use crate::error::StepError;
+use crate::layer::{Compression, LayerOptions, write_layer};
+
+/// The layers of a stage so far, bottom first, with their chain IDs.
+#[derive(Clone, Debug, Default)]
+pub struct LayerStack {
+    layers: Vec<Layer>,
+    chain: Vec<ChainId>,
+}
+
+impl LayerStack {
+    pub fn from_layers(layers: Vec<Layer>) -> Self {
+        let diff_ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        Self {
+            chain: ChainId::chain(&diff_ids),
+            layers,
+        }
+    }
+
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    pub fn descriptors(&self) -> Vec<Descriptor> {
+        self.layers.iter().map(|l| l.descriptor.clone()).collect()
+    }
+
+    /// The chain ID of the whole stack; `None` for an empty filesystem.
+    pub fn top(&self) -> Option<&ChainId> {
+        self.chain.last()
+    }
+
+    pub fn push(&mut self, layer: Layer) {
+        let chain = ChainId::child(self.chain.last(), &layer.diff_id);
+        self.chain.push(chain);
+        self.layers.push(layer);
+    }
+
+    /// Makes sure every layer has its snapshot (extracting the missing ones
+    /// from their blobs) and returns the snapshot directories top-most
+    /// first, as overlay's `lowerdir` wants them.
+    pub fn lowerdirs(&self, store: &Store) -> Result<Vec<PathBuf>, StepError> {
+        let mut dirs = Vec::with_capacity(self.layers.len());
+        let options = snapshot_options();
+        for (layer, chain) in self.layers.iter().zip(&self.chain) {
+            dirs.push(ensure_snapshot(store, chain, layer, &options)?);
+        }
+        dirs.reverse();
+        Ok(dirs)
+    }
+}
+
+/// A fresh upperdir and overlay workdir in the store's temp space (the same
+/// filesystem as the snapshots, so the upperdir can be renamed into one).
+pub struct Scratch {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub mountpoint: PathBuf,
+    root: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(store: &Store) -> Result<Self, StepError> {
+        let root = store.temp_path("step");
+        let scratch = Self {
+            upper: root.join("upper"),
+            work: root.join("work"),
+            mountpoint: root.join("merged"),
+            root,
+        };
+        for dir in [
+            &scratch.root,
+            &scratch.upper,
+            &scratch.work,
+            &scratch.mountpoint,
+        ] {
+            fs_err::create_dir(dir).map_err(StepError::io("creating step directories"))?;
+        }
+        // The upperdir becomes the root of the layer; Docker roots are 0755.
+        set_mode(&scratch.upper, 0o755)?;
+        Ok(scratch)
+    }
+
+    /// An empty directory to stand in as the only lowerdir of `FROM scratch`
+    /// (overlayfs needs at least one).
+    pub fn empty_lower(&self) -> Result<PathBuf, StepError> {
+        let dir = self.root.join("empty");
+        fs_err::create_dir_all(&dir).map_err(StepError::io("creating an empty lowerdir"))?;
+        set_mode(&dir, 0o755)?;
+        Ok(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // The upperdir is gone when it became a snapshot; the rest is ours.
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), StepError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(StepError::io("setting a directory's mode"))
+}
+
+/// What committing an upperdir produced.
+#[allow(clippy::large_enum_variant)] // short-lived, never stored in bulk
+pub enum Committed {
+    /// The diff was empty: no layer, only an `empty_layer` history entry.
+    Empty,
+    Layer(Layer),
+}
+
+/// Turns an upperdir into a layer blob (diff_id and digest in one pass),
+/// then keeps the upperdir itself as that layer's snapshot.
+pub fn commit_upper(
+    store: &Store,
+    stack: &mut LayerStack,
+    upper: &Path,
+    compression: Compression,
+    options: &LayerOptions,
+) -> Result<Committed, StepError> {
+    let mut writer = store.blob_writer()?;
+    let info = write_layer(upper, &mut writer, compression, options)?;
+    if info.empty {
+        return Ok(Committed::Empty);
+    }
+    let (digest, size) = writer.commit(Some(&ExpectedBlob::from(&info.digest)))?;
+    let layer = Layer {
+        descriptor: Descriptor::new(info.media_type, size, digest),
+        diff_id: info.diff_id,
+    };
+    let chain = ChainId::child(stack.top(), &layer.diff_id);
+    commit_snapshot(store, &chain, upper)?;
+    stack.push(layer.clone());
+    Ok(Committed::Layer(layer))
+}

@@ -1,0 +1,355 @@
+//! RUN: the command in a fresh sandbox over the stage's layers; the
+//! upperdir becomes the step's layer.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use hoist_parser::instruction::{Network as RunNetwork, Run, Security, ShellOrExec, Spanned};
+use hoist_parser::{MountType, RunMount};
+
+use crate::args::PROXY_ARGS;
+use crate::config::{get_env, go_quoted_list, set_env, with_shell};
+use crate::error::StepError;
+use crate::progress::{Event, Progress, StepId, Stream};
+use crate::rootfs::Scratch;
+use crate::sandbox::{
+    DEFAULT_PATH, EtcFiles, Mount, MountGuard, MountKind, Network, Rootfs, RunIo, RunSpec, User,
+    mount_overlay_read_only,
+};
+use crate::stage::{StageBuilder, StepContext};
+
+/// How many trailing lines of output a failed RUN shows.
+const TAIL_LINES: usize = 10;
+
+impl StageBuilder<'_> {
+    pub(crate) fn run_step(
+        &mut self,
+        step: &StepContext,
+        run: &Run,
+        spanned: &Spanned,
+    ) -> Result<(), StepError> {
+        if run.security == Some(Security::Insecure) {
+            return Err(StepError::Invalid(
+                "RUN --security=insecure is not supported".into(),
+            ));
+        }
+        let argv = self.run_argv(run)?;
+        let env = self.run_env();
+        let cwd = self.workdir_path();
+        let user = self.config.config.user.clone().unwrap_or_default();
+        let network = match run.network {
+            Some(RunNetwork::None) => Network::None,
+            Some(RunNetwork::Host) => Network::Host,
+            Some(RunNetwork::Default) | None => self.scope.request.network,
+        };
+        let created_by = format!(
+            "RUN {}{} # buildkit",
+            self.run_args_prefix(),
+            argv.join(" ")
+        );
+
+        let mut inputs = self.base_inputs("RUN");
+        inputs
+            .define("argv", go_quoted_list(&argv))
+            .define("cwd", cwd.clone())
+            .define("user", user.clone())
+            .define("network", format!("{network:?}"));
+        for (i, mount) in run.mounts.iter().enumerate() {
+            inputs.define(&format!("mount.{i}"), mount.raw.clone());
+        }
+        inputs.env = env.clone();
+        let _ = spanned;
+        if self.try_cache(step, &inputs, &created_by)? {
+            return Ok(());
+        }
+
+        let store = self.scope.builder.store;
+        let scratch = Scratch::new(store)?;
+        let mut lowerdirs = self.stack.lowerdirs(store)?;
+        if lowerdirs.is_empty() {
+            lowerdirs.push(scratch.empty_lower()?);
+        }
+        let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint)?;
+        let mut guards = Vec::new();
+        let mounts = self.run_mounts(run, &scratch, &mut guards)?;
+
+        let mut spec = RunSpec::new(
+            Rootfs::Overlay {
+                lowerdirs,
+                upperdir: scratch.upper.clone(),
+                workdir: scratch.work.clone(),
+            },
+            argv.clone(),
+        );
+        spec.env = env;
+        spec.cwd = cwd;
+        spec.user = resolved_user;
+        spec.network = network;
+        spec.etc = EtcFiles::generated(&spec.hostname, network);
+        spec.mounts = mounts;
+
+        let mut io = StepIo::new(self.scope.builder.progress, step.id);
+        let status = self.scope.builder.sandbox.run(&spec, &mut io)?;
+        drop(guards);
+        if !status.success() {
+            let code = status
+                .code()
+                .or_else(|| {
+                    use std::os::unix::process::ExitStatusExt;
+                    status.signal().map(|s| 128 + s)
+                })
+                .unwrap_or(-1);
+            return Err(StepError::RunFailed {
+                command: argv.join(" "),
+                code,
+                output_tail: io.tail(),
+            });
+        }
+        self.commit_step(step, inputs, &scratch.upper, created_by)
+    }
+
+    /// The argv of a RUN, heredocs included, as BuildKit's `dispatchRun`
+    /// builds it.
+    fn run_argv(&self, run: &Run) -> Result<Vec<String>, StepError> {
+        let line = match &run.command {
+            ShellOrExec::Exec(args) => return Ok(args.clone()),
+            ShellOrExec::Shell(line) => line,
+        };
+        let Some(first) = run.heredocs.first() else {
+            return Ok(with_shell(&self.config, line));
+        };
+        let is_bare_heredoc = run.heredocs.len() == 1
+            && line.trim().starts_with("<<")
+            && !line.trim().contains(char::is_whitespace);
+        if is_bare_heredoc {
+            let body = first.body();
+            if body.starts_with("#!") {
+                return Err(StepError::Invalid(
+                    "RUN with a shebang heredoc is not supported yet; use `RUN sh <<EOF`".into(),
+                ));
+            }
+            return Ok(with_shell(&self.config, &body));
+        }
+        let mut script = line.clone();
+        for heredoc in &run.heredocs {
+            script.push('\n');
+            script.push_str(&heredoc.content);
+            script.push_str(&heredoc.name);
+        }
+        Ok(with_shell(&self.config, &script))
+    }
+
+    /// The environment of a RUN: the image's ENV (with Docker's default
+    /// PATH), then the stage's ARGs that ENV does not shadow, then the
+    /// proxy build args.
+    fn run_env(&self) -> Vec<String> {
+        let mut env = self.config.config.env.clone().unwrap_or_default();
+        if get_env(&env, "PATH").is_none() {
+            env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
+        let image_env = env.clone();
+        for (key, value) in &self.args {
+            if let Some(value) = value
+                && get_env(&image_env, key).is_none()
+            {
+                set_env(&mut env, key, value);
+            }
+        }
+        for key in PROXY_ARGS {
+            if let Some(value) = self.scope.request.build_args.get(*key)
+                && get_env(&env, key).is_none()
+            {
+                set_env(&mut env, key, value);
+            }
+        }
+        env
+    }
+
+    /// `RUN --mount`: tmpfs, cache (a directory in the store kept across
+    /// builds) and read-only binds from the context or a stage.
+    fn run_mounts(
+        &self,
+        run: &Run,
+        scratch: &Scratch,
+        guards: &mut Vec<MountGuard>,
+    ) -> Result<Vec<Mount>, StepError> {
+        let mut mounts = Vec::new();
+        for mount in &run.mounts {
+            let target = mount_target(mount, &self.workdir_path())?;
+            let kind = match mount.kind {
+                MountType::Tmpfs => MountKind::Tmpfs {
+                    size_bytes: mount.size,
+                    mode: 0o1777,
+                },
+                MountType::Cache => {
+                    let dir = self.cache_mount_dir(mount, &target)?;
+                    MountKind::Bind {
+                        source: dir,
+                        read_only: mount.readonly,
+                    }
+                }
+                MountType::Bind => {
+                    if !mount.readonly {
+                        return Err(StepError::Invalid(
+                            "RUN --mount=type=bind,rw is not supported yet".into(),
+                        ));
+                    }
+                    let root = match &mount.from {
+                        None => self.scope.request.context.clone(),
+                        Some(from) => {
+                            let stack = self.source_stack(from)?;
+                            let lowerdirs = stack.lowerdirs(self.scope.builder.store)?;
+                            let at = scratch
+                                .mountpoint
+                                .with_file_name(format!("from{}", guards.len()));
+                            fs_err::create_dir_all(&at)
+                                .map_err(StepError::io("creating a mount point"))?;
+                            let guard = mount_view(&lowerdirs, &at)?;
+                            let root = guard
+                                .as_ref()
+                                .map_or_else(|| lowerdirs[0].clone(), |g| g.target().to_owned());
+                            guards.extend(guard);
+                            root
+                        }
+                    };
+                    let source = mount.source.as_deref().unwrap_or("/");
+                    let path =
+                        crate::copy::resolve_in_root(&root, source).map_err(StepError::Copy)?;
+                    MountKind::Bind {
+                        source: path,
+                        read_only: true,
+                    }
+                }
+                MountType::Secret | MountType::Ssh => {
+                    return Err(StepError::Invalid(format!(
+                        "RUN --mount=type={} is not supported yet",
+                        mount.kind.as_str()
+                    )));
+                }
+            };
+            mounts.push(Mount { target, kind });
+        }
+        Ok(mounts)
+    }
+
+    /// A cache mount's directory: `hoist/mounts/<sha256(id)>` in the store,
+    /// where `id` defaults to the target path, as in BuildKit.
+    fn cache_mount_dir(&self, mount: &RunMount, target: &str) -> Result<PathBuf, StepError> {
+        let id = mount.id.clone().unwrap_or_else(|| target.to_owned());
+        let hex = hoist_store::digest::sha256_bytes(id.as_bytes());
+        let dir = self
+            .scope
+            .builder
+            .store
+            .root()
+            .join("hoist")
+            .join("mounts")
+            .join(&hex.to_string()["sha256:".len()..]);
+        if !dir.is_dir() {
+            fs_err::create_dir_all(&dir).map_err(StepError::io("creating a cache mount"))?;
+            let uid = mount.uid.unwrap_or(0);
+            let gid = mount.gid.unwrap_or(0);
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(StepError::io("chown of a cache mount"))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs_err::set_permissions(
+                &dir,
+                std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o755)),
+            )
+            .map_err(StepError::io("chmod of a cache mount"))?;
+        }
+        Ok(dir)
+    }
+}
+
+fn mount_target(mount: &RunMount, workdir: &str) -> Result<String, StepError> {
+    let target = mount.target.as_deref().ok_or_else(|| {
+        StepError::Invalid(format!("--mount={}: a target is required", mount.raw))
+    })?;
+    Ok(crate::copy::join_workdir(workdir, target))
+}
+
+/// A merged read-only view of `lowerdirs` at `at`; a single directory is
+/// used as it is (no mount needed).
+pub(crate) fn mount_view(
+    lowerdirs: &[PathBuf],
+    at: &Path,
+) -> Result<Option<MountGuard>, StepError> {
+    if lowerdirs.len() <= 1 {
+        return Ok(None);
+    }
+    Ok(Some(mount_overlay_read_only(lowerdirs, at)?))
+}
+
+/// USER resolved against the image's own /etc/passwd and /etc/group.
+pub(crate) fn resolve_user(
+    lowerdirs: &[PathBuf],
+    user: &str,
+    scratch_mount: &Path,
+) -> Result<User, StepError> {
+    if user.is_empty() || user == "root" || user == "0" || user == "0:0" {
+        return Ok(User::ROOT);
+    }
+    let guard = mount_view(lowerdirs, scratch_mount)?;
+    let root = guard
+        .as_ref()
+        .map_or_else(|| lowerdirs[0].clone(), |g| g.target().to_owned());
+    let resolved = crate::user::resolve_user(&root, user)?;
+    Ok(User {
+        uid: resolved.uid,
+        gid: resolved.gid,
+        additional_gids: resolved.additional_gids,
+    })
+}
+
+/// Streams a RUN's output to progress and keeps its last lines for the
+/// error message.
+struct StepIo<'a> {
+    progress: &'a dyn Progress,
+    step: StepId,
+    tail: VecDeque<u8>,
+}
+
+impl<'a> StepIo<'a> {
+    fn new(progress: &'a dyn Progress, step: StepId) -> Self {
+        Self {
+            progress,
+            step,
+            tail: VecDeque::new(),
+        }
+    }
+
+    fn keep(&mut self, chunk: &[u8]) {
+        const MAX_TAIL: usize = 8 * 1024;
+        self.tail.extend(chunk);
+        let excess = self.tail.len().saturating_sub(MAX_TAIL);
+        self.tail.drain(..excess);
+    }
+
+    fn tail(&self) -> String {
+        let bytes: Vec<u8> = self.tail.iter().copied().collect();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    }
+}
+
+impl RunIo for StepIo<'_> {
+    fn stdout(&mut self, chunk: &[u8]) {
+        self.keep(chunk);
+        self.progress.event(Event::Output {
+            step: self.step,
+            stream: Stream::Stdout,
+            data: chunk,
+        });
+    }
+
+    fn stderr(&mut self, chunk: &[u8]) {
+        self.keep(chunk);
+        self.progress.event(Event::Output {
+            step: self.step,
+            stream: Stream::Stderr,
+            data: chunk,
+        });
+    }
+}

@@ -1,0 +1,190 @@
+//! What one sandboxed run needs: the root filesystem, the process and its
+//! surroundings. Everything here is already resolved by the caller (user
+//! names, env order, PATH), so the sandbox never reads the image's config.
+
+use std::path::PathBuf;
+
+/// The search path Docker uses when the image's env has no `PATH`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The hostname BuildKit gives RUN steps.
+pub const BUILD_HOSTNAME: &str = "buildkitsandbox";
+
+/// One sandboxed process: `args` run in `rootfs` as `user` in `cwd`.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub rootfs: Rootfs,
+    /// argv; `args[0]` is looked up in the `PATH` of `env` inside the new root.
+    /// No shell is added.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries in the order the process sees them.
+    pub env: Vec<String>,
+    /// Absolute working directory inside the root; created (owned by `user`)
+    /// when missing.
+    pub cwd: String,
+    pub user: User,
+    pub hostname: String,
+    pub network: Network,
+    /// Extra mounts (RUN --mount, `hoist run -v`), applied in order.
+    pub mounts: Vec<Mount>,
+    pub etc: EtcFiles,
+    /// `Some` runs in a new user namespace (rootless); `None` runs with the
+    /// caller's (root) credentials in the initial user namespace.
+    pub rootless: Option<IdMapping>,
+}
+
+impl RunSpec {
+    /// A spec with Docker's defaults for a RUN step: root, `/`, host network,
+    /// the BuildKit hostname and generated hosts/resolv.conf files; rootless
+    /// (a user namespace) exactly when the builder does not run as root.
+    pub fn new(rootfs: Rootfs, args: Vec<String>) -> Self {
+        let network = Network::Host;
+        Self {
+            rootfs,
+            args,
+            env: vec![format!("PATH={DEFAULT_PATH}")],
+            cwd: "/".to_owned(),
+            user: User::ROOT,
+            hostname: BUILD_HOSTNAME.to_owned(),
+            etc: EtcFiles::generated(BUILD_HOSTNAME, network),
+            network,
+            mounts: Vec::new(),
+            rootless: IdMapping::for_current_user(),
+        }
+    }
+}
+
+/// The root filesystem of a run.
+#[derive(Debug, Clone)]
+pub enum Rootfs {
+    /// An overlay whose upperdir receives the changes (the next layer).
+    /// `lowerdirs` are top-most first; `workdir` must be an empty directory
+    /// on the same filesystem as `upperdir`.
+    Overlay {
+        lowerdirs: Vec<PathBuf>,
+        upperdir: PathBuf,
+        workdir: PathBuf,
+    },
+    /// An overlay with a throwaway upperdir inside the sandbox's temp dir
+    /// (`hoist run`). With `read_only` the root is remounted read-only once
+    /// the sandbox is set up, like `docker run --read-only`.
+    Ephemeral {
+        lowerdirs: Vec<PathBuf>,
+        read_only: bool,
+    },
+}
+
+impl Rootfs {
+    /// A plain root filesystem directory, seen read-only and never modified.
+    pub fn read_only(dir: impl Into<PathBuf>) -> Self {
+        Rootfs::Ephemeral {
+            lowerdirs: vec![dir.into()],
+            read_only: true,
+        }
+    }
+
+    pub(crate) fn lowerdirs(&self) -> &[PathBuf] {
+        match self {
+            Rootfs::Overlay { lowerdirs, .. } | Rootfs::Ephemeral { lowerdirs, .. } => lowerdirs,
+        }
+    }
+}
+
+/// Numeric credentials, already resolved from the image's passwd/group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups; the process gets exactly these.
+    pub additional_gids: Vec<u32>,
+}
+
+impl User {
+    pub const ROOT: User = User {
+        uid: 0,
+        gid: 0,
+        additional_gids: Vec::new(),
+    };
+}
+
+/// Docker's `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// The builder's own network namespace (Docker's default for builds).
+    Host,
+    /// A new network namespace with only loopback, up.
+    None,
+}
+
+/// An extra mount inside the sandbox.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// Absolute path inside the root. A missing target is created and
+    /// removed again after the run when it is still empty (BuildKit's
+    /// mount stubs), so it does not end up in the layer.
+    pub target: String,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum MountKind {
+    /// A bind mount of a host file or directory (recursive).
+    Bind { source: PathBuf, read_only: bool },
+    /// A fresh tmpfs.
+    Tmpfs { size_bytes: Option<u64>, mode: u32 },
+}
+
+/// The generated files bind-mounted over `/etc/hosts`, `/etc/resolv.conf`
+/// and `/etc/hostname`. `None` leaves the image's file alone. They live in
+/// the sandbox's temp dir, so writes to them never reach the layer.
+#[derive(Debug, Clone)]
+pub struct EtcFiles {
+    pub hosts: Option<String>,
+    pub resolv_conf: Option<String>,
+    pub hostname: Option<String>,
+    /// BuildKit mounts them read-only for RUN; `docker run` makes them writable.
+    pub read_only: bool,
+}
+
+impl EtcFiles {
+    /// BuildKit's files for a RUN step: `localhost` plus the hostname, the
+    /// host's resolv.conf (without loopback resolvers unless the network is
+    /// the host's), and the hostname.
+    pub fn generated(hostname: &str, network: Network) -> Self {
+        let host_resolv = fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        Self {
+            hosts: Some(super::etc::hosts(hostname)),
+            resolv_conf: Some(super::etc::resolv_conf(&host_resolv, network)),
+            hostname: Some(format!("{hostname}\n")),
+            read_only: true,
+        }
+    }
+
+    /// No generated files: the image's own are used as they are.
+    pub fn none() -> Self {
+        Self {
+            hosts: None,
+            resolv_conf: None,
+            hostname: None,
+            read_only: true,
+        }
+    }
+}
+
+/// How a rootless run maps IDs into its user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMapping {
+    /// The caller's ranges from /etc/subuid and /etc/subgid through
+    /// newuidmap/newgidmap when both exist, else [`IdMapping::SingleId`].
+    Auto,
+    /// Only uid/gid 0 inside, mapped to the caller. Supplementary groups
+    /// cannot be set and other users cannot be used.
+    SingleId,
+}
+
+impl IdMapping {
+    /// `Some(Auto)` when the builder is not root, `None` when it is.
+    pub fn for_current_user() -> Option<IdMapping> {
+        (!rustix::process::geteuid().is_root()).then_some(IdMapping::Auto)
+    }
+}

@@ -1,0 +1,668 @@
+//! Building one stage: start from its base, then apply its instructions in
+//! order. Metadata instructions edit the image config; RUN, COPY, ADD and
+//! WORKDIR change the filesystem, each through the build cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use hoist_parser::graph::Base;
+use hoist_parser::instruction::{Instruction, Spanned};
+use hoist_parser::{Span, Stage, StageIndex};
+use hoist_store::image_config::{EmptyObject, History, ImageConfig};
+use hoist_store::{CacheEntry, Layer};
+use serde::{Deserialize, Serialize};
+
+use crate::build::{BuildScope, StageResult};
+use crate::cache_key::StepInputs;
+use crate::config::{self, get_env, go_list, go_quoted_list, history, set_env};
+use crate::error::{BuildError, StepError};
+use crate::layer::LayerOptions;
+use crate::progress::{Event, StepId};
+use crate::rootfs::{Committed, LayerStack, commit_upper};
+use crate::sandbox::DEFAULT_PATH;
+
+/// What the cache remembers of a filesystem step.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedStep {
+    inputs: StepInputs,
+    /// The layer the step made; `None` when its diff was empty.
+    layer: Option<CachedLayer>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedLayer {
+    descriptor: oci_spec::image::Descriptor,
+    diff_id: hoist_store::digest::DiffId,
+}
+
+pub(crate) struct StageBuilder<'s> {
+    pub(crate) scope: &'s BuildScope<'s>,
+    pub(crate) stage: &'s Stage,
+    pub(crate) results: &'s HashMap<StageIndex, StageResult>,
+    pub(crate) config: ImageConfig,
+    pub(crate) stack: LayerStack,
+    /// ARGs in scope, in declaration order, with their values.
+    pub(crate) args: Vec<(String, Option<String>)>,
+    /// CMD was set in this stage (ENTRYPOINT then keeps it).
+    cmd_set: bool,
+    /// ONBUILD triggers of the base image, run before the stage's own.
+    triggers: Vec<Spanned>,
+    /// The FROM step's text, e.g. `FROM docker.io/library/busybox:latest`.
+    from_name: String,
+    step_total: usize,
+    step_index: usize,
+    pub(crate) steps: usize,
+    pub(crate) cached: usize,
+}
+
+/// A filesystem step being run: its progress id and vertex name.
+pub(crate) struct StepContext {
+    pub id: StepId,
+    pub name: String,
+    pub span: Span,
+    started: Instant,
+}
+
+impl<'s> StageBuilder<'s> {
+    pub(crate) fn new(
+        scope: &'s BuildScope<'s>,
+        index: StageIndex,
+        results: &'s HashMap<StageIndex, StageResult>,
+    ) -> Result<Self, BuildError> {
+        let stage = &scope.graph.stages[index];
+        let mut builder = Self {
+            scope,
+            stage,
+            results,
+            config: ImageConfig::scratch("", ""),
+            stack: LayerStack::default(),
+            args: Vec::new(),
+            cmd_set: false,
+            triggers: Vec::new(),
+            from_name: String::new(),
+            step_total: 0,
+            step_index: 0,
+            steps: 0,
+            cached: 0,
+        };
+        builder.start_from_base()?;
+        let own_steps = scope.dockerfile.instructions[stage.instructions.clone()]
+            .iter()
+            .filter(|s| is_filesystem_step(&s.instruction))
+            .count();
+        let trigger_steps = builder
+            .triggers
+            .iter()
+            .filter(|s| is_filesystem_step(&s.instruction))
+            .count();
+        builder.step_total = 1 + own_steps + trigger_steps;
+        Ok(builder)
+    }
+
+    pub(crate) fn finish(self) -> StageResult {
+        StageResult {
+            config: self.config,
+            stack: self.stack,
+            args: self.args,
+        }
+    }
+
+    fn base_span(&self) -> Span {
+        self.scope.dockerfile.instructions[self.stage.from].span
+    }
+
+    pub(crate) fn step_error(&self, span: Span, step: &str, cause: StepError) -> BuildError {
+        BuildError::Step {
+            file: self.scope.request.dockerfile_name.clone(),
+            span,
+            step: step.to_owned(),
+            cause: Box::new(cause),
+        }
+    }
+
+    /// FROM: the base's config and layers, or an empty image for scratch.
+    fn start_from_base(&mut self) -> Result<(), BuildError> {
+        let platform = &self.scope.request.platform;
+        let from_span = self.base_span();
+        let (config, stack, from_name) = match &self.stage.base {
+            Base::Scratch => {
+                let mut config = ImageConfig::scratch(&platform.architecture, &platform.os);
+                config.config.working_dir = Some("/".to_owned());
+                config.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+                (config, LayerStack::default(), "FROM scratch".to_owned())
+            }
+            Base::Stage(index) => {
+                let base = self.results.get(index).ok_or_else(|| {
+                    BuildError::Invalid(format!("stage {index} was not built before its child"))
+                })?;
+                let mut config = base.config.clone();
+                // Triggers do not carry over from a stage (BuildKit's rule).
+                config.config.on_build = None;
+                self.args = base.args.clone();
+                let name = self.scope.graph.stages[*index].display_name();
+                (config, base.stack.clone(), format!("FROM {name}"))
+            }
+            Base::Image(reference) => {
+                let step = match hoist_store::Reference::parse(reference) {
+                    Ok(normalized) => format!("FROM {normalized}"),
+                    Err(_) => format!("FROM {reference}"),
+                };
+                let image = self.scope.builder.store.resolve(reference).map_err(|err| {
+                    let cause = match err {
+                        hoist_store::StoreError::ImageNotFound(_) => StepError::Invalid(format!(
+                            "image {reference:?} is not in the store: hoist does not pull yet; \
+                             add it with `hoist load -i IMAGE.tar` or `hoist import ROOTFS.tar {reference}`"
+                        )),
+                        other => StepError::Store(other),
+                    };
+                    self.step_error(from_span, &step, cause)
+                })?;
+                let config: ImageConfig = serde_json::from_value(image.config_json().clone())
+                    .map_err(|err| {
+                        self.step_error(
+                            from_span,
+                            &step,
+                            StepError::Invalid(format!("image config of {reference}: {err}")),
+                        )
+                    })?;
+                if config.os != platform.os || config.architecture != platform.architecture {
+                    return Err(self.step_error(
+                        from_span,
+                        &step,
+                        StepError::Invalid(format!(
+                            "image {reference} is {}/{}, but the build is for {platform}",
+                            config.os, config.architecture
+                        )),
+                    ));
+                }
+                let stack = LayerStack::from_layers(image.layers());
+                (config, stack, step)
+            }
+        };
+        self.config = config;
+        self.stack = stack;
+        if let Some(triggers) = self.config.config.on_build.take() {
+            self.triggers = self.parse_triggers(&triggers)?;
+        }
+        self.from_name = from_name;
+        Ok(())
+    }
+
+    /// Reports the FROM step, once the stage's step count is known.
+    fn announce_from(&mut self) {
+        let id = self.scope.builder.progress_step();
+        self.step_index = 1;
+        let vertex = self.vertex_name(&self.from_name);
+        let progress = self.scope.builder.progress;
+        progress.event(Event::Started {
+            step: id,
+            name: &vertex,
+        });
+        progress.event(Event::Done {
+            step: id,
+            elapsed: std::time::Duration::ZERO,
+        });
+    }
+
+    /// ONBUILD triggers of the base image, parsed as instructions placed at
+    /// the FROM line (as BuildKit reports them).
+    fn parse_triggers(&self, triggers: &[String]) -> Result<Vec<Spanned>, BuildError> {
+        let span = self.base_span();
+        let mut parsed = Vec::with_capacity(triggers.len());
+        for trigger in triggers {
+            let step = format!("ONBUILD {trigger}");
+            let file = hoist_parser::parse(trigger).map_err(|err| {
+                self.step_error(
+                    span,
+                    &step,
+                    StepError::Invalid(format!("invalid trigger: {err}")),
+                )
+            })?;
+            for mut spanned in file.instructions {
+                spanned.span = span;
+                parsed.push(spanned);
+            }
+        }
+        Ok(parsed)
+    }
+
+    pub(crate) fn run(&mut self) -> Result<(), BuildError> {
+        self.announce_from();
+        let triggers = std::mem::take(&mut self.triggers);
+        for spanned in &triggers {
+            self.dispatch(spanned, true)?;
+        }
+        let range = self.stage.instructions.clone();
+        for spanned in &self.scope.dockerfile.instructions[range] {
+            self.dispatch(spanned, false)?;
+        }
+        Ok(())
+    }
+
+    /// The value of a variable for expansion: ENV wins over ARG, as in
+    /// Docker.
+    pub(crate) fn lookup(&self, name: &str) -> Option<String> {
+        if let Some(env) = &self.config.config.env
+            && let Some(value) = get_env(env, name)
+        {
+            return Some(value.to_owned());
+        }
+        self.args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
+    fn dispatch(&mut self, spanned: &Spanned, is_trigger: bool) -> Result<(), BuildError> {
+        let escape = self.scope.dockerfile.escape();
+        let span = spanned.span;
+        let raw_name = || {
+            let mut text = spanned.node.original.clone();
+            if let Some(first) = text.split_whitespace().next() {
+                let upper = first.to_ascii_uppercase();
+                text.replace_range(..first.len(), &upper);
+            }
+            text
+        };
+        let instruction = spanned
+            .expanded(&|name| self.lookup(name), escape)
+            .map_err(|err| self.step_error(span, &raw_name(), StepError::Expand(err)))?;
+        let meta = |s: &mut Self, created_by: String| {
+            s.push_history(history(created_by, true, Some(&s.scope.created)));
+        };
+        match instruction {
+            Instruction::From(_) => {
+                return Err(self.step_error(
+                    span,
+                    &raw_name(),
+                    StepError::Invalid("FROM inside a stage".into()),
+                ));
+            }
+            Instruction::Arg(decls) => {
+                let mut parts = Vec::new();
+                for decl in decls {
+                    let value = self.resolve_arg(&decl.name, decl.default);
+                    parts.push(match &value {
+                        Some(v) => format!("{}={v}", decl.name),
+                        None => decl.name.clone(),
+                    });
+                    self.args.retain(|(k, _)| *k != decl.name);
+                    self.args.push((decl.name, value));
+                }
+                meta(self, format!("ARG {}", parts.join(" ")));
+            }
+            Instruction::Env(pairs) => {
+                let env = self.config.config.env.get_or_insert_with(Vec::new);
+                let mut text = String::from("ENV");
+                for kv in pairs {
+                    set_env(env, &kv.key, &kv.value);
+                    text.push_str(&format!(" {}={}", kv.key, kv.value));
+                }
+                meta(self, text);
+            }
+            Instruction::Label(pairs) => {
+                let labels = self.config.config.labels.get_or_insert_with(BTreeMap::new);
+                let mut text = String::from("LABEL");
+                for kv in pairs {
+                    text.push_str(&format!(" {}={}", kv.key, kv.value));
+                    labels.insert(kv.key, kv.value);
+                }
+                meta(self, text);
+            }
+            Instruction::Expose(specs) => {
+                let ports = config::parse_ports(&specs)
+                    .map_err(|m| self.step_error(span, &raw_name(), StepError::Invalid(m)))?;
+                config::expose(&mut self.config, &ports);
+                meta(self, format!("EXPOSE {}", go_list(&ports)));
+            }
+            Instruction::Volume(volumes) => {
+                let set = self.config.config.volumes.get_or_insert_with(BTreeMap::new);
+                for volume in &volumes {
+                    set.insert(volume.clone(), EmptyObject {});
+                }
+                meta(self, format!("VOLUME {}", go_list(&volumes)));
+            }
+            Instruction::User(user) => {
+                self.config.config.user = Some(user.clone());
+                meta(self, format!("USER {user}"));
+            }
+            Instruction::Cmd(command) => {
+                let argv = config::command_argv(&self.config, &command);
+                meta(self, format!("CMD {}", go_quoted_list(&argv)));
+                self.config.config.cmd = Some(argv);
+                self.config.config.args_escaped = Some(true);
+                self.cmd_set = true;
+            }
+            Instruction::Entrypoint(command) => {
+                let argv = config::command_argv(&self.config, &command);
+                meta(self, format!("ENTRYPOINT {}", go_quoted_list(&argv)));
+                self.config.config.entrypoint = Some(argv);
+                if !self.cmd_set {
+                    self.config.config.cmd = None;
+                }
+            }
+            Instruction::Shell(shell) => {
+                meta(self, format!("SHELL {}", go_list(&shell)));
+                self.config.config.shell = Some(shell);
+            }
+            Instruction::Stopsignal(signal) => {
+                if !is_valid_signal(&signal) {
+                    return Err(self.step_error(
+                        span,
+                        &raw_name(),
+                        StepError::Invalid(format!("invalid signal: {signal}")),
+                    ));
+                }
+                meta(self, format!("STOPSIGNAL {signal}"));
+                self.config.config.stop_signal = Some(signal);
+            }
+            Instruction::Healthcheck(check) => {
+                let check = config::healthcheck_config(&check);
+                meta(self, config::healthcheck_created_by(&check));
+                self.config.config.healthcheck = Some(check);
+            }
+            Instruction::Onbuild(onbuild) => {
+                self.config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(onbuild.expression);
+            }
+            Instruction::Maintainer(author) => {
+                meta(self, format!("MAINTAINER {author}"));
+                self.config.author = Some(author);
+            }
+            Instruction::Workdir(path) => {
+                let step = self.begin_step(span, &raw_name(), is_trigger);
+                self.workdir(&step, &path)
+                    .map_err(|cause| self.fail_step(&step, cause))?;
+            }
+            Instruction::Run(run) => {
+                let step = self.begin_step(span, &raw_name(), is_trigger);
+                self.run_step(&step, &run, spanned)
+                    .map_err(|cause| self.fail_step(&step, cause))?;
+            }
+            Instruction::Copy(copy) => {
+                let step = self.begin_step(span, &raw_name(), is_trigger);
+                self.copy_step(&step, &copy, false)
+                    .map_err(|cause| self.fail_step(&step, cause))?;
+            }
+            Instruction::Add(add) => {
+                let step = self.begin_step(span, &raw_name(), is_trigger);
+                self.copy_step(&step, &add, true)
+                    .map_err(|cause| self.fail_step(&step, cause))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An ARG's value (BuildKit's `dispatchArg`): a build arg wins, then the
+    /// declared default, then the global ARG of the same name.
+    fn resolve_arg(&self, name: &str, default: Option<String>) -> Option<String> {
+        if let Some(value) = self.scope.args.get(name) {
+            // Platform args count as given; user build args are only used
+            // for declared ARGs, which this is.
+            return Some(value.clone());
+        }
+        if default.is_some() {
+            return default;
+        }
+        self.scope
+            .graph
+            .global_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
+    pub(crate) fn push_history(&mut self, entry: History) {
+        self.config.history.push(entry);
+    }
+
+    /// Numbers a filesystem step and reports it started.
+    fn begin_step(&mut self, span: Span, text: &str, is_trigger: bool) -> StepContext {
+        self.step_index += 1;
+        let text = if is_trigger {
+            format!("ONBUILD {text}")
+        } else {
+            text.to_owned()
+        };
+        let name = self.vertex_name(&text);
+        let id = self.scope.builder.progress_step();
+        self.scope.builder.progress.event(Event::Started {
+            step: id,
+            name: &name,
+        });
+        self.steps += 1;
+        StepContext {
+            id,
+            name,
+            span,
+            started: Instant::now(),
+        }
+    }
+
+    fn fail_step(&self, step: &StepContext, cause: StepError) -> BuildError {
+        self.scope.builder.progress.event(Event::Failed {
+            step: step.id,
+            elapsed: step.started.elapsed(),
+        });
+        self.step_error(step.span, &step.name, cause)
+    }
+
+    /// `[name 2/5] RUN ...`, numbered as BuildKit numbers vertices.
+    fn vertex_name(&self, text: &str) -> String {
+        let total = self.step_total.max(self.step_index).max(1);
+        let width = total.ilog10() as usize + 1;
+        let prefix = match &self.stage.name {
+            Some(name) => format!("{name} "),
+            None if self.scope.graph.stages.len() > 1 => {
+                format!("stage-{} ", self.stage.index)
+            }
+            None => String::new(),
+        };
+        format!("[{prefix}{:>width$}/{total}] {text}", self.step_index)
+    }
+
+    /// Looks a filesystem step up in the cache. On a hit the cached layer
+    /// (if any) is appended and the step is reported as cached.
+    pub(crate) fn try_cache(
+        &mut self,
+        step: &StepContext,
+        inputs: &StepInputs,
+        created_by: &str,
+    ) -> Result<bool, StepError> {
+        if self.scope.request.no_cache {
+            return Ok(false);
+        }
+        let store = self.scope.builder.store;
+        let key = inputs.key();
+        let Some(entry) = store.cache_get(&key)? else {
+            return Ok(false);
+        };
+        let Ok(cached) = serde_json::from_value::<CachedStep>(entry.payload) else {
+            return Ok(false);
+        };
+        if cached.inputs != *inputs {
+            return Ok(false);
+        }
+        match cached.layer {
+            Some(layer) => {
+                if !store.has_blob(layer.descriptor.digest()) {
+                    return Ok(false);
+                }
+                self.stack.push(Layer {
+                    descriptor: layer.descriptor,
+                    diff_id: layer.diff_id,
+                });
+                self.push_history(history(
+                    created_by.to_owned(),
+                    false,
+                    Some(&self.scope.created),
+                ));
+            }
+            None => {
+                self.push_history(history(
+                    created_by.to_owned(),
+                    true,
+                    Some(&self.scope.created),
+                ));
+            }
+        }
+        store.cache_touch(&key)?;
+        self.cached += 1;
+        let progress = self.scope.builder.progress;
+        progress.event(Event::Cached { step: step.id });
+        progress.event(Event::Done {
+            step: step.id,
+            elapsed: step.started.elapsed(),
+        });
+        Ok(true)
+    }
+
+    /// Commits a step's upperdir as a layer (or an empty history entry),
+    /// records it in the cache and reports the step done.
+    pub(crate) fn commit_step(
+        &mut self,
+        step: &StepContext,
+        inputs: StepInputs,
+        upper: &std::path::Path,
+        created_by: String,
+    ) -> Result<(), StepError> {
+        let store = self.scope.builder.store;
+        let options = LayerOptions {
+            mtime_clamp: self.scope.request.source_date_epoch,
+        };
+        let committed = commit_upper(
+            store,
+            &mut self.stack,
+            upper,
+            self.scope.request.compression,
+            &options,
+        )?;
+        let (layer, blobs, chains) = match committed {
+            Committed::Empty => {
+                self.push_history(history(created_by, true, Some(&self.scope.created)));
+                (None, Vec::new(), Vec::new())
+            }
+            Committed::Layer(layer) => {
+                self.push_history(history(created_by, false, Some(&self.scope.created)));
+                let blobs = vec![layer.descriptor.digest().clone()];
+                let chains = self.stack.top().cloned().into_iter().collect();
+                (
+                    Some(CachedLayer {
+                        descriptor: layer.descriptor,
+                        diff_id: layer.diff_id,
+                    }),
+                    blobs,
+                    chains,
+                )
+            }
+        };
+        let key = inputs.key();
+        let payload = serde_json::to_value(CachedStep { inputs, layer })
+            .map_err(|e| StepError::Invalid(format!("encoding a cache entry: {e}")))?;
+        store.cache_put(&CacheEntry::new(key, payload, blobs, chains))?;
+        self.scope.builder.progress.event(Event::Done {
+            step: step.id,
+            elapsed: step.started.elapsed(),
+        });
+        Ok(())
+    }
+
+    /// Inputs every filesystem step shares: the parent filesystem and how
+    /// the layer is written.
+    pub(crate) fn base_inputs(&self, op: &str) -> StepInputs {
+        let mut inputs = StepInputs::new(self.stack.top().cloned(), op);
+        let request = self.scope.request;
+        inputs
+            .output
+            .insert("compression".into(), format!("{:?}", request.compression));
+        if let Some(epoch) = request.source_date_epoch {
+            inputs
+                .output
+                .insert("mtime-clamp".into(), epoch.to_string());
+        }
+        inputs
+    }
+
+    /// The working directory for relative paths.
+    pub(crate) fn workdir_path(&self) -> String {
+        match self.config.config.working_dir.as_deref() {
+            Some(dir) if !dir.is_empty() => dir.to_owned(),
+            _ => "/".to_owned(),
+        }
+    }
+
+    /// The RUN history's build-arg prefix (`|2 A=1 B=2 `), BuildKit's
+    /// `runCommandString`.
+    pub(crate) fn run_args_prefix(&self) -> String {
+        if self.args.is_empty() {
+            return String::new();
+        }
+        let mut parts = vec![format!("|{}", self.args.len())];
+        for (key, value) in &self.args {
+            let value = self
+                .lookup(key)
+                .or_else(|| value.clone())
+                .unwrap_or_default();
+            parts.push(format!("{key}={value}"));
+        }
+        parts.join(" ") + " "
+    }
+}
+
+fn is_filesystem_step(instruction: &Instruction) -> bool {
+    matches!(
+        instruction,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
+    )
+}
+
+/// Docker's `signal.ParseSignal`: a number, or a name with or without SIG.
+fn is_valid_signal(signal: &str) -> bool {
+    if let Ok(n) = signal.parse::<u32>() {
+        return n > 0 && n <= 64;
+    }
+    let name = signal.strip_prefix("SIG").unwrap_or(signal);
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+        "TRAP", "TSTP", "TTIN", "TTOU", "UNUSED", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
+        "XFSZ",
+    ];
+    if NAMES.contains(&name) {
+        return true;
+    }
+    ["RTMIN", "RTMAX"].iter().any(|base| {
+        name.strip_prefix(base).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix(['+', '-'])
+                    .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n <= 30))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_follow_docker() {
+        for (signal, ok) in [
+            ("SIGTERM", true),
+            ("TERM", true),
+            ("9", true),
+            ("SIGRTMIN+3", true),
+            ("RTMAX-1", true),
+            ("0", false),
+            ("SIGFOO", false),
+            ("", false),
+        ] {
+            assert_eq!(is_valid_signal(signal), ok, "{signal:?}");
+        }
+    }
+}

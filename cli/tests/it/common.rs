@@ -1,0 +1,192 @@
+//! The harness: a fresh store per test, the `hoist` binary, and a busybox
+//! base image made from the host's busybox-static.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The repository's testdata directory.
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+/// Builds need root (overlay mounts, namespaces); say so loudly rather
+/// than skip.
+pub fn require_root() {
+    let euid = rustix_euid();
+    assert_eq!(
+        euid, 0,
+        "these tests run real builds and need root (euid is {euid}); run them as root"
+    );
+}
+
+fn rustix_euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|uid| uid.parse().ok())
+        .expect("effective uid in /proc/self/status")
+}
+
+/// The busybox rootfs tarball, made once per test process by the same
+/// script the README uses.
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hoist-test-base-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("busybox.tar");
+        let script = testdata().join("base/make-busybox-rootfs.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&tar)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tar
+    })
+}
+
+/// One store root and the binary that uses it.
+pub struct Hoist {
+    pub root: tempfile::TempDir,
+}
+
+impl Hoist {
+    /// An empty store.
+    pub fn new() -> Self {
+        require_root();
+        Self {
+            root: tempfile::Builder::new()
+                .prefix("hoist-it-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// A store holding `busybox:latest`.
+    pub fn with_busybox() -> Self {
+        let hoist = Self::new();
+        hoist.ok(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"]);
+        hoist
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
+        cmd.env("HOIST_ROOT", self.root())
+            .env_remove("SOURCE_DATE_EPOCH")
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "hoist {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "hoist {args:?} should have failed:\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// `hoist build --progress=plain` of a testdata context; returns stderr.
+    pub fn build(&self, context: &Path, extra: &[&str]) -> String {
+        let mut args = vec!["build", "--progress=plain"];
+        args.extend_from_slice(extra);
+        args.push(context.to_str().unwrap());
+        let out = self.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "hoist {args:?} failed:\n{stderr}");
+        stderr
+    }
+
+    pub fn inspect(&self, image: &str) -> Value {
+        let out = self.ok(&["inspect", image]);
+        let value: Value = serde_json::from_str(&out).unwrap();
+        value[0].clone()
+    }
+
+    /// The stdout of a command run in a container of `image`.
+    pub fn exec(&self, image: &str, command: &[&str]) -> String {
+        let mut args = vec!["run", "--rm", image];
+        args.extend_from_slice(command);
+        self.ok(&args)
+    }
+
+    /// The image's root filesystem, exported with `--output type=local`
+    /// semantics through `hoist save` + umoci would be slower; builds export
+    /// it directly.
+    pub fn assert_valid_for_other_tools(&self, name: &str) {
+        let oci = format!("oci:{}:{name}", self.root().display());
+        let out = Command::new("skopeo")
+            .args(["inspect", &oci])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo inspect {oci}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bundle = tempfile::tempdir().unwrap();
+        let out = Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:{name}", self.root().display()))
+            .arg(bundle.path().join("bundle"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "umoci unpack {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A copy of a testdata context in a temp dir, for tests that add files.
+pub fn context_copy(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(testdata().join("contexts").join(name).join("."))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir
+}
+
+pub fn context(name: &str) -> PathBuf {
+    testdata().join("contexts").join(name)
+}

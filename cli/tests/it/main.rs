@@ -1,0 +1,9 @@
+//! End-to-end tests of the `hoist` binary: real builds in real sandboxes on
+//! a busybox base made locally, checked with hoist's own verbs and with
+//! independent tools (skopeo, umoci).
+
+#![allow(clippy::unwrap_used)] // test helpers panic with the failing call
+
+mod build;
+mod common;
+mod run;
