@@ -135,11 +135,13 @@ impl<'a> Builder<'a> {
 
         let mut results: HashMap<StageIndex, StageResult> = HashMap::new();
         let (mut steps, mut cached) = (0, 0);
+        let mut latest_cached: Option<String> = None;
         for &index in &order {
             let mut stage = StageBuilder::new(&scope, index, &results)?;
             stage.run()?;
             steps += stage.steps;
             cached += stage.cached;
+            latest_cached = latest_cached.max(stage.latest_cached.take());
             results.insert(index, stage.finish());
         }
         let last = order
@@ -152,7 +154,20 @@ impl<'a> Builder<'a> {
             let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
             labels.extend(request.labels.clone());
         }
-        config.created = Some(scope.created.clone());
+        // Nothing ran: keep the time of the build that made these layers,
+        // so an unchanged rebuild is the same image, as with BuildKit.
+        let created = match latest_cached {
+            Some(earlier) if steps == cached && request.source_date_epoch.is_none() => {
+                for entry in &mut config.history {
+                    if entry.created.as_deref() == Some(scope.created.as_str()) {
+                        entry.created = Some(earlier.clone());
+                    }
+                }
+                earlier
+            }
+            _ => scope.created.clone(),
+        };
+        config.created = Some(created);
         config.rootfs.diff_ids = last
             .stack
             .layers()

@@ -92,6 +92,14 @@ impl Scratch {
         Ok(scratch)
     }
 
+    /// A directory of the step's own beside the upperdir (for files the
+    /// step mounts into the sandbox); removed with the scratch space.
+    pub fn side_dir(&self, name: &str) -> Result<PathBuf, StepError> {
+        let dir = self.root.join(name);
+        fs_err::create_dir_all(&dir).map_err(StepError::io("creating a step directory"))?;
+        Ok(dir)
+    }
+
     /// An empty directory to stand in as the only lowerdir of `FROM scratch`
     /// (overlayfs needs at least one).
     pub fn empty_lower(&self) -> Result<PathBuf, StepError> {

@@ -33,7 +33,7 @@ impl StageBuilder<'_> {
                 "RUN --security=insecure is not supported".into(),
             ));
         }
-        let argv = self.run_argv(run)?;
+        let (argv, script) = self.run_argv(run)?;
         let env = self.run_env();
         let cwd = self.workdir_path();
         let user = self.config.config.user.clone().unwrap_or_default();
@@ -71,7 +71,10 @@ impl StageBuilder<'_> {
         }
         let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint)?;
         let mut guards = Vec::new();
-        let mounts = self.run_mounts(run, &scratch, &mut guards)?;
+        let mut mounts = self.run_mounts(run, &scratch, &mut guards)?;
+        if let Some((name, body)) = script {
+            mounts.push(script_mount(&scratch, &name, &body)?);
+        }
 
         let mut spec = RunSpec::new(
             Rootfs::Overlay {
@@ -109,26 +112,28 @@ impl StageBuilder<'_> {
     }
 
     /// The argv of a RUN, heredocs included, as BuildKit's `dispatchRun`
-    /// builds it.
-    fn run_argv(&self, run: &Run) -> Result<Vec<String>, StepError> {
+    /// builds it, plus the script to mount at `/dev/pipes/<name>` when the
+    /// command is a single heredoc with a shebang.
+    #[allow(clippy::type_complexity)]
+    fn run_argv(&self, run: &Run) -> Result<(Vec<String>, Option<(String, String)>), StepError> {
         let line = match &run.command {
-            ShellOrExec::Exec(args) => return Ok(args.clone()),
+            ShellOrExec::Exec(args) => return Ok((args.clone(), None)),
             ShellOrExec::Shell(line) => line,
         };
         let Some(first) = run.heredocs.first() else {
-            return Ok(with_shell(&self.config, line));
+            return Ok((with_shell(&self.config, line), None));
         };
         let is_bare_heredoc = run.heredocs.len() == 1
             && line.trim().starts_with("<<")
             && !line.trim().contains(char::is_whitespace);
         if is_bare_heredoc {
-            let body = first.body();
+            let body = first.body().into_owned();
             if body.starts_with("#!") {
-                return Err(StepError::Invalid(
-                    "RUN with a shebang heredoc is not supported yet; use `RUN sh <<EOF`".into(),
-                ));
+                let path = format!("{PIPES_DIR}/{}", first.name);
+                let argv = with_shell(&self.config, &path);
+                return Ok((argv, Some((first.name.clone(), body))));
             }
-            return Ok(with_shell(&self.config, &body));
+            return Ok((with_shell(&self.config, &body), None));
         }
         let mut script = line.clone();
         for heredoc in &run.heredocs {
@@ -136,7 +141,7 @@ impl StageBuilder<'_> {
             script.push_str(&heredoc.content);
             script.push_str(&heredoc.name);
         }
-        Ok(with_shell(&self.config, &script))
+        Ok((with_shell(&self.config, &script), None))
     }
 
     /// The environment of a RUN: the image's ENV (with Docker's default
@@ -260,6 +265,31 @@ impl StageBuilder<'_> {
         }
         Ok(dir)
     }
+}
+
+/// Where BuildKit mounts a shebang heredoc for RUN to execute.
+const PIPES_DIR: &str = "/dev/pipes";
+
+/// A heredoc script, written 0755 in the step's scratch space and mounted
+/// read-only at `/dev/pipes`, so it runs with its own interpreter and
+/// never lands in the layer.
+fn script_mount(scratch: &Scratch, name: &str, body: &str) -> Result<Mount, StepError> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') || name.is_empty() || name == "." || name == ".." {
+        return Err(StepError::Invalid(format!("invalid heredoc name {name:?}")));
+    }
+    let dir = scratch.side_dir("pipes")?;
+    let file = dir.join(name);
+    fs_err::write(&file, body).map_err(StepError::io("writing a heredoc script"))?;
+    fs_err::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+        .map_err(StepError::io("making a heredoc script executable"))?;
+    Ok(Mount {
+        target: PIPES_DIR.to_owned(),
+        kind: MountKind::Bind {
+            source: dir,
+            read_only: true,
+        },
+    })
 }
 
 fn mount_target(mount: &RunMount, workdir: &str) -> Result<String, StepError> {

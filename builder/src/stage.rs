@@ -27,6 +27,10 @@ struct CachedStep {
     inputs: StepInputs,
     /// The layer the step made; `None` when its diff was empty.
     layer: Option<CachedLayer>,
+    /// When the step first ran: a build that reuses every step reuses this
+    /// time too, so an unchanged rebuild gives the same image ID.
+    #[serde(default)]
+    created: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +57,8 @@ pub(crate) struct StageBuilder<'s> {
     step_index: usize,
     pub(crate) steps: usize,
     pub(crate) cached: usize,
+    /// The latest first-run time among the steps taken from the cache.
+    pub(crate) latest_cached: Option<String>,
 }
 
 /// A filesystem step being run: its progress id and vertex name.
@@ -84,6 +90,7 @@ impl<'s> StageBuilder<'s> {
             step_index: 0,
             steps: 0,
             cached: 0,
+            latest_cached: None,
         };
         builder.start_from_base()?;
         let own_steps = scope.dockerfile.instructions[stage.instructions.clone()]
@@ -513,6 +520,9 @@ impl<'s> StageBuilder<'s> {
         }
         store.cache_touch(&key)?;
         self.cached += 1;
+        if let Some(created) = cached.created {
+            self.latest_cached = self.latest_cached.take().max(Some(created));
+        }
         let progress = self.scope.builder.progress;
         progress.event(Event::Cached { step: step.id });
         progress.event(Event::Done {
@@ -562,7 +572,11 @@ impl<'s> StageBuilder<'s> {
             }
         };
         let key = inputs.key();
-        let payload = serde_json::to_value(CachedStep { inputs, layer })
+        let payload = serde_json::to_value(CachedStep {
+            inputs,
+            layer,
+            created: Some(self.scope.created.clone()),
+        })
             .map_err(|e| StepError::Invalid(format!("encoding a cache entry: {e}")))?;
         store.cache_put(&CacheEntry::new(key, payload, blobs, chains))?;
         self.scope.builder.progress.event(Event::Done {

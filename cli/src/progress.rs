@@ -158,16 +158,16 @@ impl Tty {
         }
     }
 
+    /// Replaces a step's spinner by a permanent log line above the running
+    /// steps.
     fn finish_bar(&self, step: StepId, suffix: &str) {
         let Ok(mut bars) = self.bars.lock() else {
             return;
         };
         if let Some((bar, name)) = bars.remove(&step) {
-            bar.set_style(
-                ProgressStyle::with_template("{msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.finish_with_message(format!(" => {name} {suffix}"));
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+            let _ = self.multi.println(format!(" => {name} {suffix}"));
         }
     }
 }
