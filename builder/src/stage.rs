@@ -187,6 +187,11 @@ impl<'s> StageBuilder<'s> {
             }
         };
         self.config = config;
+        // BuildKit gives every image a PATH: the base's, else the default.
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        if get_env(env, "PATH").is_none() {
+            env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
         self.stack = stack;
         if let Some(triggers) = self.config.config.on_build.take() {
             self.triggers = self.parse_triggers(&triggers)?;
