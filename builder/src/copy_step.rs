@@ -7,9 +7,8 @@ use crate::context::ChecksumOptions;
 use crate::copy::SourceView;
 use crate::copy::root::Root;
 use crate::error::StepError;
-use crate::rootfs::{LayerStack, Scratch};
+use crate::rootfs::LayerStack;
 use crate::run_step::{mount_view, resolve_user};
-use crate::sandbox::mount_overlay;
 use crate::stage::{StageBuilder, StepContext};
 use crate::user::resolve_chown;
 
@@ -29,20 +28,10 @@ impl StageBuilder<'_> {
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }
-        let store = self.scope.builder.store;
-        let scratch = Scratch::new(store)?;
-        let mut lowerdirs = self.stack.lowerdirs(store)?;
-        if lowerdirs.is_empty() {
-            lowerdirs.push(scratch.empty_lower()?);
-        }
+        let (scratch, lowerdirs) = self.prepare_step()?;
         let owner = resolve_user(&lowerdirs, &user, &scratch.mountpoint)?;
         {
-            let merged = mount_overlay(
-                &lowerdirs,
-                &scratch.upper,
-                &scratch.work,
-                &scratch.mountpoint,
-            )?;
+            let merged = scratch.mount_merged(&lowerdirs)?;
             crate::copy::mkdir_all_in_root(merged.target(), &dir, owner.uid, owner.gid)
                 .map_err(StepError::Copy)?;
             merged.unmount()?;
@@ -120,11 +109,7 @@ impl StageBuilder<'_> {
             return Ok(());
         }
 
-        let scratch = Scratch::new(store)?;
-        let mut lowerdirs = self.stack.lowerdirs(store)?;
-        if lowerdirs.is_empty() {
-            lowerdirs.push(scratch.empty_lower()?);
-        }
+        let (scratch, lowerdirs) = self.prepare_step()?;
         // The source view for --from: mounted read-only beside the target.
         let from_mount = scratch.mountpoint.with_file_name("from");
         let mut from_guard = None;
@@ -150,12 +135,7 @@ impl StageBuilder<'_> {
             None => self.scope.context.view(),
         };
         {
-            let merged = mount_overlay(
-                &lowerdirs,
-                &scratch.upper,
-                &scratch.work,
-                &scratch.mountpoint,
-            )?;
+            let merged = scratch.mount_merged(&lowerdirs)?;
             // --chown names resolve in the image being built (BuildKit's
             // chown rules: a lone uid keeps gid = uid).
             let chown = copy

@@ -11,6 +11,7 @@ use oci_spec::image::Descriptor;
 
 use crate::error::StepError;
 use crate::layer::{Compression, LayerOptions, write_layer};
+use crate::sandbox::{MountGuard, mount_overlay};
 
 /// The layers of a stage so far, bottom first, with their chain IDs.
 #[derive(Clone, Debug, Default)]
@@ -90,6 +91,17 @@ impl Scratch {
         // The upperdir becomes the root of the layer; Docker roots are 0755.
         set_mode(&scratch.upper, 0o755)?;
         Ok(scratch)
+    }
+
+    /// The merged view of `lowerdirs` plus this step's upperdir, mounted at
+    /// [`Scratch::mountpoint`] for the builder to write into.
+    pub fn mount_merged(&self, lowerdirs: &[PathBuf]) -> Result<MountGuard, StepError> {
+        Ok(mount_overlay(
+            lowerdirs,
+            &self.upper,
+            &self.work,
+            &self.mountpoint,
+        )?)
     }
 
     /// A directory of the step's own beside the upperdir (for files the

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use hoist_parser::instruction::{Network as RunNetwork, Run, Security, ShellOrExec, Spanned};
+use hoist_parser::instruction::{Network as RunNetwork, Run, Security, ShellOrExec};
 use hoist_parser::{MountType, RunMount};
 
 use crate::args::PROXY_ARGS;
@@ -22,12 +22,7 @@ use crate::stage::{StageBuilder, StepContext};
 const TAIL_LINES: usize = 10;
 
 impl StageBuilder<'_> {
-    pub(crate) fn run_step(
-        &mut self,
-        step: &StepContext,
-        run: &Run,
-        spanned: &Spanned,
-    ) -> Result<(), StepError> {
+    pub(crate) fn run_step(&mut self, step: &StepContext, run: &Run) -> Result<(), StepError> {
         if run.security == Some(Security::Insecure) {
             return Err(StepError::Invalid(
                 "RUN --security=insecure is not supported".into(),
@@ -58,17 +53,11 @@ impl StageBuilder<'_> {
             inputs.define(&format!("mount.{i}"), mount.raw.clone());
         }
         inputs.env = env.clone();
-        let _ = spanned;
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }
 
-        let store = self.scope.builder.store;
-        let scratch = Scratch::new(store)?;
-        let mut lowerdirs = self.stack.lowerdirs(store)?;
-        if lowerdirs.is_empty() {
-            lowerdirs.push(scratch.empty_lower()?);
-        }
+        let (scratch, lowerdirs) = self.prepare_step()?;
         let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint)?;
         let mut guards = Vec::new();
         let mut mounts = self.run_mounts(run, &scratch, &mut guards)?;

@@ -3,6 +3,7 @@
 //! WORKDIR change the filesystem, each through the build cache.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use hoist_parser::graph::Base;
@@ -18,7 +19,7 @@ use crate::config::{self, get_env, go_list, go_quoted_list, history, set_env};
 use crate::error::{BuildError, StepError};
 use crate::layer::LayerOptions;
 use crate::progress::{Event, StepId};
-use crate::rootfs::{Committed, LayerStack, commit_upper};
+use crate::rootfs::{Committed, LayerStack, Scratch, commit_upper};
 use crate::sandbox::DEFAULT_PATH;
 
 /// What the cache remembers of a filesystem step.
@@ -392,7 +393,7 @@ impl<'s> StageBuilder<'s> {
             }
             Instruction::Run(run) => {
                 let step = self.begin_step(span, &raw_name(), is_trigger);
-                self.run_step(&step, &run, spanned)
+                self.run_step(&step, &run)
                     .map_err(|cause| self.fail_step(&step, cause))?;
             }
             Instruction::Copy(copy) => {
@@ -582,7 +583,7 @@ impl<'s> StageBuilder<'s> {
             layer,
             created: Some(self.scope.created.clone()),
         })
-            .map_err(|e| StepError::Invalid(format!("encoding a cache entry: {e}")))?;
+        .map_err(|e| StepError::Invalid(format!("encoding a cache entry: {e}")))?;
         store.cache_put(&CacheEntry::new(key, payload, blobs, chains))?;
         self.scope.builder.progress.event(Event::Done {
             step: step.id,
@@ -605,6 +606,19 @@ impl<'s> StageBuilder<'s> {
                 .insert("mtime-clamp".into(), epoch.to_string());
         }
         inputs
+    }
+
+    /// A step's scratch space and the stage's layers as overlay lowerdirs,
+    /// top first (an empty directory stands in for `FROM scratch`, as
+    /// overlayfs needs at least one).
+    pub(crate) fn prepare_step(&self) -> Result<(Scratch, Vec<PathBuf>), StepError> {
+        let store = self.scope.builder.store;
+        let scratch = Scratch::new(store)?;
+        let mut lowerdirs = self.stack.lowerdirs(store)?;
+        if lowerdirs.is_empty() {
+            lowerdirs.push(scratch.empty_lower()?);
+        }
+        Ok((scratch, lowerdirs))
     }
 
     /// The working directory for relative paths.

@@ -11,10 +11,13 @@ mod output;
 mod progress;
 mod render;
 
+use std::ffi::OsStr;
 use std::io::ErrorKind;
-use std::process::ExitCode;
+use std::process::{ExitCode, ExitStatus};
 
+use anyhow::Context;
 use clap::Parser;
+use hoist_builder::sandbox::{self, Entered};
 
 use crate::commands::Command;
 use crate::globals::Globals;
@@ -31,7 +34,14 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match commands::run(cli.command, &cli.globals) {
+    // First, while the process has one thread: a private mount namespace,
+    // or for an ordinary user a re-executed copy in a user namespace.
+    let result = match enter_namespaces(&cli) {
+        Ok(Entered::Here) => commands::run(cli.command, &cli.globals),
+        Ok(Entered::Reexecuted(status)) => return exit_code(status),
+        Err(err) => Err(err),
+    };
+    match result {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
@@ -41,6 +51,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// `build` and `run` mount overlays, so they run in a mount namespace of
+/// their own that takes every mount with it when hoist dies. An ordinary
+/// user runs every verb that opens the store in a user namespace where it
+/// is root (rootless builds write files owned by subordinate IDs, which
+/// only that namespace may read, chown or delete).
+fn enter_namespaces(cli: &Cli) -> anyhow::Result<Entered> {
+    let mounts = matches!(cli.command, Command::Build(_) | Command::Run(_));
+    let opens_store = !matches!(cli.command, Command::Debug(_));
+    let env = if sandbox::running_as_root() {
+        if !mounts {
+            return Ok(Entered::Here);
+        }
+        Vec::new()
+    } else {
+        if !opens_store {
+            return Ok(Entered::Here);
+        }
+        // Decided as the real user: inside, hoist is root and would pick
+        // /var/lib/hoist.
+        vec![("HOIST_ROOT", cli.globals.store_root()?.into_os_string())]
+    };
+    let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    sandbox::enter_namespaces(&env).context("setting up the builder's namespaces")
+}
+
 /// `hoist images | head -1` must not report an error when `head` exits.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
@@ -48,4 +83,14 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
     })
+}
+
+/// The re-executed copy's status as ours; a copy killed by a signal exits
+/// 128 + the signal, as shells report it.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    ExitCode::from(u8::try_from(code).unwrap_or(255))
 }

@@ -17,6 +17,11 @@ pub enum SandboxError {
     NotFound { program: String },
     #[error("exec: \"{program}\": {source}")]
     Exec { program: String, source: io::Error },
+    #[error("cannot {step}: {source}")]
+    Namespace {
+        step: &'static str,
+        source: io::Error,
+    },
     #[error("rootless id mapping: {0}")]
     IdMap(String),
     #[error("mount overlay on {target}: {source}")]

@@ -1,9 +1,12 @@
 //! Rootless ID mapping: the caller's /etc/subuid ranges through the setuid
 //! newuidmap/newgidmap helpers, or a single-ID mapping (uid 0 inside = the
-//! caller) that any user may write.
+//! caller) that any user may write; and the mapping of a user namespace the
+//! builder already runs in (rootless `hoist` re-executes itself in one, see
+//! [`super::process`]).
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use super::error::SandboxError;
 use super::spec::IdMapping;
@@ -26,6 +29,14 @@ pub(crate) enum IdMap {
         gid: u32,
         uids: SubRange,
         gids: SubRange,
+    },
+    /// The builder itself already runs in a user namespace other than the
+    /// initial one: runs make no new one and can use exactly the IDs it
+    /// maps. Ranges are `(first inside, count)`.
+    Inherited {
+        uids: Vec<(u32, u32)>,
+        gids: Vec<(u32, u32)>,
+        setgroups: bool,
     },
 }
 
@@ -57,11 +68,32 @@ impl IdMap {
         }
     }
 
+    /// The mapping of the user namespace this process runs in, when that
+    /// is not the initial one (whose map is the identity over every ID).
+    pub(crate) fn inherited() -> Option<IdMap> {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let uids = parse_map(&read("/proc/self/uid_map"));
+        if uids == [(0, u32::MAX)] || uids.is_empty() {
+            return None;
+        }
+        Some(IdMap::Inherited {
+            uids,
+            gids: parse_map(&read("/proc/self/gid_map")),
+            setgroups: read("/proc/self/setgroups").trim() == "allow",
+        })
+    }
+
+    /// Whether a run needs a user namespace of its own (and its maps written).
+    pub(crate) fn needs_new_namespace(&self) -> bool {
+        !matches!(self, IdMap::Inherited { .. })
+    }
+
     /// Whether `uid` inside the namespace has an outside owner.
     pub(crate) fn maps_uid(&self, inner: u32) -> bool {
         match self {
             IdMap::Single { .. } => inner == 0,
             IdMap::Sub { uids, .. } => inner <= uids.count,
+            IdMap::Inherited { uids, .. } => in_ranges(uids, inner),
         }
     }
 
@@ -69,12 +101,17 @@ impl IdMap {
         match self {
             IdMap::Single { .. } => inner == 0,
             IdMap::Sub { gids, .. } => inner <= gids.count,
+            IdMap::Inherited { gids, .. } => in_ranges(gids, inner),
         }
     }
 
     /// setgroups(2) is denied in a single-ID mapping written without privilege.
     pub(crate) fn allows_setgroups(&self) -> bool {
-        matches!(self, IdMap::Sub { .. })
+        match self {
+            IdMap::Single { .. } => false,
+            IdMap::Sub { .. } => true,
+            IdMap::Inherited { setgroups, .. } => *setgroups,
+        }
     }
 
     /// Writes the maps of the process `pid`, which has just made its user
@@ -96,8 +133,36 @@ impl IdMap {
                 run_helper("newuidmap", pid, uid, uids)?;
                 run_helper("newgidmap", pid, gid, gids)
             }
+            // Written once, by whoever made the namespace.
+            IdMap::Inherited { .. } => Ok(()),
         }
     }
+}
+
+/// True when this process runs in a user namespace other than the initial
+/// one, where overlayfs must be mounted with `userxattr`. Namespaces only
+/// change before the builder starts, so the answer is read once.
+pub fn in_user_namespace() -> bool {
+    static IN_USERNS: OnceLock<bool> = OnceLock::new();
+    *IN_USERNS.get_or_init(|| IdMap::inherited().is_some())
+}
+
+/// `inside outside count` lines of /proc/<pid>/uid_map as `(inside, count)`.
+fn parse_map(content: &str) -> Vec<(u32, u32)> {
+    content
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace().map(str::parse::<u32>);
+            let (inside, _outside, count) = (f.next()?.ok()?, f.next()?.ok()?, f.next()?.ok()?);
+            Some((inside, count))
+        })
+        .collect()
+}
+
+fn in_ranges(ranges: &[(u32, u32)], id: u32) -> bool {
+    ranges
+        .iter()
+        .any(|&(first, count)| id >= first && u64::from(id) < u64::from(first) + u64::from(count))
 }
 
 fn write_proc(path: &str, content: &str) -> Result<(), SandboxError> {
@@ -161,6 +226,29 @@ mod tests {
         for (name, uid, want) in cases {
             let got = find_range(file, name, uid).map(|r| (r.start, r.count));
             assert_eq!(got, want, "case {name:?}/{uid}");
+        }
+    }
+
+    #[test]
+    fn inherited_map_cases() {
+        let map = |uid_map: &str| IdMap::Inherited {
+            uids: parse_map(uid_map),
+            gids: parse_map(uid_map),
+            setgroups: true,
+        };
+        // (case, uid_map, id, mapped)
+        let cases = [
+            ("single, root", "0 1000 1\n", 0, true),
+            ("single, other", "0 1000 1\n", 1, false),
+            ("sub, first", "0 1000 1\n1 200000 65536\n", 1, true),
+            ("sub, last", "0 1000 1\n1 200000 65536\n", 65536, true),
+            ("sub, past", "0 1000 1\n1 200000 65536\n", 65537, false),
+            ("full", "0 0 4294967295\n", u32::MAX - 1, true),
+        ];
+        for (name, uid_map, id, want) in cases {
+            let m = map(uid_map);
+            assert_eq!(m.maps_uid(id), want, "case {name}: uid {id}");
+            assert_eq!(m.maps_gid(id), want, "case {name}: gid {id}");
         }
     }
 }

@@ -34,7 +34,16 @@
 //! whole PID namespace; the builder only ever sends SIGKILL, which PID 1
 //! cannot ignore from outside. Nothing is mounted in the builder's
 //! namespace (except by [`mount_overlay`], for COPY), so a killed run leaks
-//! no mount.
+//! no mount; and the builder's namespace is itself a private one
+//! ([`enter_namespaces`], `process.rs`), so a killed builder leaks none
+//! either.
+//!
+//! Rootless, the builder re-executes itself in a user namespace of its own
+//! where it is root ([`enter_namespaces`]); runs then stay in that
+//! namespace rather than making one each (`IdMap::Inherited`), and every
+//! overlay is mounted with `userxattr`. Lowerdirs must be owned by IDs
+//! mapped in that namespace (files with unmapped owners cannot be copied
+//! up), and overlay then reads `user.overlay.opaque`.
 
 #![allow(unsafe_code)]
 
@@ -47,6 +56,7 @@ mod io;
 mod namespace;
 mod overlay;
 mod plan;
+mod process;
 mod spec;
 mod stubs;
 
@@ -54,10 +64,12 @@ use std::process::ExitStatus;
 
 pub use error::SandboxError;
 pub use etc::{hosts as hosts_file, resolv_conf};
+pub use idmap::in_user_namespace;
 pub use interrupt::cancel_on_interrupt;
 pub use io::{CollectIo, RunIo, Stdin};
 pub use namespace::{CancelHandle, NamespaceSandbox};
 pub use overlay::{MountGuard, mount_overlay, mount_overlay_read_only, remove_workdir};
+pub use process::{Entered, enter_namespaces, isolate_mounts, running_as_root};
 pub use spec::{
     BUILD_HOSTNAME, DEFAULT_PATH, EtcFiles, IdMapping, Mount, MountKind, Network, Rootfs, RunSpec,
     User,

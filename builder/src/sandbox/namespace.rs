@@ -1,10 +1,12 @@
 //! [`NamespaceSandbox`]: one clone(2) per run. The child becomes PID 1 of
-//! new mount/PID/UTS/IPC/cgroup (and network, and user when rootless)
-//! namespaces, sets up its root (see [`super::plan`]) and execs the command
-//! directly, as runc does for BuildKit's RUN: no init of ours. When it exits
-//! the kernel kills whatever it left in its PID namespace, and the mount
-//! namespace, with the overlay and every other mount, goes with it; nothing
-//! is ever mounted in the builder's namespace.
+//! new mount/PID/UTS/IPC/cgroup namespaces (plus network for
+//! `--network=none`, plus user when rootless, unless the builder already
+//! runs in a user namespace of its own), sets up its root (see
+//! [`super::plan`]) and execs the command directly, as runc does for
+//! BuildKit's RUN: no init of ours. When it exits the kernel kills whatever
+//! it left in its PID namespace, and the mount namespace, with the overlay
+//! and every other mount, goes with it; nothing is ever mounted in the
+//! builder's namespace.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -155,7 +157,12 @@ impl Sandbox for NamespaceSandbox {
         if self.cancel.is_cancelled() {
             return Err(SandboxError::Cancelled);
         }
-        let idmap = spec.rootless.map(IdMap::resolve).transpose()?;
+        // Without a mapping of its own, a run in a builder that already
+        // lives in a user namespace (rootless `hoist`) stays in that one.
+        let idmap = match spec.rootless {
+            Some(mapping) => Some(IdMap::resolve(mapping)?),
+            None => IdMap::inherited(),
+        };
         let state = StatePaths::new(&self.state_dir);
         self.run_in(spec, io, idmap.as_ref(), &state)
     }
@@ -213,7 +220,8 @@ impl NamespaceSandbox {
         if plan.new_net {
             flags |= CloneFlags::CLONE_NEWNET;
         }
-        if idmap.is_some() {
+        let new_userns = idmap.is_some_and(IdMap::needs_new_namespace);
+        if new_userns {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
         let mut stack = vec![0u8; STACK_SIZE];
@@ -248,7 +256,7 @@ impl NamespaceSandbox {
         let mut child = ChildGuard { pid, reaped: false };
         drop((out_w, err_w, rep_w, sync_r, stdin_child));
 
-        if let Some(map) = idmap {
+        if let Some(map) = idmap.filter(|_| new_userns) {
             map.apply(pid.as_raw_nonzero().get())?;
         }
         rustix::io::write(&sync_w, &[1]).map_err(|e| SandboxError::Pipe(e.into()))?;

@@ -221,14 +221,18 @@ pub fn remove_workdir(workdir: &Path) -> Result<(), SandboxError> {
 
 /// Mounts `lowerdirs` (top-most first) with `upperdir`/`workdir` on `target`
 /// in the current mount namespace, so the builder can COPY into the merged
-/// view. Needs root. Unmounted when the guard drops.
+/// view. Needs root, real or of the user namespace the builder runs in
+/// (then with `userxattr`). Unmounted when the guard drops, and gone with
+/// the builder's private mount namespace if the builder dies first (see
+/// [`super::isolate_mounts`]).
 pub fn mount_overlay(
     lowerdirs: &[PathBuf],
     upperdir: &Path,
     workdir: &Path,
     target: &Path,
 ) -> Result<MountGuard, SandboxError> {
-    let args = OverlayArgs::new(lowerdirs, Some((upperdir, workdir)), false)?;
+    let userxattr = super::idmap::in_user_namespace();
+    let args = OverlayArgs::new(lowerdirs, Some((upperdir, workdir)), userxattr)?;
     mount_args(&args, target)
 }
 
@@ -237,7 +241,8 @@ pub fn mount_overlay_read_only(
     lowerdirs: &[PathBuf],
     target: &Path,
 ) -> Result<MountGuard, SandboxError> {
-    let args = OverlayArgs::new(lowerdirs, None, false)?;
+    let userxattr = super::idmap::in_user_namespace();
+    let args = OverlayArgs::new(lowerdirs, None, userxattr)?;
     mount_args(&args, target)
 }
 

@@ -183,7 +183,10 @@ pub enum IdMapping {
 }
 
 impl IdMapping {
-    /// `Some(Auto)` when the builder is not root, `None` when it is.
+    /// `Some(Auto)` when the builder is not root, `None` when it is. Root
+    /// of a user namespace counts as root: rootless `hoist` runs in one of
+    /// its own (see [`super::enter_namespaces`]), and its runs stay there
+    /// rather than nest another.
     pub fn for_current_user() -> Option<IdMapping> {
         (!rustix::process::geteuid().is_root()).then_some(IdMapping::Auto)
     }

@@ -6,4 +6,7 @@
 
 mod build;
 mod common;
+mod docker;
+mod inputs;
+mod rootless;
 mod run;

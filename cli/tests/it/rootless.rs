@@ -1,0 +1,348 @@
+//! Rootless `hoist` (issue 4): the same builds as an ordinary user, who
+//! gets a user namespace from /etc/subuid and /etc/subgid, must give the
+//! same layers as root, owners included; `hoist run` works too, and signals
+//! reach the re-executed copy.
+//!
+//! The tests run as root and drop to a dedicated user (made with `useradd`
+//! when missing, else `nobody`) through `setpriv`; a missing tool or range
+//! fails the test, it never skips.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Hoist, busybox_tar, context, require_root};
+
+const TEST_USER: &str = "hoist-rootless";
+const EPOCH: &str = "1700000000";
+
+/// An unprivileged user with subordinate ID ranges.
+struct User {
+    uid: u32,
+    gid: u32,
+    /// The first subordinate uid: container uid N (N >= 1) is `subuid + N - 1`.
+    subuid: u32,
+}
+
+/// The dedicated test user, made once per machine; concurrent test
+/// processes are serialised by useradd's and usermod's own locks.
+fn rootless_user() -> User {
+    require_root();
+    for tool in ["setpriv", "newuidmap", "newgidmap"] {
+        assert!(
+            which(tool).is_some(),
+            "{tool} is required for the rootless tests (packages util-linux and uidmap)"
+        );
+    }
+    let name = if which("useradd").is_some() {
+        if id(TEST_USER, "-u").is_none() {
+            // Exit code 9: another test process made it first.
+            let status = Command::new("useradd")
+                .args(["--no-create-home", "--home-dir", "/nonexistent"])
+                .args(["--shell", "/usr/sbin/nologin", "--user-group", TEST_USER])
+                .status()
+                .expect("running useradd");
+            assert!(
+                status.success() || status.code() == Some(9),
+                "useradd {TEST_USER} failed: {status}"
+            );
+        }
+        TEST_USER
+    } else {
+        "nobody"
+    };
+    let uid = id(name, "-u").unwrap_or_else(|| panic!("user {name} does not exist"));
+    let gid = id(name, "-g").unwrap_or_else(|| panic!("user {name} has no group"));
+    let subuid = match sub_range("/etc/subuid", name, uid) {
+        Some(start) => start,
+        None => {
+            // useradd allocates ranges when login.defs says so; otherwise
+            // give the user one that nothing else on the test VM uses.
+            let status = Command::new("usermod")
+                .args(["--add-subuids", "300000-365535"])
+                .args(["--add-subgids", "300000-365535", name])
+                .status()
+                .expect("running usermod");
+            assert!(status.success(), "usermod --add-subuids {name}: {status}");
+            sub_range("/etc/subuid", name, uid).expect("a subuid range after usermod")
+        }
+    };
+    assert!(
+        sub_range("/etc/subgid", name, uid).is_some(),
+        "{name} has a subuid range but no subgid range in /etc/subgid"
+    );
+    User { uid, gid, subuid }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn id(user: &str, flag: &str) -> Option<u32> {
+    let out = Command::new("id").args([flag, user]).output().ok()?;
+    out.status.success().then_some(())?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// The start of `user`'s range in a subuid/subgid file.
+fn sub_range(file: &str, user: &str, uid: u32) -> Option<u32> {
+    let content = std::fs::read_to_string(file).unwrap_or_default();
+    content.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let (owner, start, count) = (f.next()?, f.next()?, f.next()?);
+        let owner_matches = owner == user || owner == uid.to_string();
+        let count: u32 = count.trim().parse().ok()?;
+        (owner_matches && count >= 65536)
+            .then(|| start.parse().ok())
+            .flatten()
+    })
+}
+
+/// A directory the rootless user owns, holding a copy of the hoist binary,
+/// the busybox tarball, the build contexts, a home and a store root.
+struct Workspace {
+    user: User,
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new(user: User, contexts: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hoist-rootless-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path();
+        std::fs::copy(env!("CARGO_BIN_EXE_hoist"), path.join("hoist")).unwrap();
+        std::fs::copy(busybox_tar(), path.join("busybox.tar")).unwrap();
+        std::fs::create_dir(path.join("home")).unwrap();
+        for name in contexts {
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(context(name))
+                .arg(path.join(name))
+                .status()
+                .unwrap();
+            assert!(status.success(), "copying context {name}");
+        }
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", user.uid, user.gid))
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown of {}", path.display());
+        Self { user, dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.path().join("store")
+    }
+
+    /// `hoist args…` as the rootless user, with its own store root.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", self.user.uid))
+            .arg(format!("--regid={}", self.user.gid))
+            .args(["--clear-groups", "--"])
+            .arg(self.path().join("hoist"))
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .env("HOIST_ROOT", self.store())
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .env_remove("XDG_DATA_HOME")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rootless hoist {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn inspect(&self, image: &str) -> Value {
+        let value: Value = serde_json::from_str(&self.ok(&["inspect", image])).unwrap();
+        value[0].clone()
+    }
+}
+
+/// Root's side of the comparison: the same import and builds.
+fn root_ok(hoist: &Hoist, args: &[&str]) -> String {
+    let out = hoist
+        .command(args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "hoist {args:?} as root failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn rootless_builds_give_the_same_layers_as_root() {
+    let contexts = ["build-whiteouts", "build-users"];
+    let ws = Workspace::new(rootless_user(), &contexts);
+    let root = Hoist::new();
+    // The import's history names its source: give both the same message.
+    let message = "busybox-static";
+    let tar = busybox_tar().to_str().unwrap();
+    root_ok(&root, &["import", "-m", message, tar, "busybox"]);
+    ws.ok(&["import", "-m", message, "busybox.tar", "busybox"]);
+
+    let probe = "cat /tmp/id-* 2>/dev/null; ls -a /opt 2>/dev/null; \
+                 stat -c '%n %a %u:%g' /opt/chmod-me /opt/chown-me /owned-by-alice \
+                 /owned-by-1234 2>/dev/null; test -e /bin/vi || echo vi-gone";
+    for name in contexts {
+        let tag = format!("{name}:test");
+        let dir = context(name);
+        let root_id = root_ok(&root, &["build", "-q", "-t", &tag, dir.to_str().unwrap()]);
+        let user_id = ws.ok(&["build", "-q", "-t", &tag, name]);
+        let (user_image, root_image) = (ws.inspect(&tag), root.inspect(&tag));
+        assert_eq!(
+            user_image["RootFS"]["Layers"], root_image["RootFS"]["Layers"],
+            "{name}: rootless layers differ from root's"
+        );
+        assert_eq!(
+            user_id, root_id,
+            "{name}: rootless image ID differs:\n{user_image:#}\nroot:\n{root_image:#}"
+        );
+        let as_root = root.exec(&tag, &["sh", "-c", probe]);
+        let rootless = ws.ok(&["run", "--rm", &tag, "sh", "-c", probe]);
+        assert_eq!(rootless, as_root, "{name}: `hoist run` sees another image");
+    }
+
+    // Owners inside are subordinate IDs outside: alice (1001) of
+    // build-users is subuid + 1000 on the host, not the user.
+    let owned = find(&ws.store().join("hoist/snapshots"), "owned-by-alice")
+        .expect("a snapshot holding /owned-by-alice");
+    let meta = std::fs::symlink_metadata(&owned).unwrap();
+    assert_eq!(
+        meta.uid(),
+        ws.user.subuid + 1000,
+        "{} is not owned through the subuid range",
+        owned.display()
+    );
+    let store = std::fs::metadata(ws.store()).unwrap();
+    assert_eq!(
+        store.uid(),
+        ws.user.uid,
+        "the store root belongs to the user"
+    );
+
+    // Exit codes pass through the re-executed copy.
+    let out = ws.run(&["run", "--rm", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // Without HOIST_ROOT the store is the user's own.
+    let out = ws
+        .command(&["images"])
+        .env_remove("HOIST_ROOT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let default = ws.path().join("home/.local/share/hoist");
+    let meta = std::fs::metadata(&default)
+        .unwrap_or_else(|e| panic!("default rootless store {}: {e}", default.display()));
+    assert_eq!(meta.uid(), ws.user.uid);
+}
+
+/// SIGTERM to the rootless parent reaches the copy, which cancels its RUN
+/// and cleans up; SIGKILL to the parent kills the copy and its sandbox.
+#[test]
+fn rootless_signals_reach_the_build() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    ws.ok(&["import", "busybox.tar", "busybox"]);
+    for (signal, arg) in [(15, "984"), (9, "983")] {
+        let ctx = ws.path().join(format!("ctx-{arg}"));
+        std::fs::create_dir(&ctx).unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM busybox\nRUN echo started; sleep {arg}\n"),
+        )
+        .unwrap();
+        let mut child = ws
+            .command(&["build", "--progress=plain", ctx.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !running_with_arg(arg.as_bytes()) {
+            assert!(Instant::now() < deadline, "the RUN never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "signal {signal}: the build succeeded");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running_with_arg(arg.as_bytes())
+            || running_with_arg(ctx.as_os_str().as_encoded_bytes())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "signal {signal}: the copy or its sandbox outlived the build"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if signal == 15 {
+            // A clean cancel: the copy removed its temp dirs.
+            let tmp = ws.store().join("hoist/tmp");
+            let left: Vec<_> = std::fs::read_dir(&tmp)
+                .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "leftovers in {}: {left:?}", tmp.display());
+        }
+    }
+}
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if entry.file_name() == name {
+            return Some(path);
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            && let Some(found) = find(&path, name)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn running_with_arg(wanted: &[u8]) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .map(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == wanted))
+            .unwrap_or(false)
+    })
+}
