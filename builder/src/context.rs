@@ -480,3 +480,54 @@ fn owner_suffix(digest: String, stat: &Stat, opts: &ChecksumOptions<'_>) -> Stri
     hasher.update(format!("{digest}\0{}:{}", stat.st_uid, stat.st_gid).as_bytes());
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar stream (the build context here, an ADD archive alike: both go
+    /// through `archive::extract`) whose extension header is over the cap
+    /// is refused with the guard's message, before its data is read.
+    #[test]
+    fn oversized_tar_extension_headers_are_refused() {
+        let x_header = {
+            let mut header = tar::Header::new_ustar();
+            header.set_entry_type(tar::EntryType::XHeader);
+            header.set_size(2 << 30);
+            header.set_cksum();
+            let mut data = header.as_bytes().to_vec();
+            data.extend_from_slice(&[b'a'; 64 << 10]);
+            data
+        };
+        let long_name = {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(1);
+            builder
+                .append_data(&mut header, "d/".repeat(3 << 20) + "f", &b"x"[..])
+                .unwrap();
+            builder.into_inner().unwrap()
+        };
+        let cases = [
+            (
+                "PAX header of 2 GiB",
+                x_header,
+                "tar PAX extended header ('x') of 2147483648 bytes at offset 0 exceeds the 1 MiB limit",
+            ),
+            (
+                "GNU long name of 6 MiB",
+                long_name,
+                "tar GNU long name header ('L') of 6291458 bytes at offset 0 exceeds the 1 MiB limit",
+            ),
+        ];
+        for (case, data, message) in cases {
+            let parent = tempfile::tempdir().unwrap();
+            let err = BuildContext::from_tar(data.as_slice(), parent.path(), None).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("unpacking the build context from a tar stream: {message}"),
+                "case {case:?}"
+            );
+        }
+    }
+}

@@ -28,6 +28,7 @@ use crate::extract::{Format, decompress};
 use crate::image::Image;
 use crate::reference::Reference;
 use crate::store::Store;
+use crate::tar_guard::TarGuard;
 use crate::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, StoreError};
 
 /// The archive formats `hoist save --format` writes.
@@ -468,7 +469,7 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<LoadedImage>, Archiv
 
 fn spool(store: &Store, reader: impl Read) -> Result<Spooled, ArchiveError> {
     let mut spooled = Spooled::default();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(TarGuard::new(reader));
     for entry in archive.entries().map_err(ArchiveError::Read)? {
         let mut entry = entry.map_err(ArchiveError::Read)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -524,7 +525,8 @@ fn spool(store: &Store, reader: impl Read) -> Result<Spooled, ArchiveError> {
         spooled.blobs.insert(path, found);
     }
     // Drain the end-of-archive padding so a pipe writer never sees EPIPE.
-    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(ArchiveError::Read)?;
+    io::copy(&mut archive.into_inner().into_inner(), &mut io::sink())
+        .map_err(ArchiveError::Read)?;
     Ok(spooled)
 }
 
@@ -709,5 +711,22 @@ mod tests {
                 "case {link} -> {target}"
             );
         }
+    }
+
+    #[test]
+    fn oversized_tar_extension_headers_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("root")).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(10 << 20);
+        header.set_cksum();
+        let mut data = header.as_bytes().to_vec();
+        data.resize(data.len() + (10 << 20), b'a');
+        let err = load(&store, data.as_slice()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reading archive: tar GNU long name header ('L') of 10485760 bytes at offset 0 exceeds the 1 MiB limit"
+        );
     }
 }

@@ -31,6 +31,7 @@ use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
 use crate::digest::{DiffId, sha256_of};
+use crate::tar_guard::TarGuard;
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
@@ -135,6 +136,18 @@ pub enum ExtractError {
     },
 }
 
+/// In a user namespace that maps a single ID (rootless without subordinate
+/// ranges) an owner outside the map cannot be set: the kernel says EINVAL.
+/// The file keeps the namespace's root as owner instead, as podman's
+/// `ignore_chown_errors` does; with subordinate ranges every ID of a
+/// normal image is mapped and this never happens.
+fn tolerate_unmapped(result: rustix::io::Result<()>) -> rustix::io::Result<()> {
+    match result {
+        Err(rustix::io::Errno::INVAL) if !is_real_root() => Ok(()),
+        other => other,
+    }
+}
+
 /// True when running as root in the initial user namespace, the only place
 /// where device nodes can be created.
 pub fn is_real_root() -> bool {
@@ -205,14 +218,15 @@ pub fn apply_layer(
         unpacked: HashSet::new(),
         stats: Counters::default(),
     };
-    let mut archive = tar::Archive::new(guarded);
+    // Caps the extension headers the tar crate reads whole into memory.
+    let mut archive = tar::Archive::new(TarGuard::new(guarded));
     let result = applier.apply_entries(&mut archive);
     let check_bomb = |err: ExtractError| match bomb.take() {
         Some(bomb) => bomb,
         None => err,
     };
     result.map_err(check_bomb)?;
-    let mut guarded = archive.into_inner();
+    let mut guarded = archive.into_inner().into_inner();
     io::copy(&mut guarded, &mut io::sink()).map_err(|err| check_bomb(ExtractError::Read(err)))?;
     applier.finish_dirs()?;
     let Counters {
@@ -484,7 +498,7 @@ impl Applier<'_> {
                 let mut file = File::from(fd);
                 io::copy(entry, &mut file).map_err(ExtractError::Read)?;
                 if self.opts.chown {
-                    rustix::fs::fchown(&file, Some(meta.uid), Some(meta.gid))
+                    tolerate_unmapped(rustix::fs::fchown(&file, Some(meta.uid), Some(meta.gid)))
                         .map_err(|err| self.io_err(&raw, err))?;
                 }
                 // After chown, which clears setuid/setgid.
@@ -839,8 +853,14 @@ impl Applier<'_> {
         } else {
             AtFlags::SYMLINK_NOFOLLOW
         };
-        rustix::fs::chownat(parent, os(name), Some(meta.uid), Some(meta.gid), flags)
-            .map_err(|err| self.io_err(raw, err))
+        tolerate_unmapped(rustix::fs::chownat(
+            parent,
+            os(name),
+            Some(meta.uid),
+            Some(meta.gid),
+            flags,
+        ))
+        .map_err(|err| self.io_err(raw, err))
     }
 
     fn utimes_at(

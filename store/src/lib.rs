@@ -35,6 +35,7 @@ pub mod reference;
 mod session;
 pub mod snapshot;
 mod store;
+pub mod tar_guard;
 
 pub use blob::{BlobWriter, ExpectedBlob, VerifiedReader};
 pub use cache::CacheEntry;

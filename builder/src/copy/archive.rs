@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use hoist_store::tar_guard::TarGuard;
 use rustix::fs::FileType;
 
 use super::root::root_relative;
@@ -114,7 +115,8 @@ pub fn extract(
     writer: &mut Writer<'_>,
 ) -> io::Result<()> {
     let reader = decompress(kind, file)?;
-    let mut archive = tar::Archive::new(reader);
+    // Caps the extension headers the tar crate reads whole into memory.
+    let mut archive = tar::Archive::new(TarGuard::new(reader));
     for entry in archive.entries()? {
         let mut entry = entry?;
         let header = entry.header();

@@ -346,3 +346,29 @@ fn running_with_arg(wanted: &[u8]) -> bool {
             .unwrap_or(false)
     })
 }
+
+/// A user with no subordinate ranges gets a single-ID mapping: files the
+/// image owns by other IDs are kept by the namespace's root instead (as
+/// podman's ignore_chown_errors), and the build still works.
+#[test]
+fn rootless_without_subordinate_ids_falls_back_to_one_id() {
+    require_root();
+    // A uid with no passwd entry has no line in /etc/subuid either.
+    let uid = 54321;
+    assert!(
+        sub_range("/etc/subuid", &uid.to_string(), uid).is_none(),
+        "uid {uid} unexpectedly has a subordinate range"
+    );
+    let user = User {
+        uid,
+        gid: uid,
+        subuid: 0,
+    };
+    let ws = Workspace::new(user, &["hello"]);
+    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    ws.ok(&["build", "-q", "-t", "hello:single", "hello"]);
+    assert_eq!(
+        ws.ok(&["run", "--rm", "hello:single"]),
+        "hello from hoist\nbuilt by root on Linux\n"
+    );
+}
