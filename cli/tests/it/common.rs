@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// The repository's testdata directory.
 pub fn testdata() -> PathBuf {
@@ -32,18 +33,25 @@ fn rustix_euid() -> u32 {
         .expect("effective uid in /proc/self/status")
 }
 
-/// The busybox rootfs tarball, made once per test process by the same
-/// script the README uses.
+/// The busybox rootfs tarball, made by the same script the README uses,
+/// once for all test processes (nextest runs each test in its own): it is
+/// written beside and renamed into place, and the script's output is
+/// reproducible, so concurrent makers agree.
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("hoist-test-base-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let tar = dir.join("busybox.tar");
+        // Named after the script's content, so an edited script remakes it.
         let script = testdata().join("base/make-busybox-rootfs.sh");
+        let hex = format!("{:x}", Sha256::digest(std::fs::read(&script).unwrap()));
+        let tar = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("busybox-rootfs-{}.tar", &hex[..16]));
+        if tar.is_file() {
+            return tar;
+        }
+        let partial = tar.with_extension(format!("partial.{}", std::process::id()));
         let out = Command::new("bash")
             .arg(&script)
-            .arg(&tar)
+            .arg(&partial)
             .output()
             .unwrap();
         assert!(
@@ -52,6 +60,7 @@ pub fn busybox_tar() -> &'static Path {
             script.display(),
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::rename(&partial, &tar).unwrap();
         tar
     })
 }
