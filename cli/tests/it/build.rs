@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Hoist, context, context_copy};
+use crate::common::{Hoist, context, context_copy, running_with_arg};
 
 #[test]
 fn hello_builds_runs_and_is_readable_by_other_tools() {
@@ -490,7 +490,7 @@ fn ctrl_c_during_a_run_leaves_no_process_mount_or_temp_dir() {
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
     // Wait for the sandbox's process to appear.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sleep_987_running() {
+    while !running_with_arg(b"987") {
         assert!(Instant::now() < deadline, "the RUN never started");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -504,7 +504,7 @@ fn ctrl_c_during_a_run_leaves_no_process_mount_or_temp_dir() {
         "cancel was slow"
     );
     assert!(
-        !sleep_987_running(),
+        !running_with_arg(b"987"),
         "the sandboxed process outlived the build"
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -627,18 +627,6 @@ fn mounts_under(mountinfo: &str, root: &str) -> Vec<String> {
         })
         .map(str::to_owned)
         .collect()
-}
-
-fn sleep_987_running() -> bool {
-    running_with_arg(b"987")
-}
-
-fn running_with_arg(wanted: &[u8]) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .map(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == wanted))
-            .unwrap_or(false)
-    })
 }
 
 fn rustix_kill(pid: u32, signal: i32) {

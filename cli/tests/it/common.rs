@@ -199,3 +199,13 @@ pub fn context_copy(name: &str) -> tempfile::TempDir {
 pub fn context(name: &str) -> PathBuf {
     testdata().join("contexts").join(name)
 }
+
+/// Whether some process on the machine has `wanted` as one of its
+/// arguments (to find a sandboxed `sleep 987` from outside).
+pub fn running_with_arg(wanted: &[u8]) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .map(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == wanted))
+            .unwrap_or(false)
+    })
+}

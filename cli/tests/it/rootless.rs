@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Hoist, busybox_tar, context, require_root};
+use crate::common::{Hoist, busybox_tar, context, require_root, running_with_arg};
 
 const TEST_USER: &str = "hoist-rootless";
 const EPOCH: &str = "1700000000";
@@ -337,14 +337,6 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-fn running_with_arg(wanted: &[u8]) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        std::fs::read(entry.path().join("cmdline"))
-            .map(|cmd| cmd.split(|&b| b == 0).any(|arg| arg == wanted))
-            .unwrap_or(false)
-    })
 }
 
 /// A user with no subordinate ranges gets a single-ID mapping: files the
