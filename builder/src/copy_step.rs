@@ -1,7 +1,9 @@
 //! COPY, ADD and WORKDIR: filesystem steps that run in the builder itself,
 //! writing into a merged overlay view whose upperdir becomes the layer.
 
+use hoist_parser::expand::expand_heredoc;
 use hoist_parser::instruction::CopyAdd;
+use hoist_parser::syntax::Heredoc;
 
 use crate::context::ChecksumOptions;
 use crate::copy::SourceView;
@@ -76,10 +78,11 @@ impl StageBuilder<'_> {
             )
             .define("parents", copy.parents.to_string())
             .define("checksum", copy.checksum.clone().unwrap_or_default());
-        for (i, heredoc) in copy.heredocs.iter().enumerate() {
+        let heredocs = self.expand_heredocs(&copy.heredocs)?;
+        for (i, heredoc) in heredocs.iter().enumerate() {
             inputs.content.insert(
                 format!("heredoc.{i}.{}", heredoc.name),
-                hoist_store::digest::sha256_bytes(heredoc.body().as_bytes()).to_string(),
+                hoist_store::digest::sha256_bytes(heredoc.content.as_bytes()).to_string(),
             );
         }
         match &source_stack {
@@ -147,7 +150,7 @@ impl StageBuilder<'_> {
                 source,
                 preserve_owner: source_stack.is_some(),
                 sources: &copy.sources,
-                heredocs: &copy.heredocs,
+                heredocs: &heredocs,
                 dest: &dest,
                 chown,
                 chmod: copy.chmod.as_deref(),
@@ -161,6 +164,29 @@ impl StageBuilder<'_> {
         }
         drop(from_guard);
         self.commit_step(step, inputs, &scratch.upper, created_by)
+    }
+
+    /// Heredoc sources as files get them: chomped, and with variables
+    /// expanded unless the delimiter was quoted (BuildKit's `ExpandRaw`).
+    fn expand_heredocs(&self, heredocs: &[Heredoc]) -> Result<Vec<Heredoc>, StepError> {
+        heredocs
+            .iter()
+            .map(|heredoc| {
+                let body = heredoc.body();
+                let content = if heredoc.expand {
+                    expand_heredoc(&body, &|name| self.lookup(name)).map_err(|err| {
+                        StepError::Invalid(format!("heredoc {}: {}", heredoc.name, err.message))
+                    })?
+                } else {
+                    body.into_owned()
+                };
+                Ok(Heredoc {
+                    content,
+                    chomp: false,
+                    ..heredoc.clone()
+                })
+            })
+            .collect()
     }
 
     /// The filesystem a `--from` names: a stage (by name or index) built

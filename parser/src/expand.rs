@@ -91,6 +91,19 @@ pub fn expand_words(
     Ok(fields.finish())
 }
 
+/// Expands the body of a COPY/ADD heredoc whose delimiter is unquoted
+/// (BuildKit's `ExpandRaw`): variables are substituted and `\` escapes
+/// apply, but quotes are ordinary characters, since the body is file
+/// content, not shell words.
+pub fn expand_heredoc(
+    body: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
+    let mut lexer = Lexer::new(body, lookup, '\\');
+    lexer.skip_quotes = true;
+    lexer.process_stop_on(None, false, None)
+}
+
 /// The scanner over one word (BuildKit's `shellWord`).
 struct Lexer<'a> {
     src: &'a str,
@@ -99,6 +112,8 @@ struct Lexer<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     escape: char,
     depth: usize,
+    /// Quotes are plain characters (heredoc bodies).
+    skip_quotes: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -115,6 +130,7 @@ impl<'a> Lexer<'a> {
             lookup,
             escape,
             depth: 0,
+            skip_quotes: false,
         }
     }
 
@@ -172,7 +188,7 @@ impl<'a> Lexer<'a> {
                     }
                     result.push_str(&value);
                 }
-                '\'' | '"' => {
+                '\'' | '"' if !self.skip_quotes => {
                     let value = if ch == '\'' {
                         self.single_quote()?
                     } else {
@@ -499,6 +515,20 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heredoc_bodies_expand_variables_but_keep_quotes() {
+        let lookup = |name: &str| (name == "NAME").then(|| "world".to_owned());
+        for (body, expected) in [
+            ("hello $NAME\n", "hello world\n"),
+            ("'$NAME' \"${NAME}\"\n", "'world' \"world\"\n"),
+            ("\\$NAME costs \\$5\n", "$NAME costs $5\n"),
+            ("${MISSING:-default} $MISSING.\n", "default .\n"),
+            ("it's \"open\n", "it's \"open\n"),
+        ] {
+            assert_eq!(expand_heredoc(body, &lookup).unwrap(), expected, "{body:?}");
+        }
+    }
     use std::collections::HashMap;
 
     /// One row of testdata/expand/cases.txt.

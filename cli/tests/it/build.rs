@@ -648,7 +648,10 @@ fn heredocs_run_as_scripts_and_copy_as_files() {
          RUN <<EOF\n#!/bin/sh\necho \"script $0\" > /script.txt\nEOF\n\
          RUN <<EOF\necho plain > /plain.txt\necho second >> /plain.txt\nEOF\n\
          RUN cat <<A > /two.txt && cat <<B >> /two.txt\nfirst\nA\nsecond\nB\n\
-         COPY <<EOF /copied.txt\ncopied body\nEOF\n",
+         ENV NAME=world\n\
+         COPY <<EOF /copied.txt\ncopied body, hello $NAME 'quoted'\nEOF\n\
+         COPY <<\"EOF\" /literal.txt\nkept $NAME\nEOF\n\
+         COPY <<-EOF /chomped.txt\n\tindented\n\tEOF\n",
     )
     .unwrap();
     hoist.build(ctx.path(), &["-t", "heredoc:test"]);
@@ -657,12 +660,14 @@ fn heredocs_run_as_scripts_and_copy_as_files() {
         &[
             "sh",
             "-c",
-            "cat /script.txt /plain.txt /two.txt /copied.txt; ls /dev/pipes 2>&1 || true",
+            "cat /script.txt /plain.txt /two.txt /copied.txt /literal.txt /chomped.txt; \
+             ls /dev/pipes 2>&1 || true",
         ],
     );
     assert_eq!(
         out,
-        "script /dev/pipes/EOF\nplain\nsecond\nfirst\nsecond\ncopied body\n\
+        "script /dev/pipes/EOF\nplain\nsecond\nfirst\nsecond\n\
+         copied body, hello world 'quoted'\nkept $NAME\nindented\n\
          ls: /dev/pipes: No such file or directory\n"
     );
 }
