@@ -25,7 +25,9 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     let host = format!("(?:{domain_component}(?:\\.{domain_component})*|{ipv6})");
     let domain = format!("{host}(?::[0-9]+)?");
     let name = format!("(?:{domain}/)?{path_component}(?:/{path_component})*");
-    let tag = r"[\w][\w.-]{0,127}";
+    // Go's `\w` is ASCII; Rust's is Unicode, and 128 repetitions of it
+    // made this regex take ~50 ms to compile on every command.
+    let tag = "[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}";
     let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
     #[allow(clippy::unwrap_used)] // a constant pattern, covered by the tests
     Regex::new(&format!("^({name})(?::({tag}))?(?:@({digest}))?$")).unwrap()
