@@ -59,61 +59,63 @@ pub struct GroupEntry {
     pub members: Vec<String>,
 }
 
-/// Parses passwd lines; malformed lines are skipped as runc does.
-pub fn parse_passwd(reader: impl BufRead) -> io::Result<Vec<PasswdEntry>> {
+/// The colon-separated records of a passwd or group file: blank lines and
+/// comments skipped, fields trimmed of the line's surrounding space.
+fn records(reader: impl BufRead) -> io::Result<Vec<Vec<String>>> {
     let mut out = Vec::new();
     for line in reader.lines() {
         let line = line?;
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+        if !line.is_empty() && !line.starts_with('#') {
+            out.push(line.split(':').map(str::to_owned).collect());
         }
-        let fields: Vec<&str> = line.split(':').collect();
-        let field = |i: usize| fields.get(i).copied().unwrap_or("");
-        let (Ok(uid), Ok(gid)) = (field(2).parse(), field(3).parse()) else {
-            continue;
-        };
-        out.push(PasswdEntry {
-            name: field(0).to_owned(),
-            uid,
-            gid,
-            home: field(5).to_owned(),
-            shell: field(6).to_owned(),
-        });
     }
     Ok(out)
 }
 
+/// Parses passwd lines; malformed lines are skipped as runc does.
+pub fn parse_passwd(reader: impl BufRead) -> io::Result<Vec<PasswdEntry>> {
+    Ok(records(reader)?
+        .into_iter()
+        .filter_map(|fields| {
+            let field = |i: usize| fields.get(i).map_or("", String::as_str);
+            let (Ok(uid), Ok(gid)) = (field(2).parse(), field(3).parse()) else {
+                return None;
+            };
+            Some(PasswdEntry {
+                name: field(0).to_owned(),
+                uid,
+                gid,
+                home: field(5).to_owned(),
+                shell: field(6).to_owned(),
+            })
+        })
+        .collect())
+}
+
 /// Parses group lines; malformed lines are skipped.
 pub fn parse_group(reader: impl BufRead) -> io::Result<Vec<GroupEntry>> {
-    let mut out = Vec::new();
-    for line in reader.lines() {
-        let line = line?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(':').collect();
-        let Some(Ok(gid)) = fields.get(2).map(|g| g.parse()) else {
-            continue;
-        };
-        let members = fields
-            .get(3)
-            .map(|m| {
-                m.split(',')
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_owned)
-                    .collect()
+    Ok(records(reader)?
+        .into_iter()
+        .filter_map(|fields| {
+            let gid = fields.get(2)?.parse().ok()?;
+            let members = fields
+                .get(3)
+                .map(|m| {
+                    m.split(',')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(GroupEntry {
+                name: fields[0].clone(),
+                gid,
+                members,
             })
-            .unwrap_or_default();
-        out.push(GroupEntry {
-            name: fields[0].to_owned(),
-            gid,
-            members,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// The user database of one root filesystem.

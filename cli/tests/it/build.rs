@@ -3,7 +3,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Hoist, context, context_copy, running_with_arg};
+use crate::common::{
+    Hoist, context, context_copy, dockerfile_context, running_with_arg, wait_until,
+};
 
 #[test]
 fn hello_builds_runs_and_is_readable_by_other_tools() {
@@ -376,12 +378,9 @@ fn source_date_epoch_makes_builds_reproducible_across_roots() {
 #[test]
 fn a_failing_run_reports_step_command_code_output_and_line() {
     let hoist = Hoist::with_busybox();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
+    let ctx = dockerfile_context(
         "FROM busybox\nRUN echo before\nRUN echo some output; echo oops >&2; exit 3\n",
-    )
-    .unwrap();
+    );
     let err = hoist.fails(&["build", "--progress=plain", ctx.path().to_str().unwrap()]);
     assert!(err.contains("Dockerfile:3:1"), "{err}");
     assert!(err.contains("[3/3] RUN echo some output"), "{err}");
@@ -396,8 +395,7 @@ fn a_failing_run_reports_step_command_code_output_and_line() {
 #[test]
 fn parse_errors_show_the_line_and_a_suggestion() {
     let hoist = Hoist::with_busybox();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUNN echo\n").unwrap();
+    let ctx = dockerfile_context("FROM busybox\nRUNN echo\n");
     let err = hoist.fails(&["build", ctx.path().to_str().unwrap()]);
     assert!(
         err.contains("Dockerfile:2:1: unknown instruction \"RUNN\" (did you mean \"RUN\"?)"),
@@ -409,12 +407,7 @@ fn parse_errors_show_the_line_and_a_suggestion() {
 #[test]
 fn a_missing_base_image_says_how_to_get_one() {
     let hoist = Hoist::new();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM alpine:3.20\nRUN true\n",
-    )
-    .unwrap();
+    let ctx = dockerfile_context("FROM alpine:3.20\nRUN true\n");
     let err = hoist.fails(&["build", ctx.path().to_str().unwrap()]);
     assert!(err.contains("hoist load"), "{err}");
     assert!(err.contains("hoist import"), "{err}");
@@ -475,12 +468,7 @@ fn outputs_write_archives_and_root_filesystems() {
 #[test]
 fn ctrl_c_during_a_run_leaves_no_process_mount_or_temp_dir() {
     let hoist = Hoist::with_busybox();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox\nRUN echo started; sleep 987\n",
-    )
-    .unwrap();
+    let ctx = dockerfile_context("FROM busybox\nRUN echo started; sleep 987\n");
     let mut child = hoist
         .command(&["build", "--progress=plain", ctx.path().to_str().unwrap()])
         .stderr(Stdio::piped())
@@ -489,11 +477,7 @@ fn ctrl_c_during_a_run_leaves_no_process_mount_or_temp_dir() {
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
     // Wait for the sandbox's process to appear.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !running_with_arg(b"987") {
-        assert!(Instant::now() < deadline, "the RUN never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the RUN to start", || running_with_arg(b"987"));
     rustix_kill(child.id(), 2);
     let started = Instant::now();
     let status = child.wait().unwrap();
@@ -529,12 +513,7 @@ fn ctrl_c_during_a_run_leaves_no_process_mount_or_temp_dir() {
 #[test]
 fn r4_sigkill_during_a_copy_leaves_no_mount() {
     let hoist = Hoist::with_busybox();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox\nCOPY big /big\n",
-    )
-    .unwrap();
+    let ctx = dockerfile_context("FROM busybox\nCOPY big /big\n");
     // Sparse, but copied as 512 MiB of data: the COPY stays mounted for a
     // good part of a second.
     let big = std::fs::File::create(ctx.path().join("big")).unwrap();
@@ -580,22 +559,13 @@ fn r4_sigkill_during_a_copy_leaves_no_mount() {
 #[test]
 fn r4_sigkill_during_a_run_leaves_no_mount_or_process() {
     let hoist = Hoist::with_busybox();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox\nRUN echo started; sleep 986\n",
-    )
-    .unwrap();
+    let ctx = dockerfile_context("FROM busybox\nRUN echo started; sleep 986\n");
     let mut child = hoist
         .command(&["build", "--progress=plain", ctx.path().to_str().unwrap()])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !running_with_arg(b"986") {
-        assert!(Instant::now() < deadline, "the RUN never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the RUN to start", || running_with_arg(b"986"));
     rustix_kill(child.id(), 9);
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -641,9 +611,7 @@ fn rustix_kill(pid: u32, signal: i32) {
 #[test]
 fn heredocs_run_as_scripts_and_copy_as_files() {
     let hoist = Hoist::with_busybox();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
+    let ctx = dockerfile_context(
         "FROM busybox\n\
          RUN <<EOF\n#!/bin/sh\necho \"script $0\" > /script.txt\nEOF\n\
          RUN <<EOF\necho plain > /plain.txt\necho second >> /plain.txt\nEOF\n\
@@ -652,8 +620,7 @@ fn heredocs_run_as_scripts_and_copy_as_files() {
          COPY <<EOF /copied.txt\ncopied body, hello $NAME 'quoted'\nEOF\n\
          COPY <<\"EOF\" /literal.txt\nkept $NAME\nEOF\n\
          COPY <<-EOF /chomped.txt\n\tindented\n\tEOF\n",
-    )
-    .unwrap();
+    );
     hoist.build(ctx.path(), &["-t", "heredoc:test"]);
     let out = hoist.exec(
         "heredoc:test",

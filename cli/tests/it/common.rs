@@ -209,3 +209,22 @@ pub fn running_with_arg(wanted: &[u8]) -> bool {
             .unwrap_or(false)
     })
 }
+
+/// A build context holding only a Dockerfile with `contents`.
+pub fn dockerfile_context(contents: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), contents).unwrap();
+    dir
+}
+
+/// Polls `ready` for up to 30 s; panics naming `what` if it never holds.
+pub fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
