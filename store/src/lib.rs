@@ -32,6 +32,7 @@ pub mod import;
 mod layout;
 mod lock;
 pub mod reference;
+pub mod registry;
 mod session;
 pub mod snapshot;
 mod store;
