@@ -15,8 +15,8 @@ use crate::error::BuildError;
 use crate::layer::Compression;
 use crate::progress::{Progress, StepId};
 use crate::rootfs::LayerStack;
-use crate::sandbox::{Network, Sandbox};
 use crate::stage::StageBuilder;
+use hoist_sandbox::{Network, Sandbox};
 
 /// Everything one build needs besides the store, the sandbox and progress.
 #[derive(Clone, Debug)]

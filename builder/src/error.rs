@@ -4,7 +4,7 @@
 use hoist_parser::{ParseError, Span};
 
 use crate::layer::LayerError;
-use crate::sandbox::SandboxError;
+use hoist_sandbox::SandboxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {

@@ -15,7 +15,6 @@ pub mod layer;
 pub mod progress;
 pub mod rootfs;
 mod run_step;
-pub mod sandbox;
 mod stage;
 pub mod user;
 

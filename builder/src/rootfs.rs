@@ -11,7 +11,7 @@ use oci_spec::image::Descriptor;
 
 use crate::error::StepError;
 use crate::layer::{Compression, LayerOptions, write_layer};
-use crate::sandbox::{MountGuard, mount_overlay};
+use hoist_sandbox::{MountGuard, mount_overlay};
 
 /// The layers of a stage so far, bottom first, with their chain IDs.
 #[derive(Clone, Debug, Default)]

@@ -12,7 +12,7 @@ use crate::config::{get_env, set_env};
 use crate::error::StepError;
 use crate::rootfs::{LayerStack, Scratch};
 use crate::run_step::resolve_user;
-use crate::sandbox::{
+use hoist_sandbox::{
     DEFAULT_PATH, EtcFiles, Mount, MountKind, Network, Rootfs, RunIo, RunSpec, Sandbox,
 };
 

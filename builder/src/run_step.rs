@@ -12,11 +12,11 @@ use crate::config::{get_env, go_quoted_list, set_env, with_shell};
 use crate::error::StepError;
 use crate::progress::{Event, Progress, StepId, Stream};
 use crate::rootfs::Scratch;
-use crate::sandbox::{
+use crate::stage::{StageBuilder, StepContext};
+use hoist_sandbox::{
     DEFAULT_PATH, EtcFiles, Mount, MountGuard, MountKind, Network, Rootfs, RunIo, RunSpec, User,
     mount_overlay_read_only,
 };
-use crate::stage::{StageBuilder, StepContext};
 
 /// How many trailing lines of output a failed RUN shows.
 const TAIL_LINES: usize = 10;

@@ -20,7 +20,7 @@ use crate::error::{BuildError, StepError};
 use crate::layer::LayerOptions;
 use crate::progress::{Event, StepId};
 use crate::rootfs::{Committed, LayerStack, Scratch, commit_upper};
-use crate::sandbox::DEFAULT_PATH;
+use hoist_sandbox::DEFAULT_PATH;
 
 /// What the cache remembers of a filesystem step.
 #[derive(Debug, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use std::process::{ExitCode, ExitStatus};
 
 use anyhow::Context;
 use clap::Parser;
-use hoist_builder::sandbox::{self, Entered};
+use hoist_sandbox::{self as sandbox, Entered};
 
 use crate::commands::Command;
 use crate::globals::Globals;

@@ -3,4 +3,3 @@
 mod context;
 mod copy;
 mod layer;
-mod sandbox;

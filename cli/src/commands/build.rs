@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use hoist_builder::args::{Platform, parse_build_args};
 use hoist_builder::layer::Compression;
-use hoist_builder::sandbox::{NamespaceSandbox, Network};
 use hoist_builder::{BuildError, BuildRequest, Builder};
+use hoist_sandbox::{NamespaceSandbox, Network};
 use hoist_store::Store;
 
 use crate::globals::Globals;
@@ -124,7 +124,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     };
     let drawer = progress::drawer(mode);
     let sandbox = NamespaceSandbox::new(store.tmp_dir().join("sandbox"))?;
-    hoist_builder::sandbox::cancel_on_interrupt(sandbox.cancel_handle());
+    hoist_sandbox::cancel_on_interrupt(sandbox.cancel_handle());
     let builder = Builder::new(&store, &sandbox, drawer.as_ref());
     let built = match builder.build(&request) {
         Ok(built) => built,

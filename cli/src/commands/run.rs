@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use hoist_builder::run_image::{RunOptions, run_image};
-use hoist_builder::sandbox::{NamespaceSandbox, Network, RunIo, Stdin};
+use hoist_sandbox::{NamespaceSandbox, Network, RunIo, Stdin};
 
 use crate::globals::Globals;
 
@@ -70,7 +70,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         hostname: args.hostname,
     };
     let sandbox = NamespaceSandbox::new(store.tmp_dir().join("sandbox"))?;
-    hoist_builder::sandbox::cancel_on_interrupt(sandbox.cancel_handle());
+    hoist_sandbox::cancel_on_interrupt(sandbox.cancel_handle());
     let mut io = PassThrough {
         interactive: args.interactive,
     };

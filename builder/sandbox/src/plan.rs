@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use rustix::fs::Gid;
 use rustix::mount::MountFlags;
 
-use super::error::SandboxError;
-use super::idmap::IdMap;
-use super::overlay::OverlayArgs;
-use super::spec::{DEFAULT_PATH, MountKind, Network, Rootfs, RunSpec};
+use crate::error::SandboxError;
+use crate::idmap::IdMap;
+use crate::overlay::OverlayArgs;
+use crate::spec::{DEFAULT_PATH, MountKind, Network, Rootfs, RunSpec};
 
 /// Host devices bind-mounted into the sandbox's /dev (Docker's default set).
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -768,7 +768,7 @@ mod tests {
         let mut no_net = base();
         no_net.network = Network::None;
         let mut no_etc = base();
-        no_etc.etc = super::super::spec::EtcFiles::none();
+        no_etc.etc = crate::spec::EtcFiles::none();
         let cases: Vec<(&str, RunSpec, Option<&IdMap>, &str, &str)> = vec![
             (
                 "root gets a fresh sysfs",
@@ -830,7 +830,7 @@ mod tests {
             rootless: None,
             ..RunSpec::new(Rootfs::read_only("/img"), vec!["true".into()])
         };
-        spec.mounts.push(super::super::spec::Mount {
+        spec.mounts.push(crate::spec::Mount {
             target: "/cache/x".into(),
             kind: MountKind::Tmpfs {
                 size_bytes: None,
@@ -858,7 +858,7 @@ mod tests {
             gid: 1000,
         };
         let mut spec = RunSpec::new(Rootfs::read_only("/img"), vec!["true".into()]);
-        spec.user = super::super::spec::User {
+        spec.user = crate::spec::User {
             uid: 1,
             gid: 0,
             additional_gids: vec![],

@@ -11,7 +11,7 @@ use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
 };
 
-use super::error::SandboxError;
+use crate::error::SandboxError;
 
 /// mount(2) copies at most one page of options; the kernel rejects longer
 /// data, so past this the layers go one by one through fsconfig.
@@ -224,14 +224,14 @@ pub fn remove_workdir(workdir: &Path) -> Result<(), SandboxError> {
 /// view. Needs root, real or of the user namespace the builder runs in
 /// (then with `userxattr`). Unmounted when the guard drops, and gone with
 /// the builder's private mount namespace if the builder dies first (see
-/// [`super::isolate_mounts`]).
+/// [`crate::isolate_mounts`]).
 pub fn mount_overlay(
     lowerdirs: &[PathBuf],
     upperdir: &Path,
     workdir: &Path,
     target: &Path,
 ) -> Result<MountGuard, SandboxError> {
-    let userxattr = super::idmap::in_user_namespace();
+    let userxattr = crate::idmap::in_user_namespace();
     let args = OverlayArgs::new(lowerdirs, Some((upperdir, workdir)), userxattr)?;
     mount_args(&args, target)
 }
@@ -241,7 +241,7 @@ pub fn mount_overlay_read_only(
     lowerdirs: &[PathBuf],
     target: &Path,
 ) -> Result<MountGuard, SandboxError> {
-    let userxattr = super::idmap::in_user_namespace();
+    let userxattr = crate::idmap::in_user_namespace();
     let args = OverlayArgs::new(lowerdirs, None, userxattr)?;
     mount_args(&args, target)
 }

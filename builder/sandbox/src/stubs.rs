@@ -8,7 +8,7 @@ use std::path::Path;
 
 use filetime::FileTime;
 
-use super::plan::Stub;
+use crate::plan::Stub;
 
 /// Removes `created` (paths relative to the root, shallowest first) from
 /// `upperdir`, deepest first, stopping at the first one the run filled.

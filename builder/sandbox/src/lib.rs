@@ -1,10 +1,13 @@
-//! The RUN sandbox: one short-lived, namespaced process per step, on an
+//! hoist-sandbox: the RUN sandbox, one short-lived, namespaced process per step, on an
 //! overlayfs root, behind the small [`Sandbox`] trait so that the builder's
 //! logic can be tested with a fake (like BuildKit's `Executor` or youki's
 //! `Syscall`). The real one is [`NamespaceSandbox`].
 //!
-//! This is the only module of hoist allowed `unsafe` (clone, exec, signal
-//! handlers, a few raw syscalls); every block carries a `// SAFETY:` comment.
+//! It is a crate of its own (as youki keeps `libcontainer` apart) so that the
+//! security-critical code is in one place and depends on nothing else of
+//! hoist. This is the only crate of hoist allowed `unsafe` (clone, exec,
+//! signal handlers, a few raw syscalls); every block carries a `// SAFETY:`
+//! comment.
 //!
 //! Shape of a run (`namespace.rs`): the parent turns the [`RunSpec`] into a
 //! precomputed plan (`plan.rs`), clones one child into new mount, PID, UTS,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 
-use super::namespace::{CancelHandle, CancelInner};
+use crate::namespace::{CancelHandle, CancelInner};
 
 /// The handle the signal handler cancels. Replaced handles are leaked on
 /// purpose: a handler running concurrently may still hold the old pointer.

@@ -12,7 +12,7 @@
 //!   and passes on its exit status. Inside, the root code paths work as
 //!   they are: overlay mounts (with `userxattr`), chown within the mapped
 //!   ranges, and sandboxes that stay in that user namespace (see
-//!   [`super::idmap::IdMap::inherited`]). Device nodes cannot be created.
+//!   [`crate::idmap::IdMap::inherited`]). Device nodes cannot be created.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -26,9 +26,9 @@ use rustix::io::{Errno, FdFlags};
 use rustix::mount::MountPropagationFlags;
 use rustix::pipe::PipeFlags;
 
-use super::error::SandboxError;
-use super::idmap::IdMap;
-use super::spec::IdMapping;
+use crate::error::SandboxError;
+use crate::idmap::IdMap;
+use crate::spec::IdMapping;
 
 /// Set in the environment of the re-executed copy:
 /// `<go read fd>,<ready write fd>,<parent pid>`.

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use hoist_builder::sandbox::{
+use hoist_sandbox::{
     CollectIo, EtcFiles, IdMapping, Mount, MountKind, NamespaceSandbox, Network, Rootfs, RunSpec,
     Sandbox, SandboxError, User,
 };
@@ -94,7 +94,7 @@ struct Layer {
 impl Drop for Layer {
     fn drop(&mut self) {
         // As a rootless user the workdir cannot be removed as overlayfs left it.
-        let _ = hoist_builder::sandbox::remove_workdir(&self.dir.path().join("work"));
+        let _ = hoist_sandbox::remove_workdir(&self.dir.path().join("work"));
     }
 }
 
@@ -652,7 +652,7 @@ fn sleeping_builder() {
     let mode = std::env::var("HOIST_TEST_SLEEPER").expect("run by the tests above");
     let (sb, _state) = sandbox();
     if mode == "2" {
-        hoist_builder::sandbox::cancel_on_interrupt(sb.cancel_handle());
+        hoist_sandbox::cancel_on_interrupt(sb.cancel_handle());
     }
     // `sleep 42421`, `sleep 42422`: a long sleep each test can tell apart.
     let script = format!("sleep 4242{mode} & sleep 4242{mode}");
@@ -713,7 +713,7 @@ fn mount_overlay_helper_merges_and_unmounts() {
     require_root();
     let layer = Layer::new();
     let target = tempfile::tempdir().unwrap();
-    let guard = hoist_builder::sandbox::mount_overlay(
+    let guard = hoist_sandbox::mount_overlay(
         &[busybox_rootfs().to_owned()],
         &layer.upper(),
         &layer.dir.path().join("work"),

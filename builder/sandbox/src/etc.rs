@@ -1,6 +1,6 @@
 //! The generated /etc/hosts and /etc/resolv.conf, as BuildKit writes them.
 
-use super::spec::Network;
+use crate::spec::Network;
 
 /// Docker's fallback resolvers when the host only has loopback ones.
 const DEFAULT_NAMESERVERS: &str = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";

@@ -15,7 +15,7 @@ use rustix::mount::{
 use rustix::process::{Signal, Uid};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
-use super::plan::{ChildPlan, Op};
+use crate::plan::{ChildPlan, Op};
 
 /// Report kinds on the report pipe: `[kind, step, value]` as three u32s.
 pub(crate) const REPORT_ERROR: u32 = 0;

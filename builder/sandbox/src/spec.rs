@@ -153,8 +153,8 @@ impl EtcFiles {
     pub fn generated(hostname: &str, network: Network) -> Self {
         let host_resolv = fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default();
         Self {
-            hosts: Some(super::etc::hosts(hostname)),
-            resolv_conf: Some(super::etc::resolv_conf(&host_resolv, network)),
+            hosts: Some(crate::etc::hosts(hostname)),
+            resolv_conf: Some(crate::etc::resolv_conf(&host_resolv, network)),
             hostname: Some(format!("{hostname}\n")),
             read_only: true,
         }
@@ -185,7 +185,7 @@ pub enum IdMapping {
 impl IdMapping {
     /// `Some(Auto)` when the builder is not root, `None` when it is. Root
     /// of a user namespace counts as root: rootless `hoist` runs in one of
-    /// its own (see [`super::enter_namespaces`]), and its runs stay there
+    /// its own (see [`crate::enter_namespaces`]), and its runs stay there
     /// rather than nest another.
     pub fn for_current_user() -> Option<IdMapping> {
         (!rustix::process::geteuid().is_root()).then_some(IdMapping::Auto)

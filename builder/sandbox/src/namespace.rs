@@ -2,7 +2,7 @@
 //! new mount/PID/UTS/IPC/cgroup namespaces (plus network for
 //! `--network=none`, plus user when rootless, unless the builder already
 //! runs in a user namespace of its own), sets up its root (see
-//! [`super::plan`]) and execs the command directly, as runc does for
+//! [`crate::plan`]) and execs the command directly, as runc does for
 //! BuildKit's RUN: no init of ours. When it exits the kernel kills whatever
 //! it left in its PID namespace, and the mount namespace, with the overlay
 //! and every other mount, goes with it; nothing is ever mounted in the
@@ -21,13 +21,13 @@ use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Signal, WaitOptions};
 
-use super::child::{self, Fixed, REPORT_ERROR, REPORT_STUB};
-use super::error::SandboxError;
-use super::idmap::IdMap;
-use super::io::{RunIo, Stdin};
-use super::plan::{self, ChildFds, Planned, StatePaths};
-use super::spec::{Rootfs, RunSpec};
-use super::{Sandbox, stubs};
+use crate::child::{self, Fixed, REPORT_ERROR, REPORT_STUB};
+use crate::error::SandboxError;
+use crate::idmap::IdMap;
+use crate::io::{RunIo, Stdin};
+use crate::plan::{self, ChildFds, Planned, StatePaths};
+use crate::spec::{Rootfs, RunSpec};
+use crate::{Sandbox, stubs};
 
 /// The child's stack: it only makes syscalls, but rustix and nix keep path
 /// buffers on it.
@@ -66,7 +66,7 @@ impl CancelHandle {
     }
 
     /// Async-signal-safe (an atomic store and a write(2)), so a SIGINT or
-    /// SIGTERM handler may call it; [`super::cancel_on_interrupt`] does.
+    /// SIGTERM handler may call it; [`crate::cancel_on_interrupt`] does.
     pub fn cancel(&self) {
         self.0.cancel();
     }

@@ -2,14 +2,14 @@
 //! newuidmap/newgidmap helpers, or a single-ID mapping (uid 0 inside = the
 //! caller) that any user may write; and the mapping of a user namespace the
 //! builder already runs in (rootless `hoist` re-executes itself in one, see
-//! [`super::process`]).
+//! [`crate::process`]).
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::error::SandboxError;
-use super::spec::IdMapping;
+use crate::error::SandboxError;
+use crate::spec::IdMapping;
 
 /// An ID range from /etc/subuid or /etc/subgid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,3 @@
+//! hoist-sandbox's integration tests: one binary, one module per area.
+
+mod sandbox;
