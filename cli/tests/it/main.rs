@@ -8,5 +8,6 @@ mod build;
 mod common;
 mod docker;
 mod inputs;
+mod registry;
 mod rootless;
 mod run;
