@@ -31,7 +31,7 @@ impl StageBuilder<'_> {
             return Ok(());
         }
         let (scratch, lowerdirs) = self.prepare_step()?;
-        let owner = resolve_user(&lowerdirs, &user, &scratch.mountpoint)?;
+        let owner = resolve_user(&lowerdirs, &user, &scratch.mountpoint, None)?;
         {
             let merged = scratch.mount_merged(&lowerdirs)?;
             crate::copy::mkdir_all_in_root(merged.target(), &dir, owner.uid, owner.gid)

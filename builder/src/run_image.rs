@@ -97,7 +97,7 @@ pub fn run_image(
         .clone()
         .or_else(|| runtime.user.clone())
         .unwrap_or_default();
-    let user = resolve_user(&lowerdirs, &user_spec, &scratch.mountpoint)?;
+    let user = resolve_user(&lowerdirs, &user_spec, &scratch.mountpoint, Some(&mut env))?;
     let network = options.network.unwrap_or(Network::Host);
     let mut spec = RunSpec::new(
         Rootfs::Ephemeral {

@@ -58,7 +58,8 @@ impl StageBuilder<'_> {
         }
 
         let (scratch, lowerdirs) = self.prepare_step()?;
-        let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint)?;
+        let mut env = env;
+        let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint, Some(&mut env))?;
         let mut guards = Vec::new();
         let mut mounts = self.run_mounts(run, &scratch, &mut guards)?;
         if let Some((name, body)) = script {
@@ -300,25 +301,54 @@ pub(crate) fn mount_view(
     Ok(Some(mount_overlay_read_only(lowerdirs, at)?))
 }
 
-/// USER resolved against the image's own /etc/passwd and /etc/group.
+/// USER resolved against the image's own /etc/passwd and /etc/group. With
+/// an `env` that has no `HOME`, sets it as runc does for every process it
+/// starts: the home of the user's passwd entry, `/` when there is none.
 pub(crate) fn resolve_user(
     lowerdirs: &[PathBuf],
     user: &str,
     scratch_mount: &Path,
+    env: Option<&mut Vec<String>>,
 ) -> Result<User, StepError> {
-    if user.is_empty() || user == "root" || user == "0" || user == "0:0" {
+    let is_root = user.is_empty() || user == "root" || user == "0" || user == "0:0";
+    // runc replaces an empty HOME too (it tests `os.Getenv("HOME") == ""`).
+    let needs_home = env
+        .as_deref()
+        .is_some_and(|env| get_env(env, "HOME").is_none_or(str::is_empty));
+    if is_root && !needs_home {
         return Ok(User::ROOT);
     }
     let guard = mount_view(lowerdirs, scratch_mount)?;
     let root = guard
         .as_ref()
         .map_or_else(|| lowerdirs[0].clone(), |g| g.target().to_owned());
-    let resolved = crate::user::resolve_user(&root, user)?;
-    Ok(User {
-        uid: resolved.uid,
-        gid: resolved.gid,
-        additional_gids: resolved.additional_gids,
-    })
+    let db = crate::user::UserDb::load(&root)?;
+    let (user, home) = if is_root {
+        // runc looks root up by uid 0, whatever its name.
+        let home = db
+            .passwd
+            .iter()
+            .find(|e| e.uid == 0)
+            .map(|e| e.home.as_str())
+            .filter(|h| !h.is_empty())
+            .unwrap_or("/")
+            .to_owned();
+        (User::ROOT, home)
+    } else {
+        let resolved = db.resolve(user)?;
+        let user = User {
+            uid: resolved.uid,
+            gid: resolved.gid,
+            additional_gids: resolved.additional_gids,
+        };
+        (user, resolved.home)
+    };
+    if let Some(env) = env
+        && needs_home
+    {
+        set_env(env, "HOME", &home);
+    }
+    Ok(user)
 }
 
 /// Streams a RUN's output to progress and keeps its last lines for the

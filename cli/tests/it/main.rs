@@ -7,6 +7,7 @@
 mod build;
 mod common;
 mod docker;
+mod environment;
 mod inputs;
 mod registry;
 mod rootless;

@@ -1,0 +1,75 @@
+//! The process environment a RUN and `hoist run` get: what runc gives a
+//! container under BuildKit and Docker (issue 10).
+
+use crate::common::{Hoist, dockerfile_context};
+
+/// runc sets `HOME` from the passwd entry of the user when the image does
+/// not set it: root's home, a named user's home, `/` for a uid without an
+/// entry; an image's own `HOME` wins.
+#[test]
+fn r10_run_gets_home_from_the_users_passwd_entry() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\n\
+         RUN echo \"$HOME\" > /tmp/1-root\n\
+         USER app\n\
+         RUN echo \"$HOME\" > /tmp/2-app\n\
+         USER nobody\n\
+         RUN echo \"$HOME\" > /tmp/3-nobody\n\
+         USER 4242\n\
+         RUN echo \"$HOME\" > /tmp/4-uid-without-entry\n\
+         USER root\n\
+         ENV HOME=/custom\n\
+         RUN echo \"$HOME\" > /tmp/5-image-env\n\
+         ENV HOME=\n\
+         RUN echo \"$HOME\" > /tmp/6-empty-image-env\n",
+    );
+    hoist.build(ctx.path(), &["-t", "homes:latest"]);
+    let out = hoist.exec(
+        "homes:latest",
+        &[
+            "sh",
+            "-c",
+            "for f in /tmp/[1-6]-*; do echo ${f#/tmp/}=$(cat $f); done",
+        ],
+    );
+    assert_eq!(
+        out,
+        "1-root=/root\n2-app=/home/app\n3-nobody=/nonexistent\n4-uid-without-entry=/\n\
+         5-image-env=/custom\n6-empty-image-env=/root\n"
+    );
+    // HOME is not written into the image's config: it is the runtime's.
+    let env = hoist.inspect("busybox:latest")["Config"]["Env"].clone();
+    assert!(
+        !env.to_string().contains("HOME"),
+        "busybox config env has no HOME: {env}"
+    );
+}
+
+#[test]
+fn r10_hoist_run_gets_home_too() {
+    let hoist = Hoist::with_busybox();
+    let cases: [(&[&str], &str); 4] = [
+        (&[], "/root\n"),
+        (&["-u", "app"], "/home/app\n"),
+        (&["-u", "nobody"], "/nonexistent\n"),
+        (&["-u", "4242"], "/\n"),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "sh", "-c", "echo $HOME"]);
+        assert_eq!(hoist.ok(&args), want, "hoist {args:?}");
+    }
+    let out = hoist.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "HOME=/x",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $HOME",
+    ]);
+    assert_eq!(out, "/x\n", "-e HOME wins");
+}
