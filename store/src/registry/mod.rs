@@ -10,7 +10,9 @@
 //!   mirrors), from hoist's config and `/etc/docker/daemon.json`.
 
 pub mod credentials;
+pub mod docker_config;
 pub mod settings;
 
 pub use credentials::{Credential, CredentialError, CredentialSource, StaticCredentials};
+pub use docker_config::DockerConfig;
 pub use settings::{HostSettings, RegistrySettings};
