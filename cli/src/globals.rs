@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use hoist_store::Store;
+use hoist_store::registry::{CredentialSource, DockerConfig, RegistrySettings, SettingsFiles};
 
 #[derive(Debug, clap::Args)]
 pub struct Globals {
@@ -11,6 +14,10 @@ pub struct Globals {
     /// $XDG_DATA_HOME/hoist otherwise)
     #[arg(long, global = true, env = "HOIST_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Let a registry be reached over plain HTTP or with an unverified
+    /// certificate (a HOST[:PORT] or a CIDR); loopback hosts always are
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 }
 
 impl Globals {
@@ -27,5 +34,24 @@ impl Globals {
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let root = self.store_root()?;
         Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
+    }
+
+    /// Per-host registry settings: daemon.json, certs.d, hoist's config
+    /// files, then `--insecure-registry`.
+    #[expect(dead_code, reason = "the registry verbs use it as they land")]
+    pub fn registry_settings(&self) -> anyhow::Result<RegistrySettings> {
+        let mut settings = RegistrySettings::load(&SettingsFiles::standard())
+            .context("reading registry settings")?;
+        for host in &self.insecure_registries {
+            settings.allow_insecure(host)?;
+        }
+        Ok(settings)
+    }
+
+    /// Registry credentials from Docker's config.json (`$DOCKER_CONFIG`
+    /// or `~/.docker`), its credential helpers included.
+    #[expect(dead_code, reason = "the registry verbs use it as they land")]
+    pub fn credentials(&self) -> anyhow::Result<Arc<dyn CredentialSource>> {
+        Ok(Arc::new(DockerConfig::from_env()?))
     }
 }

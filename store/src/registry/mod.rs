@@ -15,4 +15,4 @@ pub mod settings;
 
 pub use credentials::{Credential, CredentialError, CredentialSource, StaticCredentials};
 pub use docker_config::DockerConfig;
-pub use settings::{HostSettings, RegistrySettings};
+pub use settings::{HostSettings, RegistrySettings, SettingsError, SettingsFiles};
