@@ -228,7 +228,7 @@ impl<'s> StageBuilder<'s> {
                 self.step_error(
                     span,
                     &step,
-                    StepError::Invalid(format!("invalid trigger: {err}")),
+                    StepError::Invalid(format!("invalid ONBUILD trigger: {}", err.kind)),
                 )
             })?;
             for mut spanned in file.instructions {

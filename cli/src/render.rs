@@ -12,10 +12,31 @@ use hoist_parser::ParseError;
 pub struct Source {
     pub name: String,
     pub text: String,
+    /// The line of the first byte that was not UTF-8, when there was one.
+    pub not_utf8: Option<usize>,
 }
 
-/// Reads `path` (`-` for stdin). The text must be UTF-8; the error names
-/// the line of the first bad byte.
+impl Source {
+    /// The parser's warnings, and a note when the file was not UTF-8, as
+    /// `warning: FILE:LINE: ...` lines on stderr.
+    pub fn print_warnings(&self, warnings: &[hoist_parser::Warning]) {
+        if let Some(line) = self.not_utf8 {
+            eprintln!(
+                "warning: {}:{line}: the Dockerfile is not valid UTF-8; \
+                 bytes that are not were read as U+FFFD",
+                self.name
+            );
+        }
+        for warning in warnings {
+            eprintln!("warning: {}:{warning}", self.name);
+        }
+    }
+}
+
+/// Reads `path` (`-` for stdin). BuildKit reads a Dockerfile byte-wise, so
+/// one that is not UTF-8 (a Latin-1 or GBK comment) is accepted: each
+/// invalid sequence becomes U+FFFD and [`Source::not_utf8`] says where the
+/// first one was.
 pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
     let (name, bytes) = if path == Path::new("-") {
         let mut buf = Vec::new();
@@ -27,12 +48,20 @@ pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
     } else {
         (path.display().to_string(), fs_err::read(path)?)
     };
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        anyhow::anyhow!("{name}:{line}: the Dockerfile is not valid UTF-8 (byte {at})")
-    })?;
-    Ok(Source { name, text })
+    let (text, not_utf8) = match String::from_utf8(bytes) {
+        Ok(text) => (text, None),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            (String::from_utf8_lossy(&bytes).into_owned(), Some(line))
+        }
+    };
+    Ok(Source {
+        name,
+        text,
+        not_utf8,
+    })
 }
 
 /// A parse error as the user sees it, ready for `main` to print.

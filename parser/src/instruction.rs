@@ -156,16 +156,26 @@ pub enum Healthcheck {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Onbuild {
-    /// The trigger, parsed and checked.
-    pub instruction: Box<Instruction>,
+    /// The trigger, parsed and checked; `None` when it is not a valid
+    /// instruction (`ONBUILD echo hi`). BuildKit stores such a trigger
+    /// unchecked and fails only when a child build fires it, so hoist keeps
+    /// it too, with the reason in `invalid` and a warning.
+    pub instruction: Option<Box<Instruction>>,
+    /// Why the trigger is not a valid instruction.
+    #[serde(skip)]
+    pub invalid: Option<ParseError>,
     /// The trigger as stored in the image config (`ONBUILD` stripped,
     /// heredoc bodies appended), as BuildKit stores it.
     pub expression: String,
 }
 
 /// One Dockerfile instruction.
+///
+/// As JSON (`hoist debug ast --json`) an instruction is
+/// `{"kind": "arg", "value": ...}`: adjacent tagging, because most variants
+/// hold a list or a string, which an internally tagged enum cannot carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
 pub enum Instruction {
     From(From),
     Run(Run),
@@ -525,7 +535,10 @@ pub(crate) fn from_node(node: &Node) -> Result<Instruction, ParseError> {
             }
             let mut child = (**child).clone();
             child.heredocs = node.heredocs.clone();
-            let inner = from_node(&child)?;
+            let (inner, invalid) = match from_node(&child) {
+                Ok(inner) => (Some(Box::new(inner)), None),
+                Err(err) => (None, Some(err)),
+            };
             let mut expression = strip_onbuild(&node.original).to_owned();
             for h in &node.heredocs {
                 expression.push('\n');
@@ -533,7 +546,8 @@ pub(crate) fn from_node(node: &Node) -> Result<Instruction, ParseError> {
                 expression.push_str(&h.name);
             }
             Instruction::Onbuild(Onbuild {
-                instruction: Box::new(inner),
+                instruction: inner,
+                invalid,
                 expression,
             })
         }

@@ -37,11 +37,26 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     // Instructions average well over 32 bytes; reserving for that avoids
     // growing (and copying) a vector of large elements again and again.
     let mut instructions = Vec::with_capacity(source.len() / 32 + 1);
+    let mut trigger_warnings = Vec::new();
     // One pass: each node is checked as soon as it is built, so a large
     // file never holds two trees.
-    let (directives, warnings) = syntax::parse_nodes(source, |node| {
-        let instruction = instruction::from_node(&node)
+    let (directives, mut warnings) = syntax::parse_nodes(source, |node| {
+        let mut instruction = instruction::from_node(&node)
             .map_err(|e| ParseError::new(syntax::char_column(source, e.span), e.kind))?;
+        if let Instruction::Onbuild(Onbuild {
+            invalid: Some(err), ..
+        }) = &mut instruction
+        {
+            err.span = syntax::char_column(source, err.span);
+            trigger_warnings.push(Warning {
+                span: err.span,
+                rule: "",
+                message: format!(
+                    "ONBUILD trigger kept as written, but a build FROM this image will fail: {}",
+                    err.kind
+                ),
+            });
+        }
         instructions.push(Spanned {
             instruction,
             span: node.span,
@@ -50,6 +65,10 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         Ok(())
     })?;
     instructions.shrink_to_fit();
+    if !trigger_warnings.is_empty() {
+        warnings.extend(trigger_warnings);
+        warnings.sort_by_key(|w| w.span.offset);
+    }
     Ok(Dockerfile {
         directives,
         instructions,

@@ -215,8 +215,28 @@ pub(crate) fn char_column(source: &str, span: Span) -> Span {
 /// A non-fatal finding, like BuildKit's parser warnings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
+    /// Where BuildKit reports it (for an empty continuation line: the
+    /// instruction's last line).
     pub span: Span,
+    /// BuildKit's lint rule name (`NoEmptyContinuation`), or `""` for a
+    /// finding of hoist's own.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub rule: &'static str,
+    /// The text, in BuildKit's words where BuildKit has words for it.
     pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    /// `line: Rule: message`, or `line: message` without a rule.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.span.line > 0 {
+            write!(f, "{}: ", self.span.line)?;
+        }
+        if !self.rule.is_empty() {
+            write!(f, "{}: ", self.rule)?;
+        }
+        f.write_str(&self.message)
+    }
 }
 
 /// The raw parse tree of a Dockerfile.
@@ -278,12 +298,14 @@ pub(crate) fn parse_nodes(
         map.push(0, token_off, first.number, start_span.column, body.len());
         let mut joined = String::from(body);
         let mut end = first.offset + raw.len();
+        let mut last_line = (first.number, first.offset);
         let mut empty_continuation = false;
         while more {
             let Some(next) = lines.next() else { break };
             let raw = trim_newline(next.text);
             dirs.check(raw, next.number, next.offset, source)?;
             end = next.offset + raw.len();
+            last_line = (next.number, next.offset);
             if raw.trim_start().starts_with('#') {
                 continue;
             }
@@ -298,9 +320,17 @@ pub(crate) fn parse_nodes(
         }
 
         if empty_continuation {
+            // BuildKit's words and line: the instruction's last line.
+            let (line, offset) = last_line;
             warnings.push(Warning {
-                span: start_span,
-                message: format!("empty continuation line found in: {joined}"),
+                span: Span {
+                    line,
+                    column: 1,
+                    offset,
+                    len: 0,
+                },
+                rule: "NoEmptyContinuation",
+                message: format!("Empty continuation line found in: {joined}"),
             });
         }
 
@@ -1052,68 +1082,60 @@ fn raw_words(line: &str) -> Option<Vec<&str>> {
 }
 
 /// Splits and unquotes like the shell lexer without expansion: quotes are
-/// removed, `\` escapes the next character outside single quotes.
+/// removed, `\` escapes the next character outside single quotes. A word
+/// that unquotes to nothing (`''`, `""`) is dropped, as BuildKit's lexer
+/// drops it, so `<<''` is no heredoc marker.
 fn unquote_words(s: &str) -> Result<Vec<String>, ErrorKind> {
     let mut words = Vec::new();
     let mut word = String::new();
-    let mut in_word = false;
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => {
-                            return Err(ErrorKind::InvalidHeredoc(
-                                "unexpected end of statement while looking for matching single-quote"
-                                    .into(),
-                            ));
-                        }
+            '\'' => loop {
+                match chars.next() {
+                    Some('\'') => break,
+                    Some(c) => word.push(c),
+                    None => {
+                        return Err(ErrorKind::InvalidHeredoc(
+                            "unexpected end of statement while looking for matching single-quote"
+                                .into(),
+                        ));
                     }
                 }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => {
-                            if let Some(n) = chars.next() {
-                                word.push(n);
-                            }
-                        }
-                        Some(c) => word.push(c),
-                        None => {
-                            return Err(ErrorKind::InvalidHeredoc(
-                                "unexpected end of statement while looking for matching double-quote"
-                                    .into(),
-                            ));
+            },
+            '"' => loop {
+                match chars.next() {
+                    Some('"') => break,
+                    Some('\\') => {
+                        if let Some(n) = chars.next() {
+                            word.push(n);
                         }
                     }
+                    Some(c) => word.push(c),
+                    None => {
+                        return Err(ErrorKind::InvalidHeredoc(
+                            "unexpected end of statement while looking for matching double-quote"
+                                .into(),
+                        ));
+                    }
                 }
-            }
+            },
             '\\' => {
-                in_word = true;
                 if let Some(n) = chars.next() {
                     word.push(n);
                 }
             }
             c if c.is_whitespace() => {
-                if in_word {
+                if !word.is_empty() {
                     words.push(std::mem::take(&mut word));
-                    in_word = false;
                 }
             }
             c => {
-                in_word = true;
                 word.push(c);
             }
         }
     }
-    if in_word {
+    if !word.is_empty() {
         words.push(word);
     }
     Ok(words)
@@ -1209,6 +1231,9 @@ mod tests {
             ("<<EOF sh", None),
             ("<<<EOF", None),
             ("<<-", None),
+            ("<<''", None),
+            ("<<\"\"", None),
+            ("3<<-''", None),
         ];
         for (word, want) in cases {
             let got = parse_heredoc(word)
@@ -1259,12 +1284,12 @@ mod tests {
             got,
             [
                 (
-                    7,
-                    "empty continuation line found in: RUN something     following     more"
+                    11,
+                    "Empty continuation line found in: RUN something     following     more"
                 ),
                 (
-                    13,
-                    "empty continuation line found in: RUN another     thing"
+                    15,
+                    "Empty continuation line found in: RUN another     thing"
                 ),
             ]
         );

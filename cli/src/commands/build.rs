@@ -92,6 +92,14 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
 
     let context = BuildInputs::prepare(&store, &args.context, args.file.as_deref())?;
     let dockerfile = render::read_dockerfile(&context.dockerfile)?;
+    if !args.quiet {
+        // The builder parses again and reports errors; this parse is for
+        // the warnings, which docker build shows whether or not it fails.
+        let warnings = hoist_parser::parse(&dockerfile.text)
+            .map(|df| df.warnings)
+            .unwrap_or_default();
+        dockerfile.print_warnings(&warnings);
+    }
     let labels: BTreeMap<String, String> = args
         .labels
         .iter()

@@ -70,9 +70,11 @@ fn ast(args: &AstArgs) -> anyhow::Result<String> {
     let source = read_dockerfile(&args.file)?;
     if args.raw {
         let ast = hoist_parser::parse_ast(&source.text).map_err(|e| parse_error(&source, &e))?;
+        source.print_warnings(&ast.warnings);
         return Ok(dump::dump(&ast.nodes));
     }
     let df = hoist_parser::parse(&source.text).map_err(|e| parse_error(&source, &e))?;
+    source.print_warnings(&df.warnings);
     if args.json {
         let mut s = serde_json::to_string_pretty(&df)?;
         s.push('\n');

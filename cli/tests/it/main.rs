@@ -9,6 +9,7 @@ mod common;
 mod docker;
 mod environment;
 mod inputs;
+mod issue10;
 mod registry;
 mod rootless;
 mod run;

@@ -1,0 +1,181 @@
+//! Issue 10: the parser's last differences from BuildKit HEAD.
+
+use std::path::Path;
+
+use hoist_parser::{Instruction, Onbuild, parse, parse_ast};
+
+fn testdata() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+/// `hoist debug ast --json` serialises every instruction: every golden
+/// Dockerfile that parses gives JSON whose instructions carry their kind
+/// and, but for `HEALTHCHECK NONE`-like unit values, a value.
+#[test]
+fn r10_debug_ast_json_every_golden() {
+    let mut dirs: Vec<_> = std::fs::read_dir(testdata().join("dockerfiles"))
+        .expect("reading testdata/dockerfiles")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("raw-"))
+        })
+        .collect();
+    dirs.sort();
+    let mut kinds = std::collections::BTreeSet::new();
+    for dir in &dirs {
+        let src = std::fs::read_to_string(dir.join("Dockerfile")).expect("reading a Dockerfile");
+        let df = parse(&src).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let json = serde_json::to_value(&df)
+            .unwrap_or_else(|e| panic!("{}: serialising: {e}", dir.display()));
+        let instructions = json["instructions"]
+            .as_array()
+            .expect("an instruction list");
+        assert_eq!(
+            instructions.len(),
+            df.instructions.len(),
+            "{}",
+            dir.display()
+        );
+        for (i, s) in instructions.iter().zip(&df.instructions) {
+            let kind = i["instruction"]["kind"].as_str().unwrap_or_default();
+            assert_eq!(
+                kind,
+                s.instruction.name().to_ascii_lowercase(),
+                "{}: {i}",
+                dir.display()
+            );
+            kinds.insert(kind.to_owned());
+        }
+    }
+    // The goldens between them hold every instruction.
+    let all: std::collections::BTreeSet<String> = hoist_parser::instruction::INSTRUCTION_NAMES
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    assert_eq!(kinds, all, "instructions the goldens do not cover");
+}
+
+#[test]
+fn r10_debug_ast_json_shapes() {
+    let df = parse("FROM a\nARG x=1\nENV k=v\nWORKDIR /w\nMAINTAINER me\nHEALTHCHECK NONE\n")
+        .expect("parses");
+    let json = serde_json::to_value(&df).expect("serialises");
+    let got: Vec<String> = json["instructions"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|i| i["instruction"].to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            r#"{"kind":"from","value":{"image":"a","name":null,"platform":null}}"#,
+            r#"{"kind":"arg","value":[{"name":"x","default":"1"}]}"#,
+            r#"{"kind":"env","value":[{"key":"k","value":"v"}]}"#,
+            r#"{"kind":"workdir","value":"/w"}"#,
+            r#"{"kind":"maintainer","value":"me"}"#,
+            r#"{"kind":"healthcheck","value":"none"}"#,
+        ]
+    );
+}
+
+/// `<<''` and `<<""` are no heredoc markers in BuildKit: the line is an
+/// ordinary command and the next line is the next instruction.
+#[test]
+fn r10_empty_quoted_heredoc_marker() {
+    for marker in ["<<''", "<<\"\"", "<<-''", "3<<\"\""] {
+        let src =
+            format!("FROM a\nRUN pecl install imagick {marker} && echo done\nRUN echo next\n");
+        let df = parse(&src).unwrap_or_else(|e| panic!("{marker}: {e}"));
+        assert_eq!(df.instructions.len(), 3, "case {marker}");
+        let Instruction::Run(run) = &df.instructions[1].instruction else {
+            panic!("case {marker}: not a RUN");
+        };
+        assert!(run.heredocs.is_empty(), "case {marker}: {:?}", run.heredocs);
+    }
+    // A quoted, non-empty delimiter still is one.
+    let df = parse("FROM a\nRUN cat <<'E'\nbody\nE\n").expect("parses");
+    let Instruction::Run(run) = &df.instructions[1].instruction else {
+        panic!("not a RUN");
+    };
+    assert_eq!(run.heredocs.len(), 1);
+}
+
+/// An unknown ONBUILD trigger is stored as written, with a warning that
+/// points at the trigger, and the Dockerfile parses.
+#[test]
+fn r10_onbuild_unknown_trigger() {
+    let src =
+        "FROM a\nONBUILD echo hi\nONBUILD : ADD . /x\nONBUILD RUN ok\nONBUILD COPY --nope a b\n";
+    let df = parse(src).expect("an unknown trigger does not fail the parent");
+    let triggers: Vec<(&str, bool)> = df.instructions[1..]
+        .iter()
+        .map(|s| match &s.instruction {
+            Instruction::Onbuild(Onbuild {
+                expression,
+                instruction,
+                ..
+            }) => (expression.as_str(), instruction.is_some()),
+            other => panic!("not an ONBUILD: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        triggers,
+        [
+            ("echo hi", false),
+            (": ADD . /x", false),
+            ("RUN ok", true),
+            ("COPY --nope a b", false)
+        ]
+    );
+    let warnings: Vec<(usize, usize, &str)> = df
+        .warnings
+        .iter()
+        .map(|w| (w.span.line, w.span.column, w.message.as_str()))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            (
+                2,
+                9,
+                "ONBUILD trigger kept as written, but a build FROM this image will fail: unknown instruction \"echo\""
+            ),
+            (
+                3,
+                9,
+                "ONBUILD trigger kept as written, but a build FROM this image will fail: unknown instruction \":\""
+            ),
+            (
+                5,
+                14,
+                "ONBUILD trigger kept as written, but a build FROM this image will fail: unknown flag \"--nope\" for COPY"
+            ),
+        ]
+    );
+    // What BuildKit does refuse stays refused.
+    for (src, want) in [
+        (
+            "FROM a\nONBUILD FROM b\n",
+            "FROM isn't allowed as an ONBUILD trigger",
+        ),
+        ("FROM a\nONBUILD ONBUILD RUN x\n", "chaining ONBUILD"),
+    ] {
+        let err = parse(src).expect_err(src).to_string();
+        assert!(err.contains(want), "{src:?}: {err}");
+    }
+}
+
+/// BuildKit's words, on BuildKit's line: the instruction's last line.
+#[test]
+fn r10_empty_continuation_warning_on_last_line() {
+    let src = "FROM a\nRUN echo \\\n\n  hi \\\n  there\n";
+    let ast = parse_ast(src).expect("parses");
+    let got: Vec<String> = ast.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        ["5: NoEmptyContinuation: Empty continuation line found in: RUN echo   hi   there"]
+    );
+    assert_eq!(parse(src).expect("parses").warnings, ast.warnings);
+}
