@@ -5,7 +5,6 @@ use hoist_parser::expand::expand_heredoc;
 use hoist_parser::instruction::CopyAdd;
 use hoist_parser::syntax::Heredoc;
 
-use crate::context::ChecksumOptions;
 use crate::copy::SourceView;
 use crate::copy::root::Root;
 use crate::error::StepError;
@@ -23,10 +22,7 @@ impl StageBuilder<'_> {
         self.config.config.working_dir = Some(dir.clone());
         let created_by = format!("WORKDIR {dir}");
         let user = self.config.config.user.clone().unwrap_or_default();
-        let mut inputs = self.base_inputs("WORKDIR");
-        inputs
-            .define("path", dir.clone())
-            .define("user", user.clone());
+        let inputs = self.workdir_inputs(&dir, &user);
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }
@@ -63,51 +59,8 @@ impl StageBuilder<'_> {
             .map(|from| self.source_stack(from))
             .transpose()?;
 
-        let mut inputs = self.base_inputs(if is_add { "ADD" } else { "COPY" });
-        inputs
-            .define(
-                "sources",
-                serde_json::to_string(&copy.sources).unwrap_or_default(),
-            )
-            .define("dest", dest.clone())
-            .define("chown", copy.chown.clone().unwrap_or_default())
-            .define("chmod", copy.chmod.clone().unwrap_or_default())
-            .define(
-                "exclude",
-                serde_json::to_string(&copy.exclude).unwrap_or_default(),
-            )
-            .define("parents", copy.parents.to_string())
-            .define("checksum", copy.checksum.clone().unwrap_or_default());
         let heredocs = self.expand_heredocs(&copy.heredocs)?;
-        for (i, heredoc) in heredocs.iter().enumerate() {
-            inputs.content.insert(
-                format!("heredoc.{i}.{}", heredoc.name),
-                hoist_store::digest::sha256_bytes(heredoc.content.as_bytes()).to_string(),
-            );
-        }
-        match &source_stack {
-            // A stage's or image's filesystem is named by its chain ID.
-            Some(stack) => {
-                let top = stack
-                    .top()
-                    .map_or_else(|| "scratch".to_owned(), |c| c.to_string());
-                inputs.content.insert("from".into(), top);
-            }
-            None => {
-                let options = ChecksumOptions {
-                    exclude: copy.exclude.clone(),
-                    ..ChecksumOptions::default()
-                };
-                let sum = self
-                    .scope
-                    .context
-                    .checksum(&copy.sources, &options)
-                    .map_err(|err| StepError::Invalid(err.to_string()))?;
-                inputs
-                    .content
-                    .insert("context".into(), sum.digest.to_string());
-            }
-        }
+        let inputs = self.copy_inputs(copy, is_add, &dest, &heredocs, source_stack.as_ref())?;
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }

@@ -4,7 +4,7 @@
 
 pub mod args;
 pub mod build;
-pub mod cache_key;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod copy;

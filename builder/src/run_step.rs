@@ -8,7 +8,8 @@ use hoist_parser::instruction::{Network as RunNetwork, Run, Security, ShellOrExe
 use hoist_parser::{MountType, RunMount};
 
 use crate::args::PROXY_ARGS;
-use crate::config::{get_env, go_quoted_list, set_env, with_shell};
+use crate::cache::RunDefinition;
+use crate::config::{get_env, set_env, with_shell};
 use crate::error::StepError;
 use crate::progress::{Event, Progress, StepId, Stream};
 use crate::rootfs::Scratch;
@@ -43,16 +44,14 @@ impl StageBuilder<'_> {
             argv.join(" ")
         );
 
-        let mut inputs = self.base_inputs("RUN");
-        inputs
-            .define("argv", go_quoted_list(&argv))
-            .define("cwd", cwd.clone())
-            .define("user", user.clone())
-            .define("network", format!("{network:?}"));
-        for (i, mount) in run.mounts.iter().enumerate() {
-            inputs.define(&format!("mount.{i}"), mount.raw.clone());
-        }
-        inputs.env = env.clone();
+        let inputs = self.run_inputs(&RunDefinition {
+            run,
+            argv: &argv,
+            env: &env,
+            cwd: &cwd,
+            user: &user,
+            network,
+        });
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }

@@ -10,35 +10,13 @@ use hoist_parser::graph::Base;
 use hoist_parser::instruction::{Instruction, Spanned};
 use hoist_parser::{Span, Stage, StageIndex};
 use hoist_store::image_config::{EmptyObject, History, ImageConfig};
-use hoist_store::{CacheEntry, Layer};
-use serde::{Deserialize, Serialize};
 
 use crate::build::{BuildScope, StageResult};
-use crate::cache_key::StepInputs;
 use crate::config::{self, get_env, go_list, go_quoted_list, history, set_env};
 use crate::error::{BuildError, StepError};
-use crate::layer::LayerOptions;
 use crate::progress::{Event, StepId};
-use crate::rootfs::{Committed, LayerStack, Scratch, commit_upper};
+use crate::rootfs::{LayerStack, Scratch};
 use hoist_sandbox::DEFAULT_PATH;
-
-/// What the cache remembers of a filesystem step.
-#[derive(Debug, Serialize, Deserialize)]
-struct CachedStep {
-    inputs: StepInputs,
-    /// The layer the step made; `None` when its diff was empty.
-    layer: Option<CachedLayer>,
-    /// When the step first ran: a build that reuses every step reuses this
-    /// time too, so an unchanged rebuild gives the same image ID.
-    #[serde(default)]
-    created: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct CachedLayer {
-    descriptor: oci_spec::image::Descriptor,
-    diff_id: hoist_store::digest::DiffId,
-}
 
 pub(crate) struct StageBuilder<'s> {
     pub(crate) scope: &'s BuildScope<'s>,
@@ -67,7 +45,7 @@ pub(crate) struct StepContext {
     pub id: StepId,
     pub name: String,
     pub span: Span,
-    started: Instant,
+    pub started: Instant,
 }
 
 impl<'s> StageBuilder<'s> {
@@ -477,135 +455,6 @@ impl<'s> StageBuilder<'s> {
             None => String::new(),
         };
         format!("[{prefix}{:>width$}/{total}] {text}", self.step_index)
-    }
-
-    /// Looks a filesystem step up in the cache. On a hit the cached layer
-    /// (if any) is appended and the step is reported as cached.
-    pub(crate) fn try_cache(
-        &mut self,
-        step: &StepContext,
-        inputs: &StepInputs,
-        created_by: &str,
-    ) -> Result<bool, StepError> {
-        if self.scope.request.no_cache {
-            return Ok(false);
-        }
-        let store = self.scope.builder.store;
-        let key = inputs.key();
-        let Some(entry) = store.cache_get(&key)? else {
-            return Ok(false);
-        };
-        let Ok(cached) = serde_json::from_value::<CachedStep>(entry.payload) else {
-            return Ok(false);
-        };
-        if cached.inputs != *inputs {
-            return Ok(false);
-        }
-        match cached.layer {
-            Some(layer) => {
-                if !store.has_blob(layer.descriptor.digest()) {
-                    return Ok(false);
-                }
-                self.stack.push(Layer {
-                    descriptor: layer.descriptor,
-                    diff_id: layer.diff_id,
-                });
-                self.push_history(history(
-                    created_by.to_owned(),
-                    false,
-                    Some(&self.scope.created),
-                ));
-            }
-            None => {
-                self.push_history(history(
-                    created_by.to_owned(),
-                    true,
-                    Some(&self.scope.created),
-                ));
-            }
-        }
-        store.cache_touch(&key)?;
-        self.cached += 1;
-        if let Some(created) = cached.created {
-            self.latest_cached = self.latest_cached.take().max(Some(created));
-        }
-        let progress = self.scope.builder.progress;
-        progress.event(Event::Cached { step: step.id });
-        progress.event(Event::Done {
-            step: step.id,
-            elapsed: step.started.elapsed(),
-        });
-        Ok(true)
-    }
-
-    /// Commits a step's upperdir as a layer (or an empty history entry),
-    /// records it in the cache and reports the step done.
-    pub(crate) fn commit_step(
-        &mut self,
-        step: &StepContext,
-        inputs: StepInputs,
-        upper: &std::path::Path,
-        created_by: String,
-    ) -> Result<(), StepError> {
-        let store = self.scope.builder.store;
-        let options = LayerOptions {
-            mtime_clamp: self.scope.request.source_date_epoch,
-        };
-        let committed = commit_upper(
-            store,
-            &mut self.stack,
-            upper,
-            self.scope.request.compression,
-            &options,
-        )?;
-        let (layer, blobs, chains) = match committed {
-            Committed::Empty => {
-                self.push_history(history(created_by, true, Some(&self.scope.created)));
-                (None, Vec::new(), Vec::new())
-            }
-            Committed::Layer(layer) => {
-                self.push_history(history(created_by, false, Some(&self.scope.created)));
-                let blobs = vec![layer.descriptor.digest().clone()];
-                let chains = self.stack.top().cloned().into_iter().collect();
-                (
-                    Some(CachedLayer {
-                        descriptor: layer.descriptor,
-                        diff_id: layer.diff_id,
-                    }),
-                    blobs,
-                    chains,
-                )
-            }
-        };
-        let key = inputs.key();
-        let payload = serde_json::to_value(CachedStep {
-            inputs,
-            layer,
-            created: Some(self.scope.created.clone()),
-        })
-        .map_err(|e| StepError::Invalid(format!("encoding a cache entry: {e}")))?;
-        store.cache_put(&CacheEntry::new(key, payload, blobs, chains))?;
-        self.scope.builder.progress.event(Event::Done {
-            step: step.id,
-            elapsed: step.started.elapsed(),
-        });
-        Ok(())
-    }
-
-    /// Inputs every filesystem step shares: the parent filesystem and how
-    /// the layer is written.
-    pub(crate) fn base_inputs(&self, op: &str) -> StepInputs {
-        let mut inputs = StepInputs::new(self.stack.top().cloned(), op);
-        let request = self.scope.request;
-        inputs
-            .output
-            .insert("compression".into(), format!("{:?}", request.compression));
-        if let Some(epoch) = request.source_date_epoch {
-            inputs
-                .output
-                .insert("mtime-clamp".into(), epoch.to_string());
-        }
-        inputs
     }
 
     /// A step's scratch space and the stage's layers as overlay lowerdirs,
