@@ -4,6 +4,13 @@
 #[allow(dead_code)]
 pub mod harness;
 
+mod auth;
+#[allow(dead_code)]
+pub mod fault_proxy;
+mod http;
+#[allow(dead_code)]
+pub mod token_server;
+
 use crate::common::Hoist;
 use harness::{RegistryOptions, TestRegistry, skopeo};
 
