@@ -167,6 +167,10 @@ impl StageBuilder<'_> {
             )
             .define("parents", copy.parents.to_string())
             .define("checksum", copy.checksum.clone().unwrap_or_default());
+        if let Some(unpack) = copy.unpack {
+            // ADD --unpack; only when given, so existing keys stay valid.
+            inputs.define("unpack", unpack.to_string());
+        }
         for (i, heredoc) in heredocs.iter().enumerate() {
             inputs.content.insert(
                 format!("heredoc.{i}.{}", heredoc.name),

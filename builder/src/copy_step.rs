@@ -111,6 +111,7 @@ impl StageBuilder<'_> {
                 parents: copy.parents,
                 is_add,
                 checksum: copy.checksum.as_deref(),
+                unpack: copy.unpack,
             };
             crate::copy::copy_into(merged.target(), &request).map_err(StepError::Copy)?;
             merged.unmount()?;

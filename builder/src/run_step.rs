@@ -29,6 +29,12 @@ impl StageBuilder<'_> {
                 "RUN --security=insecure is not supported".into(),
             ));
         }
+        if !run.devices.is_empty() {
+            return Err(StepError::Invalid(format!(
+                "RUN --device is not supported: hoist gives RUN steps no host devices (asked for {})",
+                run.devices.join(", ")
+            )));
+        }
         let (argv, script) = self.run_argv(run)?;
         let env = self.run_env();
         let cwd = self.workdir_path();

@@ -215,17 +215,23 @@ impl UserDb {
                 .map(|e| e.uid)
                 .ok_or_else(|| UserError::NoUser(user_part.to_owned()))?,
         };
+        let user_gid = match parse_id(user_part)? {
+            Some(uid) => uid,
+            None => self
+                .passwd
+                .iter()
+                .find(|e| e.name == user_part)
+                .map(|e| e.gid)
+                .unwrap_or(uid),
+        };
+        // A group name the image does not have keeps the user's GID (the
+        // UID for a numeric user), as BuildKit's `readUser` does.
         let gid = match group_part {
-            Some(group) if !group.is_empty() => self.resolve_group(group)?,
-            _ => match parse_id(user_part)? {
-                Some(uid) => uid,
-                None => self
-                    .passwd
-                    .iter()
-                    .find(|e| e.name == user_part)
-                    .map(|e| e.gid)
-                    .unwrap_or(uid),
+            Some(group) if !group.is_empty() => match self.resolve_group(group) {
+                Err(UserError::NoGroup(_)) => user_gid,
+                other => other?,
             },
+            _ => user_gid,
         };
         Ok((uid, gid))
     }
@@ -367,5 +373,23 @@ mod tests {
             assert_eq!(db.resolve_chown(spec).unwrap(), want, "{spec}");
         }
         assert!(db.resolve_chown("ghost").is_err());
+    }
+
+    /// `--chown=UID:NAME` with a group the image lacks: BuildKit HEAD
+    /// (`readUser`) keeps the GID the user part gave.
+    #[test]
+    fn r10_chown_unknown_group_falls_back() {
+        let db = db();
+        let table = [
+            ("4242:nosuchgroup", (4242, 4242)),
+            ("1000:nosuchgroup", (1000, 1000)),
+            ("app:nosuchgroup", (1000, 1000)),
+            ("daemon:nosuchgroup", (1, 1)),
+        ];
+        for (spec, want) in table {
+            assert_eq!(db.resolve_chown(spec).unwrap(), want, "{spec}");
+        }
+        // USER still refuses it, as runc does.
+        assert!(db.resolve("app:nosuchgroup").is_err());
     }
 }

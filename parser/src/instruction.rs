@@ -116,6 +116,10 @@ pub struct Run {
     pub mounts: Vec<RunMount>,
     pub network: Option<Network>,
     pub security: Option<Security>,
+    /// `--device` values as written (Dockerfile 1.14: CDI device names).
+    /// They parse so that the error comes at build time, where hoist says
+    /// it does not support them.
+    pub devices: Vec<String>,
     pub heredocs: Vec<Heredoc>,
 }
 
@@ -136,6 +140,10 @@ pub struct CopyAdd {
     pub parents: bool,
     pub checksum: Option<String>,
     pub keep_git_dir: bool,
+    /// ADD `--unpack` (Dockerfile 1.17), `None` when not given: an
+    /// archive from a URL is unpacked only with `--unpack=true`, a local
+    /// one unless `--unpack=false`.
+    pub unpack: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -255,6 +263,7 @@ const RUN_FLAGS: Spec = Spec {
         ("mount", Kind::Strings),
         ("network", Kind::String),
         ("security", Kind::String),
+        ("device", Kind::Strings),
     ],
 };
 const COPY_FLAGS: Spec = Spec {
@@ -278,6 +287,7 @@ const ADD_FLAGS: Spec = Spec {
         ("parents", Kind::Bool),
         ("checksum", Kind::String),
         ("keep-git-dir", Kind::Bool),
+        ("unpack", Kind::Bool),
     ],
 };
 const HEALTHCHECK_FLAGS: Spec = Spec {
@@ -372,6 +382,10 @@ pub(crate) fn from_node(node: &Node) -> Result<Instruction, ParseError> {
                 mounts,
                 network,
                 security,
+                devices: values
+                    .all(&RUN_FLAGS, "device")
+                    .map(|(v, _)| v.to_owned())
+                    .collect(),
                 heredocs: node.heredocs.clone(),
             })
         }
@@ -433,6 +447,9 @@ pub(crate) fn from_node(node: &Node) -> Result<Instruction, ParseError> {
                 parents: values.bool(spec, "parents"),
                 checksum: values.string(spec, "checksum"),
                 keep_git_dir: values.bool(spec, "keep-git-dir"),
+                unpack: values
+                    .get(spec, "unpack")
+                    .map(|_| values.bool(spec, "unpack")),
             };
             if name == "COPY" {
                 Instruction::Copy(c)
@@ -771,6 +788,7 @@ impl Instruction {
                     parents: c.parents,
                     checksum: opt(&c.checksum)?,
                     keep_git_dir: c.keep_git_dir,
+                    unpack: c.unpack,
                 };
                 if matches!(self, Self::Copy(_)) {
                     Self::Copy(expanded)

@@ -73,6 +73,10 @@ pub struct CopyOptions {
     pub checksum: Option<String>,
     /// ADD `--keep-git-dir`.
     pub keep_git_dir: bool,
+    /// ADD `--unpack`: `None` unpacks local archives and keeps URL
+    /// downloads as they are; `Some(true)` unpacks both, `Some(false)`
+    /// neither (BuildKit's `AttemptUnpack`).
+    pub unpack: Option<bool>,
     /// Where ADD downloads land before they are copied in (defaults to the
     /// system temp dir).
     pub tmp_dir: Option<PathBuf>,
@@ -329,14 +333,33 @@ pub fn copy(req: &CopyJob<'_>) -> Result<CopyStats, CopyError> {
                     .reopen()
                     .map_err(read_err(download.file.path()))?;
                 stats.bytes += file.metadata().map(|m| m.len()).unwrap_or(0);
-                writer
-                    .copy_file(&target, file, meta, None)
-                    .map_err(dest_err(&target))?;
+                let mut file = file;
+                let archive = if opts.unpack == Some(true) {
+                    archive::archive_kind(&mut file).map_err(read_err(download.file.path()))?
+                } else {
+                    None
+                };
+                if let Some(kind) = archive {
+                    // As a local archive: unpacked into the destination,
+                    // as a directory, keeping the tar's ownership.
+                    writer
+                        .root
+                        .mkdir_all(&dest, Some(writer.parent_owner()))
+                        .map_err(dest_err(&dest))?;
+                    let mut unpack = Writer::new(writer.root, chown, None);
+                    archive::extract(file, kind, &dest, &mut unpack).map_err(dest_err(&dest))?;
+                    unpack.finish().map_err(dest_err(&dest))?;
+                } else {
+                    writer
+                        .copy_file(&target, file, meta, None)
+                        .map_err(dest_err(&target))?;
+                }
                 stats.entries += 1;
             }
             Item::Path { found, target } => {
                 let Some(view) = req.source else { continue };
-                let add = opts.add.then_some(AddArchive { owner: chown });
+                let unpack = opts.add && opts.unpack != Some(false);
+                let add = unpack.then_some(AddArchive { owner: chown });
                 copy_match(
                     view,
                     &found,

@@ -33,6 +33,8 @@ pub struct CopyRequest<'a> {
     pub parents: bool,
     pub is_add: bool,
     pub checksum: Option<&'a str>,
+    /// ADD `--unpack`.
+    pub unpack: Option<bool>,
 }
 
 /// Runs a COPY/ADD into `dest_root` (the merged view of the new layer).
@@ -60,6 +62,7 @@ pub fn copy_into(dest_root: &Path, req: &CopyRequest<'_>) -> Result<CopyStats, C
         exclude: req.exclude.to_vec(),
         parents: req.parents,
         checksum: req.checksum.map(str::to_owned),
+        unpack: req.unpack,
         ..CopyOptions::default()
     };
     let job = CopyJob {

@@ -1101,6 +1101,93 @@ fn add_url_with_checksum() {
     );
 }
 
+/// ADD `--unpack` (Dockerfile 1.17), as BuildKit reads it: a remote
+/// archive is kept packed unless `--unpack=true`; a local archive is
+/// unpacked unless `--unpack=false`.
+#[test]
+fn r10_add_unpack() {
+    require_root();
+    let gz = compress("gz", &sample_tar());
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = |unpack| CopyOptions {
+        add: true,
+        unpack,
+        tmp_dir: Some(tmp.path().into()),
+        ..Default::default()
+    };
+    // Remote: (--unpack, whether /opt/top/file exists, whether the
+    // archive itself was kept).
+    for (unpack, unpacked) in [(None, false), (Some(false), false), (Some(true), true)] {
+        let base = serve(gz.clone(), "", 1);
+        let img = image();
+        let sources = vec![CopySource::Url(format!("{base}/dl/tool.tar.gz"))];
+        let o = opts(unpack);
+        let req = CopyJob {
+            source: None,
+            sources: &sources,
+            dest: "/opt/",
+            workdir: "/",
+            dest_root: img.path(),
+            options: &o,
+        };
+        copy(&req).unwrap_or_else(|e| panic!("--unpack={unpack:?}: {e}"));
+        let got = tree(img.path());
+        assert_eq!(
+            got.iter().any(|l| l == "f /opt/top/file 640 33:44 payload"),
+            unpacked,
+            "--unpack={unpack:?}: {got:#?}"
+        );
+        assert_eq!(
+            img.path().join("opt/tool.tar.gz").is_file(),
+            !unpacked,
+            "--unpack={unpack:?}: {got:#?}"
+        );
+    }
+    // A remote file that is no archive is copied even with --unpack=true.
+    let base = serve(b"plain".to_vec(), "", 1);
+    let img = image();
+    let sources = vec![CopySource::Url(format!("{base}/notes.txt"))];
+    let o = opts(Some(true));
+    let req = CopyJob {
+        source: None,
+        sources: &sources,
+        dest: "/opt/",
+        workdir: "/",
+        dest_root: img.path(),
+        options: &o,
+    };
+    copy(&req).unwrap();
+    assert_eq!(
+        fs::read(img.path().join("opt/notes.txt")).unwrap(),
+        b"plain"
+    );
+
+    // Local.
+    let ctx = tempfile::tempdir().unwrap();
+    fs::write(ctx.path().join("tool.tar.gz"), &gz).unwrap();
+    for (unpack, unpacked) in [(None, true), (Some(true), true), (Some(false), false)] {
+        let img = image();
+        run(
+            ctx.path(),
+            img.path(),
+            &paths(&["tool.tar.gz"]),
+            "/opt/",
+            &opts(unpack),
+        )
+        .unwrap_or_else(|e| panic!("local --unpack={unpack:?}: {e}"));
+        assert_eq!(
+            img.path().join("opt/top/file").is_file(),
+            unpacked,
+            "local --unpack={unpack:?}"
+        );
+        assert_eq!(
+            img.path().join("opt/tool.tar.gz").is_file(),
+            !unpacked,
+            "local --unpack={unpack:?}"
+        );
+    }
+}
+
 #[test]
 fn user_resolution_reads_the_image_not_the_host() {
     let img = tempfile::tempdir().unwrap();
@@ -1170,6 +1257,7 @@ fn builder_entry_points() {
         parents: false,
         is_add: false,
         checksum: None,
+        unpack: None,
     };
     hoist_builder::copy::copy_into(img.path(), &req).unwrap();
     let got = tree(&img.path().join("app"));

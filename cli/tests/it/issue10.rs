@@ -126,3 +126,108 @@ fn r10_onbuild_unknown_trigger_fails_in_the_child() {
     );
     assert!(err.contains("1 | FROM parent:test"), "{err}");
 }
+
+/// Serves `body` over HTTP on 127.0.0.1 to `requests` clients.
+fn serve(body: Vec<u8>, requests: usize) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&body).unwrap();
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A gzipped tar holding `top/file` ("payload").
+fn archive() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("top")).unwrap();
+    std::fs::write(dir.path().join("top/file"), "payload").unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg("-")
+        .arg("-C")
+        .arg(dir.path())
+        .arg("top")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// `ADD --unpack=true URL` unpacks the archive; without it the download is
+/// kept as a file; `--unpack=false` keeps a local archive packed.
+#[test]
+fn r10_add_unpack_builds() {
+    let hoist = Hoist::with_busybox();
+    let tgz = archive();
+    let base = serve(tgz.clone(), 2);
+    let ctx = dockerfile_context(&format!(
+        "FROM busybox\n\
+         ADD --unpack=true {base}/dl/a.tar.gz /remote-unpacked/\n\
+         ADD {base}/dl/a.tar.gz /remote-kept/\n\
+         ADD --unpack=false local.tar.gz /local-kept/\n\
+         ADD local.tar.gz /local-unpacked/\n"
+    ));
+    std::fs::write(ctx.path().join("local.tar.gz"), &tgz).unwrap();
+    hoist.build(ctx.path(), &["-t", "unpack:test"]);
+    let listing = hoist.exec(
+        "unpack:test",
+        &[
+            "sh",
+            "-c",
+            "cat /remote-unpacked/top/file; echo; ls /remote-kept; ls /local-kept; cat /local-unpacked/top/file",
+        ],
+    );
+    assert_eq!(listing, "payload\na.tar.gz\nlocal.tar.gz\npayload");
+}
+
+/// `RUN --device` parses (BuildKit knows the flag) and the build fails at
+/// that step with a clear "not supported".
+#[test]
+fn r10_run_device_is_not_supported_at_build_time() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context("FROM busybox\nRUN --device=nvidia.com/gpu=all nvidia-smi\n");
+    let file = ctx.path().join("Dockerfile");
+    // Not a parse error: `hoist debug ast` accepts it.
+    hoist.ok(&["debug", "ast", "-f", file.to_str().unwrap()]);
+    let err = hoist.fails(&["build", ctx.path().to_str().unwrap()]);
+    assert!(
+        err.contains(
+            "RUN --device is not supported: hoist gives RUN steps no host devices (asked for nvidia.com/gpu=all)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("2 | RUN --device"), "{err}");
+}
+
+/// `COPY --chown=UID:NAME` with a group the image lacks builds, with the
+/// UID as the GID (BuildKit HEAD's `readUser`).
+#[test]
+fn r10_copy_chown_uid_unknown_group() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\nCOPY --chown=4242:nosuchgroup Dockerfile /a\n\
+         COPY --chown=app:nosuchgroup Dockerfile /b\n",
+    );
+    hoist.build(ctx.path(), &["-t", "chown:test"]);
+    let owners = hoist.exec("chown:test", &["stat", "-c", "%u:%g", "/a", "/b"]);
+    assert_eq!(owners, "4242:4242\n1000:1000\n");
+}
