@@ -17,6 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+pub use hoist_store::compress::{Compression, InvalidCompression};
 use hoist_store::digest::{DiffId, Digest, HashingWriter};
 use oci_spec::image::MediaType;
 use tar::{EntryType, Header};
@@ -24,76 +25,6 @@ use tar::{EntryType, Header};
 /// The OCI whiteout prefix and opaque-directory marker.
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
-
-/// Layer compression. The default is gzip level 2 (see [`Compression::default`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    Gzip { level: u32 },
-    Zstd { level: i32 },
-    Uncompressed,
-}
-
-impl Default for Compression {
-    /// Gzip for compatibility with every registry and runtime, at level 2
-    /// with zlib-rs. Measured on a 274 MB tree from /usr (5400 text files
-    /// from python/perl/doc, 600 binaries), MB of tar per CPU-second:
-    ///
-    /// | level      | MB/s | ratio |
-    /// |------------|------|-------|
-    /// | none       | 583  | 1.000 |
-    /// | gzip 1     | 134  | 0.469 |
-    /// | **gzip 2** |  82  | 0.392 |
-    /// | gzip 3     |  70  | 0.377 |
-    /// | gzip 6     |  50  | 0.364 |
-    /// | zstd 1     | 185  | 0.377 |
-    /// | zstd 3     |  90  | 0.333 |
-    ///
-    /// Level 2 is 1.6x faster than level 6 (Docker's default) for 8% more
-    /// bytes; level 1 (zlib-rs's "quick" strategy) is faster again but 29%
-    /// bigger, which users would see in every push. `--compression=zstd`
-    /// is both smaller and faster where zstd is accepted.
-    fn default() -> Self {
-        Compression::Gzip { level: 2 }
-    }
-}
-
-impl Compression {
-    /// The default zstd level: 3, zstd's own default, already faster than
-    /// gzip -1 with a better ratio.
-    pub const ZSTD_DEFAULT: Compression = Compression::Zstd { level: 3 };
-
-    pub fn media_type(&self) -> MediaType {
-        match self {
-            Compression::Gzip { .. } => MediaType::ImageLayerGzip,
-            Compression::Zstd { .. } => MediaType::ImageLayerZstd,
-            Compression::Uncompressed => MediaType::ImageLayer,
-        }
-    }
-
-    /// Parses `--compression=gzip|zstd|uncompressed`, with an optional
-    /// `:LEVEL` (`zstd:9`).
-    pub fn parse(text: &str) -> Result<Self, LayerError> {
-        let (kind, level) = match text.split_once(':') {
-            Some((kind, level)) => (kind, Some(level)),
-            None => (text, None),
-        };
-        let bad = || LayerError::BadCompression(text.to_owned());
-        match (kind, level) {
-            ("gzip", None) => Ok(Compression::default()),
-            ("gzip", Some(l)) => match l.parse() {
-                Ok(level @ 0..=9) => Ok(Compression::Gzip { level }),
-                _ => Err(bad()),
-            },
-            ("zstd", None) => Ok(Compression::ZSTD_DEFAULT),
-            ("zstd", Some(l)) => match l.parse() {
-                Ok(level @ 1..=22) => Ok(Compression::Zstd { level }),
-                _ => Err(bad()),
-            },
-            ("uncompressed", None) => Ok(Compression::Uncompressed),
-            _ => Err(bad()),
-        }
-    }
-}
 
 /// Options for [`write_layer`].
 #[derive(Clone, Debug, Default)]
@@ -124,8 +55,8 @@ pub enum LayerError {
     },
     #[error("writing layer: {0}")]
     Write(#[source] io::Error),
-    #[error("invalid compression {0:?}: expected gzip[:0-9], zstd[:1-22] or uncompressed")]
-    BadCompression(String),
+    #[error(transparent)]
+    BadCompression(#[from] InvalidCompression),
 }
 
 /// Writes the overlay upperdir `upperdir` as an OCI layer to `out`.
@@ -141,32 +72,34 @@ pub fn write_layer(
             let encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
             let (encoder, diff_id, empty) = write_tar(upperdir, encoder, opts)?;
             let out = encoder.finish().map_err(LayerError::Write)?;
-            finish(out, diff_id, compression, empty)
+            finish(out, Some(diff_id), compression, empty)
         }
         Compression::Zstd { level } => {
             let encoder =
                 zstd::stream::write::Encoder::new(out, level).map_err(LayerError::Write)?;
             let (encoder, diff_id, empty) = write_tar(upperdir, encoder, opts)?;
             let out = encoder.finish().map_err(LayerError::Write)?;
-            finish(out, diff_id, compression, empty)
+            finish(out, Some(diff_id), compression, empty)
         }
         Compression::Uncompressed => {
-            let (out, diff_id, empty) = write_tar(upperdir, out, opts)?;
-            finish(out, diff_id, compression, empty)
+            // The blob is the diff: one hash gives both digests.
+            let (out, empty) = write_layer_tar(upperdir, out, opts)?;
+            finish(out, None, compression, empty)
         }
     }
 }
 
+/// `diff_id` is `None` for an uncompressed layer, whose digest it is.
 fn finish<W: Write>(
     out: HashingWriter<BufWriter<W>>,
-    diff_id: DiffId,
+    diff_id: Option<DiffId>,
     compression: Compression,
     empty: bool,
 ) -> Result<LayerInfo, LayerError> {
     let (mut buffered, digest, size) = out.finish();
     buffered.flush().map_err(LayerError::Write)?;
     Ok(LayerInfo {
-        diff_id,
+        diff_id: diff_id.unwrap_or_else(|| DiffId::new(&digest)),
         digest,
         size,
         media_type: compression.media_type(),
@@ -181,8 +114,21 @@ fn write_tar<W: Write>(
     out: W,
     opts: &LayerOptions,
 ) -> Result<(W, DiffId, bool), LayerError> {
-    let hashing = HashingWriter::new(out);
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(256 << 10, hashing));
+    let (hashing, empty) = write_layer_tar(upperdir, HashingWriter::new(out), opts)?;
+    let (out, digest, _) = hashing.finish();
+    Ok((out, DiffId::new(&digest), empty))
+}
+
+/// Writes the upperdir's diff as a plain tar into `out`, with no hashing
+/// of its own: for writers that hash already (a store blob writer, whose
+/// digest is then the diff ID). Returns `out` and whether the diff was
+/// empty.
+pub fn write_layer_tar<W: Write>(
+    upperdir: &Path,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, bool), LayerError> {
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(256 << 10, out));
     let mut writer = TarWriter {
         upperdir,
         opts,
@@ -191,11 +137,10 @@ fn write_tar<W: Write>(
     };
     writer.walk(&mut tar)?;
     let buffered = tar.into_inner().map_err(LayerError::Write)?;
-    let hashing = buffered
+    let out = buffered
         .into_inner()
         .map_err(|err| LayerError::Write(err.into_error()))?;
-    let (out, digest, _) = hashing.finish();
-    Ok((out, DiffId::new(&digest), writer.entries == 0))
+    Ok((out, writer.entries == 0))
 }
 
 struct TarWriter<'a> {
@@ -540,22 +485,6 @@ mod tests {
         for (input, expected) in cases {
             let got = with_base_prefix(input.as_bytes(), WHITEOUT_PREFIX);
             assert_eq!(got, expected.as_bytes(), "case {input}");
-        }
-    }
-
-    #[test]
-    fn parses_compression() {
-        let cases = [
-            ("gzip", Some(Compression::Gzip { level: 2 })),
-            ("gzip:6", Some(Compression::Gzip { level: 6 })),
-            ("zstd", Some(Compression::Zstd { level: 3 })),
-            ("zstd:19", Some(Compression::Zstd { level: 19 })),
-            ("uncompressed", Some(Compression::Uncompressed)),
-            ("gzip:10", None),
-            ("lz4", None),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(Compression::parse(input).ok(), expected, "case {input}");
         }
     }
 

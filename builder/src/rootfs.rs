@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use hoist_store::digest::ChainId;
+use hoist_store::digest::{ChainId, DiffId};
 use hoist_store::snapshot::{commit_snapshot, ensure_snapshot, snapshot_options};
 use hoist_store::{ExpectedBlob, Layer, Store};
 use oci_spec::image::Descriptor;
 
 use crate::error::StepError;
-use crate::layer::{Compression, LayerOptions, write_layer};
+use crate::layer::{Compression, LayerOptions, write_layer, write_layer_tar};
 use hoist_sandbox::{MountGuard, mount_overlay};
 
 /// The layers of a stage so far, bottom first, with their chain IDs.
@@ -144,7 +144,9 @@ pub enum Committed {
 }
 
 /// Turns an upperdir into a layer blob (diff_id and digest in one pass),
-/// then keeps the upperdir itself as that layer's snapshot.
+/// then keeps the upperdir itself as that layer's snapshot. An uncompressed
+/// layer (the default) is written straight into the blob writer, whose one
+/// hash gives both.
 pub fn commit_upper(
     store: &Store,
     stack: &mut LayerStack,
@@ -153,14 +155,26 @@ pub fn commit_upper(
     options: &LayerOptions,
 ) -> Result<Committed, StepError> {
     let mut writer = store.blob_writer()?;
-    let info = write_layer(upper, &mut writer, compression, options)?;
-    if info.empty {
-        return Ok(Committed::Empty);
-    }
-    let (digest, size) = writer.commit(Some(&ExpectedBlob::from(&info.digest)))?;
-    let layer = Layer {
-        descriptor: Descriptor::new(info.media_type, size, digest),
-        diff_id: info.diff_id,
+    let layer = if compression == Compression::Uncompressed {
+        let (_, empty) = write_layer_tar(upper, &mut writer, options)?;
+        if empty {
+            return Ok(Committed::Empty);
+        }
+        let (digest, size) = writer.commit(None)?;
+        Layer {
+            diff_id: DiffId::new(&digest),
+            descriptor: Descriptor::new(compression.media_type(), size, digest),
+        }
+    } else {
+        let info = write_layer(upper, &mut writer, compression, options)?;
+        if info.empty {
+            return Ok(Committed::Empty);
+        }
+        let (digest, size) = writer.commit(Some(&ExpectedBlob::from(&info.digest)))?;
+        Layer {
+            descriptor: Descriptor::new(info.media_type, size, digest),
+            diff_id: info.diff_id,
+        }
     };
     let chain = ChainId::child(stack.top(), &layer.diff_id);
     commit_snapshot(store, &chain, upper)?;

@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use hoist_store::archive::SaveOptions;
 use hoist_store::extract::{ApplyOptions, WhiteoutMode, apply_layer};
-use hoist_store::{Image, Store};
+use hoist_store::{Compression, Image, Store};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -81,7 +82,15 @@ impl Output {
         Ok(Self { kind, dest })
     }
 
-    pub fn write(&self, store: &Store, image: &Image, tags: &[String]) -> anyhow::Result<()> {
+    /// Writes the image; `compression` applies to the layers of an OCI
+    /// archive (docker archives are always uncompressed).
+    pub fn write(
+        &self,
+        store: &Store,
+        image: &Image,
+        tags: &[String],
+        compression: Compression,
+    ) -> anyhow::Result<()> {
         match self.kind {
             Kind::Docker | Kind::Oci => {
                 let format = if self.kind == Kind::Docker {
@@ -94,6 +103,9 @@ impl Output {
                     store,
                     &[(image.clone(), names)],
                     format,
+                    &SaveOptions {
+                        compression: Some(compression),
+                    },
                     &self.dest,
                 )
             }

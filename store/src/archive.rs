@@ -23,9 +23,10 @@ use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::compress::Compression;
 use crate::digest::{DiffId, Digest, parse_digest, sha256_bytes, sha256_of};
 use crate::extract::{Format, decompress};
-use crate::image::Image;
+use crate::image::{Image, Layer};
 use crate::reference::Reference;
 use crate::store::Store;
 use crate::tar_guard::TarGuard;
@@ -86,13 +87,38 @@ const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 // ---------------------------------------------------------------- save
 
-/// Writes `items` as an archive of `format` to `out`.
+/// How [`save_with`] writes layers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SaveOptions {
+    /// OCI archives: the layers' compression (each layer compressed once,
+    /// in parallel, and remembered in the store; see
+    /// [`Store::compressed_layer`]). `None` writes the layers as stored.
+    /// Docker archives always carry uncompressed layers.
+    pub compression: Option<Compression>,
+}
+
+/// Writes `items` as an archive of `format` to `out`, layers as stored.
 pub fn save(
     store: &Store,
     items: &[SaveItem],
     format: ArchiveFormat,
     out: impl Write,
 ) -> Result<(), ArchiveError> {
+    save_with(store, items, format, &SaveOptions::default(), out)
+}
+
+/// Writes `items` as an archive of `format` to `out`.
+pub fn save_with(
+    store: &Store,
+    items: &[SaveItem],
+    format: ArchiveFormat,
+    options: &SaveOptions,
+    out: impl Write,
+) -> Result<(), ArchiveError> {
+    let compressed = match (format, options.compression) {
+        (ArchiveFormat::Oci, Some(compression)) => compress_layers(store, items, compression)?,
+        _ => HashMap::new(),
+    };
     let mut writer = TarOut {
         tar: tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out)),
         written: HashSet::new(),
@@ -108,6 +134,30 @@ pub fn save(
         let config_desc = image.manifest().config().clone();
         writer.stored_blob(store, &config_desc)?;
         let manifest_desc = match format {
+            ArchiveFormat::Oci if !compressed.is_empty() => {
+                let mut manifest = image.manifest().clone();
+                let mut layers = Vec::new();
+                for layer in image.manifest().layers() {
+                    let variant = compressed.get(layer.digest()).unwrap_or(layer);
+                    writer.stored_blob(store, variant)?;
+                    let mut variant = variant.clone();
+                    variant.set_annotations(layer.annotations().clone());
+                    layers.push(variant);
+                }
+                if layers == *image.manifest().layers() {
+                    writer.stored_blob(store, &image.descriptor())?;
+                    image.descriptor()
+                } else {
+                    manifest.set_layers(layers);
+                    let bytes = crate::layout::canonical_json(&manifest, "manifest")?;
+                    let digest = sha256_bytes(&bytes);
+                    writer.bytes_blob(&digest, &bytes)?;
+                    let mut descriptor = image.descriptor();
+                    descriptor.set_digest(digest);
+                    descriptor.set_size(bytes.len() as u64);
+                    descriptor
+                }
+            }
             ArchiveFormat::Oci => {
                 for layer in image.manifest().layers() {
                     writer.stored_blob(store, layer)?;
@@ -173,6 +223,27 @@ pub fn save(
         .into_inner()
         .map_err(|err| ArchiveError::Write(err.into_error()))?;
     out.flush().map_err(ArchiveError::Write)
+}
+
+/// Every distinct layer of `items` with `compression`, keyed by the stored
+/// layer's digest: layers in parallel, each on every core.
+fn compress_layers(
+    store: &Store,
+    items: &[SaveItem],
+    compression: Compression,
+) -> Result<HashMap<Digest, Descriptor>, ArchiveError> {
+    use rayon::prelude::*;
+    let mut layers: Vec<Layer> = items.iter().flat_map(|item| item.image.layers()).collect();
+    let mut seen = HashSet::new();
+    layers.retain(|layer| seen.insert(layer.descriptor.digest().clone()));
+    let variants = layers
+        .par_iter()
+        .map(|layer| {
+            let variant = store.compressed_layer(&layer.descriptor, &layer.diff_id, compression)?;
+            Ok((layer.descriptor.digest().clone(), variant))
+        })
+        .collect::<Result<HashMap<_, _>, StoreError>>()?;
+    Ok(variants)
 }
 
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>, ArchiveError> {

@@ -73,6 +73,8 @@ pub struct DiskUsage {
 struct Marks {
     blobs: HashSet<String>,
     chains: HashSet<String>,
+    /// Diff IDs of live images, whose compressed variants are kept.
+    diff_ids: HashSet<String>,
 }
 
 impl Marks {
@@ -83,6 +85,7 @@ impl Marks {
     fn image(&mut self, image: &ImageRefs) {
         self.blobs.extend(image.blobs.iter().cloned());
         self.chains.extend(image.chains.iter().cloned());
+        self.diff_ids.extend(image.diff_ids.iter().cloned());
     }
 
     fn cache(&mut self, entry: &CacheEntry) {
@@ -95,8 +98,10 @@ impl Marks {
 }
 
 struct ImageRefs {
+    /// The image's blobs, compressed variants of its layers included.
     blobs: Vec<String>,
     chains: Vec<String>,
+    diff_ids: Vec<String>,
 }
 
 impl Store {
@@ -143,6 +148,7 @@ impl Store {
         let mut marks = Marks {
             blobs: leases.blobs,
             chains: leases.chain_ids,
+            diff_ids: HashSet::new(),
         };
         for entry in index.manifests() {
             marks.image(&self.image_refs(entry.digest())?);
@@ -178,6 +184,13 @@ impl Store {
         if !report.images.is_empty() {
             let bytes = crate::layout::canonical_json(&index, "index.json")?;
             self.write_atomic(&self.root().join("index.json"), &bytes)?;
+        }
+        // Compressed variants go with the last image that has their layer.
+        for hex in list_dir_names(&self.compressed_dir())? {
+            if !marks.diff_ids.contains(&hex) {
+                let dir = self.compressed_dir().join(&hex);
+                std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+            }
         }
 
         for (hex, size) in list_blobs(&self.blobs_dir())? {
@@ -272,6 +285,7 @@ impl Store {
                 .union(&cache_marks.chains)
                 .cloned()
                 .collect(),
+            diff_ids: HashSet::new(),
         };
         usage.unreferenced_blobs_size = blobs
             .iter()
@@ -362,11 +376,13 @@ impl Store {
             return Ok(ImageRefs {
                 blobs: Vec::new(),
                 chains: Vec::new(),
+                diff_ids: Vec::new(),
             });
         }
         let bytes = self.read_blob_bytes(manifest).map_err(broken)?;
         let mut blobs = vec![manifest.digest().to_owned()];
         let mut chains = Vec::new();
+        let mut diff_ids = Vec::new();
         if let Ok(index) = serde_json::from_slice::<ImageIndex>(&bytes)
             && !index.manifests().is_empty()
         {
@@ -375,8 +391,13 @@ impl Store {
                 let refs = self.image_refs(child.digest())?;
                 blobs.extend(refs.blobs);
                 chains.extend(refs.chains);
+                diff_ids.extend(refs.diff_ids);
             }
-            return Ok(ImageRefs { blobs, chains });
+            return Ok(ImageRefs {
+                blobs,
+                chains,
+                diff_ids,
+            });
         }
         let manifest_json: ImageManifest = serde_json::from_slice(&bytes).map_err(|source| {
             broken(StoreError::Json {
@@ -401,14 +422,30 @@ impl Store {
                     source,
                 })
             })?;
-        let diff_ids: Vec<DiffId> = config
+        let layer_diff_ids: Vec<DiffId> = config
             .rootfs()
             .diff_ids()
             .iter()
             .filter_map(|d| d.parse().ok())
             .collect();
-        chains.extend(ChainId::chain(&diff_ids).iter().map(|c| c.hex().to_owned()));
-        Ok(ImageRefs { blobs, chains })
+        chains.extend(
+            ChainId::chain(&layer_diff_ids)
+                .iter()
+                .map(|c| c.hex().to_owned()),
+        );
+        for diff_id in &layer_diff_ids {
+            blobs.extend(
+                self.variant_blobs(diff_id.hex())
+                    .iter()
+                    .map(|d| d.digest().to_owned()),
+            );
+            diff_ids.push(diff_id.hex().to_owned());
+        }
+        Ok(ImageRefs {
+            blobs,
+            chains,
+            diff_ids,
+        })
     }
 }
 
@@ -445,6 +482,21 @@ pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(snapshots)
+}
+
+/// The names of the entries of `dir` (none when it does not exist).
+fn list_dir_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(StoreError::io(dir)(err)),
+    };
+    let mut names = Vec::new();
+    for item in entries {
+        let item = item.map_err(StoreError::io(dir))?;
+        names.extend(item.file_name().to_str().map(str::to_owned));
+    }
+    Ok(names)
 }
 
 /// Bytes of the regular files under `dir` (hard links counted once).

@@ -9,6 +9,7 @@
 //! <root>/hoist/tmp/<session>/       one flock-held directory per open Store: temp files, leases
 //! <root>/hoist/snapshots/<chainid>/ an extracted layer stack member, present only when complete
 //! <root>/hoist/cache/<key>.json     build-cache entries
+//! <root>/hoist/compressed/<diffid>/<gzip|zstd>  the compressed blob made for a layer on export
 //! ```
 //!
 //! Guarantees: every write goes to a temp file in the session directory, is
@@ -21,6 +22,7 @@
 pub mod archive;
 pub mod blob;
 pub mod cache;
+pub mod compress;
 pub mod digest;
 mod error;
 pub mod extract;
@@ -40,6 +42,7 @@ pub mod tar_guard;
 
 pub use blob::{BlobWriter, ExpectedBlob, VerifiedReader};
 pub use cache::CacheEntry;
+pub use compress::Compression;
 
 pub use error::StoreError;
 pub use image::{Image, ImageRecord, Layer};

@@ -59,6 +59,7 @@ impl Store {
             "hoist/tmp",
             "hoist/snapshots",
             "hoist/cache",
+            "hoist/compressed",
         ] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
@@ -107,6 +108,12 @@ impl Store {
     pub fn lease_chain_id(&self, chain_id: &ChainId) -> Result<()> {
         let _guard = self.lock_shared()?;
         self.session.lease_chain_id(chain_id)
+    }
+
+    /// Protects the blob `digest` from GC for this session's lifetime.
+    pub fn lease_blob(&self, digest: &crate::digest::Digest) -> Result<()> {
+        let _guard = self.lock_shared()?;
+        self.session.lease_blob(digest)
     }
 
     /// Publishes a fully extracted snapshot: leases `chain_id`, renames

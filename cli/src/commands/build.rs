@@ -58,7 +58,8 @@ pub struct Args {
     /// `type=local,dest=DIR` or `type=tar,dest=FILE`
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     outputs: Vec<String>,
-    /// Layer compression: gzip[:LEVEL], zstd[:LEVEL] or uncompressed
+    /// Layer compression of `--output type=oci`: gzip[:LEVEL], zstd[:LEVEL]
+    /// or uncompressed (the store keeps layers uncompressed)
     #[arg(long, default_value = "gzip")]
     compression: String,
 }
@@ -121,7 +122,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             Network::Host
         },
         no_cache: args.no_cache,
-        compression,
+        // Layers stay uncompressed on this machine; they are compressed
+        // (once) when an image leaves it.
+        compression: Compression::Uncompressed,
         source_date_epoch,
     };
 
@@ -158,7 +161,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     }
     drawer.note("exporting to image", &lines);
     for output in &outputs {
-        output.write(&store, image, &args.tags)?;
+        output.write(&store, image, &args.tags, compression)?;
         drawer.note(&format!("exporting to {output}"), &[]);
     }
     drawer.finish();

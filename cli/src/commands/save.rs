@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use hoist_store::archive::{ArchiveFormat, SaveItem, save};
-use hoist_store::{Image, Reference, Store};
+use hoist_store::archive::{ArchiveFormat, SaveItem, SaveOptions, save_with};
+use hoist_store::{Compression, Image, Reference, Store};
 
 use crate::globals::Globals;
 
@@ -18,6 +18,10 @@ pub struct Args {
     /// Archive format: docker (docker load) or oci (an OCI image layout)
     #[arg(long, value_name = "FORMAT", default_value = "docker", value_parser = ["docker", "oci"])]
     format: String,
+    /// Layer compression of `--format oci`: gzip[:LEVEL], zstd[:LEVEL] or
+    /// uncompressed (docker archives are always uncompressed)
+    #[arg(long, default_value = "gzip")]
+    compression: String,
     /// Images to save (name[:tag], name@digest or image ID)
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
@@ -27,6 +31,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let format = match args.format.as_str() {
         "oci" => ArchiveFormat::Oci,
         _ => ArchiveFormat::Docker,
+    };
+    let options = SaveOptions {
+        compression: Some(Compression::parse(&args.compression)?),
     };
     let store = globals.open_store()?;
     let mut images = Vec::new();
@@ -45,7 +52,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         images.push((image, names));
     }
     let dest = args.output.unwrap_or_else(|| PathBuf::from("-"));
-    write_archive(&store, &images, format, &dest)?;
+    write_archive(&store, &images, format, &options, &dest)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -56,6 +63,7 @@ pub fn write_archive(
     store: &Store,
     images: &[(Image, Vec<String>)],
     format: ArchiveFormat,
+    options: &SaveOptions,
     dest: &Path,
 ) -> anyhow::Result<()> {
     let mut items = Vec::new();
@@ -75,7 +83,7 @@ pub fn write_archive(
             bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
         }
         let mut lock = stdout.lock();
-        save(store, &items, format, &mut lock)?;
+        save_with(store, &items, format, options, &mut lock)?;
         lock.flush()?;
         return Ok(());
     }
@@ -86,7 +94,7 @@ pub fn write_archive(
             .unwrap_or_default()
     ));
     let file = fs_err::File::create(&tmp)?;
-    if let Err(err) = save(store, &items, format, file) {
+    if let Err(err) = save_with(store, &items, format, options, file) {
         let _ = fs_err::remove_file(&tmp);
         return Err(err).with_context(|| format!("saving to {}", dest.display()));
     }

@@ -365,12 +365,23 @@ fn source_date_epoch_makes_builds_reproducible_across_roots() {
                 .as_str()
                 .unwrap()
                 .to_owned();
-            (id, digest)
+            // Compressed on the way out (issue 9), still byte for byte.
+            let archive = ctx.path().join("repro-oci.tar");
+            hoist.ok(&[
+                "save",
+                "--format",
+                "oci",
+                "-o",
+                archive.to_str().unwrap(),
+                "repro:test",
+            ]);
+            let archive = std::fs::read(&archive).unwrap();
+            (id, format!("{digest} {}", sha256_hex(&archive)))
         })
         .collect();
     assert_eq!(
         ids[0], ids[1],
-        "same inputs, same image and manifest digests"
+        "same inputs, same image and manifest digests, same OCI archive"
     );
     assert!(ids[0].0.starts_with("sha256:"));
 }
@@ -435,6 +446,30 @@ fn outputs_write_archives_and_root_filesystems() {
             "--output",
             &format!("type=tar,dest={}", tar.display()),
         ],
+    );
+    // The store keeps layers uncompressed; the OCI export compresses them
+    // (issue 9), and the image ID stays the config's digest.
+    let raw = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            &format!("oci-archive:{}", oci.display()),
+        ])
+        .output()
+        .unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layers = raw["layers"].as_array().unwrap();
+    assert!(!layers.is_empty(), "{raw}");
+    for layer in layers {
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{raw}"
+        );
+    }
+    assert_eq!(
+        raw["config"]["digest"],
+        hoist.inspect("out:test")["Id"],
+        "{raw}"
     );
     for spec in [
         format!("docker-archive:{}", docker.display()),
@@ -637,4 +672,13 @@ fn heredocs_run_as_scripts_and_copy_as_files() {
          copied body, hello world 'quoted'\nkept $NAME\nindented\n\
          ls: /dev/pipes: No such file or directory\n"
     );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex_string(&sha2::Sha256::digest(bytes))
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

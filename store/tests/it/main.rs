@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod archive;
+mod compressed;
 mod extract;
 
 mod blobs;

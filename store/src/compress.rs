@@ -1,0 +1,579 @@
+//! Layer compression for images that leave the machine.
+//!
+//! The local store keeps layers as plain tars (the blob is the diff, so its
+//! digest is its diff ID) and compresses only when an image is pushed or
+//! exported. [`Store::compressed_layer`] does that once per layer and
+//! algorithm and remembers the result:
+//!
+//! ```text
+//! <root>/hoist/compressed/<diffid-hex>/gzip   {"mediaType":…,"digest":…,"size":…}
+//! <root>/hoist/compressed/<diffid-hex>/zstd
+//! ```
+//!
+//! The compressed blob itself lives in `blobs/sha256` like any other, so
+//! push and save read it with [`Store::open_descriptor`]. GC keeps a
+//! variant while an image with that diff ID lives, and removes both the
+//! record and the blob when the last one goes (see [`crate::gc`]).
+//!
+//! Compression uses every core, and its output does not depend on how many
+//! there are (so `SOURCE_DATE_EPOCH` builds stay byte-identical anywhere):
+//! - gzip is cut into fixed 1 MiB blocks, each deflated on its own with the
+//!   previous block's last 32 KiB as its dictionary and ended with a sync
+//!   flush, then joined into one deflate stream with one CRC, as pigz does;
+//! - zstd runs in its multi-threaded mode, whose output is the same for any
+//!   number of workers.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use flate2::{Compress, FlushCompress, Status};
+use oci_spec::image::{Descriptor, MediaType};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::blob::ExpectedBlob;
+use crate::digest::{DiffId, Digest, HashingWriter, parse_digest};
+use crate::extract::decompress;
+use crate::store::Store;
+use crate::{Result, StoreError};
+
+/// Layer compression. The default is gzip level 2 (see [`Compression::default`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Gzip { level: u32 },
+    Zstd { level: i32 },
+    Uncompressed,
+}
+
+/// `--compression` was not `gzip[:0-9]`, `zstd[:1-22]` or `uncompressed`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid compression {0:?}: expected gzip[:0-9], zstd[:1-22] or uncompressed")]
+pub struct InvalidCompression(pub String);
+
+impl Default for Compression {
+    /// Gzip for compatibility with every registry and runtime, at level 2
+    /// with zlib-rs. Measured on a 274 MB tree from /usr (5400 text files
+    /// from python/perl/doc, 600 binaries), MB of tar per CPU-second:
+    ///
+    /// | level      | MB/s | ratio |
+    /// |------------|------|-------|
+    /// | none       | 583  | 1.000 |
+    /// | gzip 1     | 134  | 0.469 |
+    /// | **gzip 2** |  82  | 0.392 |
+    /// | gzip 3     |  70  | 0.377 |
+    /// | gzip 6     |  50  | 0.364 |
+    /// | zstd 1     | 185  | 0.377 |
+    /// | zstd 3     |  90  | 0.333 |
+    ///
+    /// Level 2 is 1.6x faster than level 6 (Docker's default) for 8% more
+    /// bytes; level 1 (zlib-rs's "quick" strategy) is faster again but 29%
+    /// bigger, which users would see in every push. `--compression=zstd`
+    /// is both smaller and faster where zstd is accepted.
+    fn default() -> Self {
+        Compression::Gzip { level: 2 }
+    }
+}
+
+impl Compression {
+    /// The default zstd level: 3, zstd's own default, already faster than
+    /// gzip -1 with a better ratio.
+    pub const ZSTD_DEFAULT: Compression = Compression::Zstd { level: 3 };
+
+    pub fn media_type(&self) -> MediaType {
+        match self {
+            Compression::Gzip { .. } => MediaType::ImageLayerGzip,
+            Compression::Zstd { .. } => MediaType::ImageLayerZstd,
+            Compression::Uncompressed => MediaType::ImageLayer,
+        }
+    }
+
+    /// The algorithm's name, as `--compression` spells it.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => "gzip",
+            Compression::Zstd { .. } => "zstd",
+            Compression::Uncompressed => "uncompressed",
+        }
+    }
+
+    /// The compression a layer media type says its blob has (OCI and
+    /// Docker names, non-distributable variants included); `None` for
+    /// media types that are not layers.
+    pub fn of_media_type(media_type: &MediaType) -> Option<&'static str> {
+        let name = media_type.to_string();
+        if name.ends_with("+gzip") || name.ends_with(".tar.gzip") {
+            Some("gzip")
+        } else if name.ends_with("+zstd") || name.ends_with(".tar.zstd") {
+            Some("zstd")
+        } else if name.ends_with(".tar") || name.ends_with("rootfs.diff.tar") {
+            Some("uncompressed")
+        } else {
+            None
+        }
+    }
+
+    /// Parses `--compression=gzip|zstd|uncompressed`, with an optional
+    /// `:LEVEL` (`zstd:9`).
+    pub fn parse(text: &str) -> Result<Self, InvalidCompression> {
+        let (kind, level) = match text.split_once(':') {
+            Some((kind, level)) => (kind, Some(level)),
+            None => (text, None),
+        };
+        let bad = || InvalidCompression(text.to_owned());
+        match (kind, level) {
+            ("gzip", None) => Ok(Compression::default()),
+            ("gzip", Some(l)) => match l.parse() {
+                Ok(level @ 0..=9) => Ok(Compression::Gzip { level }),
+                _ => Err(bad()),
+            },
+            ("zstd", None) => Ok(Compression::ZSTD_DEFAULT),
+            ("zstd", Some(l)) => match l.parse() {
+                Ok(level @ 1..=22) => Ok(Compression::Zstd { level }),
+                _ => Err(bad()),
+            },
+            ("uncompressed", None) => Ok(Compression::Uncompressed),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// The worker count for compressing one stream: every core, capped so that
+/// the blocks in flight stay a few MiB.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 16)
+}
+
+/// Compresses `reader` into `out` with `compression` on every core. Returns
+/// the number of uncompressed bytes read. The output depends only on the
+/// input and `compression`, never on the number of cores.
+pub fn compress(reader: impl Read, out: impl Write, compression: Compression) -> io::Result<u64> {
+    compress_with(reader, out, compression, workers())
+}
+
+fn compress_with(
+    mut reader: impl Read,
+    mut out: impl Write,
+    compression: Compression,
+    workers: usize,
+) -> io::Result<u64> {
+    match compression {
+        Compression::Uncompressed => io::copy(&mut reader, &mut out),
+        Compression::Gzip { level } => parallel_gzip(reader, out, level, workers),
+        Compression::Zstd { level } => {
+            let mut encoder = zstd::stream::write::Encoder::new(out, level)?;
+            // Multi-threaded mode even for one worker: its output is the
+            // same for any worker count, but differs from the single-
+            // threaded mode's.
+            encoder.multithread(u32::try_from(workers).unwrap_or(1))?;
+            let n = io::copy(&mut reader, &mut encoder)?;
+            encoder.finish()?.flush()?;
+            Ok(n)
+        }
+    }
+}
+
+/// Gzip block size: big enough that the per-block flush and the cold start
+/// of each block cost well under 1% of the output.
+const GZIP_BLOCK: usize = 1 << 20;
+/// Deflate's window: what each block may refer back to.
+const DEFLATE_WINDOW: usize = 32 << 10;
+
+fn parallel_gzip(
+    mut reader: impl Read,
+    mut out: impl Write,
+    level: u32,
+    workers: usize,
+) -> io::Result<u64> {
+    // RFC 1952 header: deflate, no flags, no mtime, OS unknown.
+    out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
+    let level = flate2::Compression::new(level);
+    let mut crc = flate2::Crc::new();
+    let mut total: u64 = 0;
+    let mut dictionary: Vec<u8> = Vec::new();
+    let batch = workers.max(1) * 2;
+    loop {
+        let mut blocks = Vec::with_capacity(batch);
+        let mut eof = false;
+        while blocks.len() < batch {
+            let block = read_block(&mut reader, GZIP_BLOCK)?;
+            if block.len() < GZIP_BLOCK {
+                eof = true;
+            }
+            if !block.is_empty() {
+                blocks.push(block);
+            }
+            if eof {
+                break;
+            }
+        }
+        // Each block's dictionary is the tail of the one before it.
+        let jobs: Vec<(&[u8], &[u8])> = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, block)| {
+                let previous: &[u8] = if i == 0 { &dictionary } else { &blocks[i - 1] };
+                let tail = &previous[previous.len().saturating_sub(DEFLATE_WINDOW)..];
+                (tail, block.as_slice())
+            })
+            .collect();
+        let compressed: Vec<Vec<u8>> = jobs
+            .par_iter()
+            .map(|(dict, block)| deflate_block(block, dict, level))
+            .collect::<io::Result<_>>()?;
+        for (block, deflated) in blocks.iter().zip(&compressed) {
+            crc.update(block);
+            total += block.len() as u64;
+            out.write_all(deflated)?;
+        }
+        if let Some(last) = blocks.last() {
+            dictionary.clear();
+            dictionary.extend_from_slice(&last[last.len().saturating_sub(DEFLATE_WINDOW)..]);
+        }
+        if eof {
+            break;
+        }
+    }
+    // The final, empty block ends the deflate stream.
+    out.write_all(&deflate_finish()?)?;
+    out.write_all(&crc.sum().to_le_bytes())?;
+    // ISIZE is the length modulo 2^32 (RFC 1952).
+    out.write_all(&((total & 0xffff_ffff) as u32).to_le_bytes())?;
+    out.flush()?;
+    Ok(total)
+}
+
+/// Reads up to `size` bytes, stopping short only at EOF.
+fn read_block(reader: &mut impl Read, size: usize) -> io::Result<Vec<u8>> {
+    let mut block = Vec::with_capacity(size);
+    reader.take(size as u64).read_to_end(&mut block)?;
+    Ok(block)
+}
+
+/// Raw deflate of one block, primed with `dictionary`, ended by a sync
+/// flush so that the next block starts on a byte boundary.
+fn deflate_block(
+    block: &[u8],
+    dictionary: &[u8],
+    level: flate2::Compression,
+) -> io::Result<Vec<u8>> {
+    let mut deflate = Compress::new(level, false);
+    if !dictionary.is_empty() {
+        deflate
+            .set_dictionary(dictionary)
+            .map_err(io::Error::other)?;
+    }
+    let mut out = Vec::with_capacity(block.len() + block.len() / 8 + 1024);
+    loop {
+        let consumed = usize::try_from(deflate.total_in()).unwrap_or(usize::MAX);
+        let status = deflate
+            .compress_vec(&block[consumed..], &mut out, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        let done = usize::try_from(deflate.total_in()).unwrap_or(usize::MAX) == block.len();
+        // A flush is complete once it left spare room in the output.
+        if done && out.len() < out.capacity() {
+            return Ok(out);
+        }
+        if status == Status::BufError || out.len() == out.capacity() {
+            out.reserve(out.capacity().max(4096));
+        }
+    }
+}
+
+/// The last, empty deflate block.
+fn deflate_finish() -> io::Result<Vec<u8>> {
+    let mut deflate = Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(64);
+    loop {
+        let status = deflate
+            .compress_vec(&[], &mut out, FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        if status == Status::StreamEnd {
+            return Ok(out);
+        }
+        out.reserve(64);
+    }
+}
+
+/// What `hoist/compressed/<diffid>/<algorithm>` holds.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VariantRecord {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+impl Store {
+    /// The layer `layer` (whose uncompressed digest is `diff_id`) as a blob
+    /// with `compression`: the layer itself when it already has that
+    /// algorithm, else a variant made once, stored as a blob and remembered
+    /// for the next call. The variant is leased to this session and kept by
+    /// GC as long as an image with `diff_id` lives. The content is checked
+    /// against `diff_id` as it is compressed.
+    pub fn compressed_layer(
+        &self,
+        layer: &Descriptor,
+        diff_id: &DiffId,
+        compression: Compression,
+    ) -> Result<Descriptor> {
+        if Compression::of_media_type(layer.media_type()) == Some(compression.algorithm()) {
+            return Ok(layer.clone());
+        }
+        if compression == Compression::Uncompressed {
+            let digest = diff_id.digest();
+            if self.has_blob(&digest) {
+                self.lease_blob(&digest)?;
+                let size = self.blob_size(&digest)?;
+                return Ok(Descriptor::new(MediaType::ImageLayer, size, digest));
+            }
+        } else if let Some(found) = self.recorded_variant(diff_id, compression)? {
+            return Ok(found);
+        }
+        let source = self.open_descriptor(layer)?;
+        let (plain, _) =
+            decompress(source).map_err(StoreError::io(self.blob_path(layer.digest())?))?;
+        let mut checked = HashingReader::new(plain);
+        let mut writer = self.blob_writer()?;
+        let tmp = writer.temp_path().to_owned();
+        compress(&mut checked, &mut writer, compression)
+            .map_err(|err| crate::blob::from_io(err, tmp.clone()))?;
+        let actual = checked.digest();
+        if actual != diff_id.digest() {
+            return Err(StoreError::invalid(
+                format!("layer {}", layer.digest()),
+                format!("its content is {actual}, but the image config says {diff_id}"),
+            ));
+        }
+        let (digest, size) = writer.commit(None::<&ExpectedBlob>)?;
+        let descriptor = Descriptor::new(compression.media_type(), size, digest);
+        if compression != Compression::Uncompressed {
+            self.record_variant(diff_id, compression, &descriptor)?;
+        }
+        Ok(descriptor)
+    }
+
+    /// `hoist/compressed`: one directory per diff ID with a variant.
+    pub(crate) fn compressed_dir(&self) -> PathBuf {
+        self.root().join("hoist/compressed")
+    }
+
+    /// The blob digests of every recorded variant of `diff_id_hex`.
+    pub(crate) fn variant_blobs(&self, diff_id_hex: &str) -> Vec<Digest> {
+        let dir = self.compressed_dir().join(diff_id_hex);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<VariantRecord>(&bytes).ok())
+            .filter_map(|record| parse_digest(&record.digest).ok())
+            .collect()
+    }
+
+    fn recorded_variant(
+        &self,
+        diff_id: &DiffId,
+        compression: Compression,
+    ) -> Result<Option<Descriptor>> {
+        let path = self
+            .compressed_dir()
+            .join(diff_id.hex())
+            .join(compression.algorithm());
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(StoreError::io(&path)(err)),
+        };
+        // A record that does not parse, or whose blob GC took, is remade.
+        let Ok(record) = serde_json::from_slice::<VariantRecord>(&bytes) else {
+            return Ok(None);
+        };
+        let Ok(digest) = parse_digest(&record.digest) else {
+            return Ok(None);
+        };
+        // Lease first, so that a GC between this check and the caller's read
+        // cannot take the blob.
+        self.lease_blob(&digest)?;
+        if self.blob_size(&digest).ok() != Some(record.size) {
+            return Ok(None);
+        }
+        Ok(Some(Descriptor::new(
+            compression.media_type(),
+            record.size,
+            digest,
+        )))
+    }
+
+    fn record_variant(
+        &self,
+        diff_id: &DiffId,
+        compression: Compression,
+        descriptor: &Descriptor,
+    ) -> Result<()> {
+        let record = VariantRecord {
+            media_type: descriptor.media_type().to_string(),
+            digest: descriptor.digest().to_string(),
+            size: descriptor.size(),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(|source| StoreError::Json {
+            what: "compressed layer record".into(),
+            source,
+        })?;
+        let dir = self.compressed_dir().join(diff_id.hex());
+        // Shared lock: GC removes records under the exclusive one.
+        let _guard = self.lock_shared()?;
+        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        self.write_atomic(&dir.join(compression.algorithm()), &bytes)
+    }
+}
+
+/// A reader that hashes what passes through it (the diff ID check of
+/// [`Store::compressed_layer`]).
+struct HashingReader<R> {
+    inner: R,
+    hasher: HashingWriter<io::Sink>,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: HashingWriter::new(io::sink()),
+        }
+    }
+
+    fn digest(self) -> Digest {
+        self.hasher.finish().1
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compressible but not trivially so: text-like runs with a counter.
+    fn sample(len: usize) -> Vec<u8> {
+        let mut data = Vec::with_capacity(len);
+        let mut i: u64 = 0;
+        while data.len() < len {
+            data.extend_from_slice(format!("line {i} of {}\n", i * 2654435761 % 1000).as_bytes());
+            i += 1;
+        }
+        data.truncate(len);
+        data
+    }
+
+    #[test]
+    fn parses_compression() {
+        let cases = [
+            ("gzip", Some(Compression::Gzip { level: 2 })),
+            ("gzip:6", Some(Compression::Gzip { level: 6 })),
+            ("zstd", Some(Compression::Zstd { level: 3 })),
+            ("zstd:19", Some(Compression::Zstd { level: 19 })),
+            ("uncompressed", Some(Compression::Uncompressed)),
+            ("gzip:10", None),
+            ("lz4", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(Compression::parse(input).ok(), expected, "case {input}");
+        }
+    }
+
+    #[test]
+    fn media_types_name_their_compression() {
+        let cases = [
+            (MediaType::ImageLayer, Some("uncompressed")),
+            (MediaType::ImageLayerGzip, Some("gzip")),
+            (MediaType::ImageLayerZstd, Some("zstd")),
+            (
+                MediaType::Other("application/vnd.docker.image.rootfs.diff.tar.gzip".into()),
+                Some("gzip"),
+            ),
+            (MediaType::ImageConfig, None),
+        ];
+        for (media_type, expected) in cases {
+            assert_eq!(
+                Compression::of_media_type(&media_type),
+                expected,
+                "case {media_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn output_round_trips_and_does_not_depend_on_the_worker_count() {
+        // Sizes around the block boundaries, and empty input.
+        let sizes = [
+            0,
+            1,
+            GZIP_BLOCK - 1,
+            GZIP_BLOCK,
+            GZIP_BLOCK + 1,
+            5 * GZIP_BLOCK + 77,
+        ];
+        for compression in [
+            Compression::Gzip { level: 2 },
+            Compression::Gzip { level: 0 },
+            Compression::Gzip { level: 9 },
+            Compression::Zstd { level: 3 },
+        ] {
+            for size in sizes {
+                let data = sample(size);
+                let mut outputs = Vec::new();
+                for workers in [1, 3, 8] {
+                    let mut out = Vec::new();
+                    let n = compress_with(data.as_slice(), &mut out, compression, workers).unwrap();
+                    assert_eq!(n, size as u64, "{compression:?} size {size}");
+                    outputs.push(out);
+                }
+                assert!(
+                    outputs.windows(2).all(|w| w[0] == w[1]),
+                    "{compression:?} size {size}: output depends on the worker count"
+                );
+                let (mut plain, _) = decompress(outputs[0].as_slice()).unwrap();
+                let mut back = Vec::new();
+                plain.read_to_end(&mut back).unwrap();
+                assert!(
+                    back == data,
+                    "{compression:?} size {size}: round trip differs"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gzip_is_one_member_a_strict_decoder_reads() {
+        // GzDecoder (not Multi) stops after the first member: the whole
+        // input must be one member with a correct CRC and length.
+        let data = sample(3 * GZIP_BLOCK + 5);
+        let mut out = Vec::new();
+        compress_with(data.as_slice(), &mut out, Compression::Gzip { level: 2 }, 4).unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(out.as_slice())
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == data, "single-member decode differs");
+        // And blocks primed with their predecessor compress about as well as
+        // one stream: within 2% of flate2's own encoder at the same level.
+        let mut reference = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(2));
+        reference.write_all(&data).unwrap();
+        let reference = reference.finish().unwrap();
+        assert!(
+            out.len() * 100 <= reference.len() * 102,
+            "parallel gzip {} bytes, one stream {} bytes",
+            out.len(),
+            reference.len()
+        );
+    }
+}
