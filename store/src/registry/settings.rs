@@ -16,7 +16,8 @@
 //!                                        "ca": ["/etc/ssl/reg.pem"],
 //!                                        "mirrors": ["https://mirror.example"]}}}
 //!   ```
-//!   Relative `ca` paths are relative to the config file's directory.
+//!   Relative `ca` paths are relative to the config file's directory. A
+//!   mirror without a scheme gets `https://` (`http://` when loopback).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -233,7 +234,7 @@ impl RegistrySettings {
                     mirrors: if entry.mirrors.is_empty() {
                         earlier.mirrors
                     } else {
-                        entry.mirrors
+                        entry.mirrors.iter().map(|m| mirror_url(m)).collect()
                     },
                 },
             );
@@ -284,6 +285,20 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, S
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|err| error(err.to_string()))
+}
+
+/// A mirror as a URL: `mirror.example` → `https://mirror.example`, and
+/// plain HTTP for a loopback mirror (`127.0.0.1:5001` →
+/// `http://127.0.0.1:5001`).
+fn mirror_url(mirror: &str) -> String {
+    let mirror = mirror.trim();
+    if mirror.contains("://") {
+        mirror.to_string()
+    } else if is_loopback(mirror.trim_end_matches('/')) {
+        format!("http://{mirror}")
+    } else {
+        format!("https://{mirror}")
+    }
 }
 
 /// `http://reg:5000/` → `reg:5000`, as dockerd accepts registry names.
@@ -378,7 +393,7 @@ mod tests {
         std::fs::create_dir_all(d.join("etc")).unwrap();
         std::fs::write(
             d.join("etc/config.json"),
-            r#"{"registries": {"docker.io": {"mirrors": ["127.0.0.1:5001"]},
+            r#"{"registries": {"docker.io": {"mirrors": ["127.0.0.1:5001", "m.example"]},
                                "corp.example": {"insecure": true, "ca": ["corp.pem"]}}}"#,
         )
         .unwrap();
@@ -398,7 +413,12 @@ mod tests {
         })
         .unwrap();
         let cases = [
-            ("docker.io", false, vec![], vec!["127.0.0.1:5001"]),
+            (
+                "docker.io",
+                false,
+                vec![],
+                vec!["http://127.0.0.1:5001", "https://m.example"],
+            ),
             ("10.1.2.3:5000", true, vec![], vec![]),
             ("11.1.2.3:5000", false, vec![], vec![]),
             ("[fd12::1]:5000", true, vec![], vec![]),

@@ -1,0 +1,29 @@
+# hoist's own image: the hoist binary, newuidmap/newgidmap for rootless
+# builds, busybox and CA certificates for registries.
+#
+#   hoist build -t hoist:dev .       # hoist builds itself
+#   docker build -t hoist:dev .      # so does any other builder
+#
+# The base images come from a registry (hoist pulls them for FROM), or from
+# `hoist load` of a `docker save` archive on a machine without one.
+ARG RUST_VERSION=1.95
+ARG DEBIAN=bookworm
+
+FROM docker.io/library/rust:${RUST_VERSION}-slim-${DEBIAN} AS builder
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p hoist \
+ && install -m 0755 target/release/hoist /usr/local/bin/hoist
+
+FROM docker.io/library/debian:${DEBIAN}-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends uidmap busybox-static ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 1000 --shell /bin/sh hoist \
+ && echo 'hoist:1001:64535' > /etc/subuid \
+ && echo 'hoist:1001:64535' > /etc/subgid
+COPY --from=builder /usr/local/bin/hoist /usr/local/bin/hoist
+USER hoist
+WORKDIR /home/hoist
+ENTRYPOINT ["hoist"]
+CMD ["--help"]
