@@ -123,6 +123,7 @@ impl<'a> Builder<'a> {
             .map_err(parse_error)?;
         let context = BuildContext::from_dir(&request.context, request.dockerfile_path.as_deref())
             .map_err(|err| BuildError::Invalid(format!("build context: {err}")))?;
+        crate::cache::load_context_index(self.store, &context);
         let scope = BuildScope {
             builder: self,
             request,
@@ -136,14 +137,22 @@ impl<'a> Builder<'a> {
         let mut results: HashMap<StageIndex, StageResult> = HashMap::new();
         let (mut steps, mut cached) = (0, 0);
         let mut latest_cached: Option<String> = None;
-        for &index in &order {
-            let mut stage = StageBuilder::new(&scope, index, &results)?;
-            stage.run()?;
-            steps += stage.steps;
-            cached += stage.cached;
-            latest_cached = latest_cached.max(stage.latest_cached.take());
-            results.insert(index, stage.finish());
-        }
+        let stages = (|| {
+            for &index in &order {
+                let mut stage = StageBuilder::new(&scope, index, &results)?;
+                stage.run()?;
+                steps += stage.steps;
+                cached += stage.cached;
+                latest_cached = latest_cached.take().max(stage.latest_cached.take());
+                results.insert(index, stage.finish());
+            }
+            Ok::<(), BuildError>(())
+        })();
+        // What was learnt about the context's files is kept even when a
+        // later step failed: the fix-and-retry build is the common one.
+        let saved = crate::cache::save_context_index(self.store, &scope.context);
+        stages?;
+        saved?;
         let last = order
             .last()
             .and_then(|index| results.remove(index))

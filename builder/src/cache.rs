@@ -13,11 +13,11 @@ use std::path::Path;
 use hoist_parser::instruction::{CopyAdd, Run};
 use hoist_parser::syntax::Heredoc;
 use hoist_store::digest::{ChainId, sha256_bytes};
-use hoist_store::{CacheEntry, Layer};
+use hoist_store::{CacheEntry, CacheRecord, Layer, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{go_quoted_list, history};
-use crate::context::ChecksumOptions;
+use crate::context::{BuildContext, ChecksumOptions};
 use crate::error::StepError;
 use crate::layer::LayerOptions;
 use crate::progress::Event;
@@ -89,6 +89,53 @@ struct CachedStep {
 struct CachedLayer {
     descriptor: oci_spec::image::Descriptor,
     diff_id: hoist_store::digest::DiffId,
+}
+
+/// The store record that keeps a context directory's file digests, keyed by
+/// the directory's canonical path; `None` for a context unpacked into the
+/// store's temporary space (it never comes back).
+fn context_index_key(store: &Store, context: &BuildContext) -> Option<String> {
+    let dir = std::fs::canonicalize(context.dir()).ok()?;
+    let tmp = store.root().join("hoist/tmp");
+    let tmp = std::fs::canonicalize(&tmp).unwrap_or(tmp);
+    if dir.starts_with(&tmp) {
+        return None;
+    }
+    let digest = sha256_bytes(dir.as_os_str().as_encoded_bytes());
+    Some(digest.to_string()["sha256:".len()..].to_owned())
+}
+
+/// Loads what an earlier build learnt about a context's files, so that an
+/// unchanged file costs a stat and is not read again. A missing or
+/// unreadable record only means files are hashed again.
+pub fn load_context_index(store: &Store, context: &BuildContext) {
+    let Some(key) = context_index_key(store, context) else {
+        return;
+    };
+    if let Ok(Some(reader)) = store.cache_record_reader(CacheRecord::ContextIndex, &key) {
+        // A corrupt record is as good as none: it is rewritten below.
+        let _ = context.digests().load(reader);
+    }
+}
+
+/// Keeps the context's file digests for the next build, when this one
+/// learnt something new. The record is replaced atomically, so concurrent
+/// builds of one context each leave a whole index.
+pub fn save_context_index(
+    store: &Store,
+    context: &BuildContext,
+) -> Result<(), hoist_store::StoreError> {
+    let digests = context.digests();
+    if !digests.is_dirty() {
+        return Ok(());
+    }
+    let Some(key) = context_index_key(store, context) else {
+        return Ok(());
+    };
+    let dir = context.dir();
+    store.cache_record_write(CacheRecord::ContextIndex, &key, |out| {
+        digests.save(out, |path| dir.join(path).symlink_metadata().is_ok())
+    })
 }
 
 /// What a RUN's key covers besides its parent.

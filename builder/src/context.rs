@@ -12,10 +12,11 @@
 //! Both walk with the same filtered walker as COPY itself
 //! ([`crate::copy::source`]), so they see exactly the files COPY takes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use oci_spec::image::Digest;
 use rayon::prelude::*;
@@ -50,6 +51,8 @@ pub struct BuildContext {
     dir: PathBuf,
     root: Root,
     ignore: Option<PatternMatcher>,
+    /// File digests by stat, shared by every COPY/ADD of the build.
+    digests: DigestCache,
     // Keeps a context unpacked from a tar alive as long as we are.
     _tmp: Option<tempfile::TempDir>,
 }
@@ -67,6 +70,7 @@ impl BuildContext {
             dir: dir.to_owned(),
             root,
             ignore,
+            digests: DigestCache::for_build(),
             _tmp: None,
         })
     }
@@ -115,6 +119,7 @@ impl BuildContext {
             dir: tmp.path().to_owned(),
             root,
             ignore,
+            digests: DigestCache::for_build(),
             _tmp: Some(tmp),
         })
     }
@@ -140,13 +145,21 @@ impl BuildContext {
         StatIndex::build(self.view())
     }
 
-    /// The content checksum of COPY/ADD sources (see [`checksum`]).
+    /// The content checksum of COPY/ADD sources (see [`checksum`]),
+    /// through the context's digest cache unless `opts` names another.
     pub fn checksum(
         &self,
         sources: &[String],
         opts: &ChecksumOptions<'_>,
     ) -> Result<SourceChecksum, ContextError> {
-        checksum(self.view(), sources, opts)
+        let mut opts = opts.clone();
+        opts.cache = opts.cache.or(Some(&self.digests));
+        checksum(self.view(), sources, &opts)
+    }
+
+    /// The file digests this context remembers by stat.
+    pub fn digests(&self) -> &DigestCache {
+        &self.digests
     }
 }
 
@@ -233,10 +246,25 @@ pub struct ChecksumOptions<'a> {
     pub cache: Option<&'a DigestCache>,
 }
 
-/// File digests remembered by stat, so an unchanged file is not re-read.
+/// File digests remembered by stat (size, mtime, ctime, inode, mode), so
+/// an unchanged file is not re-read. A build keeps one per context in the
+/// store (see [`crate::cache`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct DigestCache {
     entries: Mutex<HashMap<String, (StatKey, String)>>,
+    /// Files changed this close to (or after) the build's start are hashed
+    /// but not remembered: a write in the same timestamp tick as the stat
+    /// could leave the stat unchanged ("racily clean", as git calls it).
+    #[serde(skip)]
+    racy_after_ns: Option<i128>,
+    /// Paths looked up or added in this session.
+    #[serde(skip)]
+    used: Mutex<HashSet<String>>,
+    /// Regular files read and hashed in this session.
+    #[serde(skip)]
+    reads: AtomicUsize,
+    #[serde(skip)]
+    dirty: AtomicBool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,17 +289,103 @@ impl StatKey {
     }
 }
 
+/// How far back from the start of a build a change counts as racy: more
+/// than any Linux filesystem's timestamp granularity that matters here.
+const RACY_WINDOW_NS: i128 = 1_000_000_000;
+
+/// The first line of a saved [`DigestCache`]; then one line per file:
+/// `size mtime_ns ctime_ns inode mode digest path` (a path with a newline
+/// is not remembered). Lines, not JSON: a 20,000-file context loads in a
+/// few milliseconds.
+const DIGESTS_HEADER: &str = "hoist-context-index 1";
+
 impl DigestCache {
+    /// An empty cache for a build starting now: files changed within the
+    /// last second are not remembered.
+    pub fn for_build() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        Self {
+            racy_after_ns: Some(now - RACY_WINDOW_NS),
+            ..Self::default()
+        }
+    }
+
+    /// Loads remembered digests (from [`DigestCache::save`]) into this
+    /// cache. A record of another version, or a malformed line, is
+    /// ignored: it only costs reading those files again.
+    pub fn load(&self, reader: impl io::BufRead) -> io::Result<()> {
+        let mut lines = reader.lines();
+        if lines.next().transpose()?.as_deref() != Some(DIGESTS_HEADER) {
+            return Ok(());
+        }
+        let mut entries = HashMap::new();
+        for line in lines {
+            let line = line?;
+            if let Some((path, key, digest)) = parse_digest_line(&line) {
+                entries.insert(path, (key, digest));
+            }
+        }
+        if let Ok(mut map) = self.entries.lock() {
+            *map = entries;
+        }
+        Ok(())
+    }
+
+    /// Writes the digests worth keeping: those used in this session, and
+    /// older ones whose file `exists` still.
+    pub fn save(
+        &self,
+        writer: &mut dyn io::Write,
+        exists: impl Fn(&str) -> bool,
+    ) -> io::Result<()> {
+        let map = self
+            .entries
+            .lock()
+            .map_err(|_| io::Error::other("digest cache lock poisoned"))?;
+        let used = self
+            .used
+            .lock()
+            .map_err(|_| io::Error::other("digest cache lock poisoned"))?;
+        writeln!(writer, "{DIGESTS_HEADER}")?;
+        for (path, (key, digest)) in map.iter() {
+            if path.contains('\n') || !(used.contains(path) || exists(path)) {
+                continue;
+            }
+            writeln!(
+                writer,
+                "{} {} {} {} {:o} {digest} {path}",
+                key.size, key.mtime_ns, key.ctime_ns, key.inode, key.mode
+            )?;
+        }
+        Ok(())
+    }
+
     fn get(&self, path: &str, key: &StatKey) -> Option<String> {
         let map = self.entries.lock().ok()?;
-        map.get(path)
+        let hit = map
+            .get(path)
             .filter(|(k, _)| k == key)
-            .map(|(_, d)| d.clone())
+            .map(|(_, d)| d.clone())?;
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(path.to_owned());
+        }
+        Some(hit)
     }
 
     fn put(&self, path: String, key: StatKey, digest: String) {
+        if let Some(limit) = self.racy_after_ns
+            && (key.mtime_ns >= limit || key.ctime_ns >= limit)
+        {
+            return;
+        }
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(path.clone());
+        }
         if let Ok(mut map) = self.entries.lock() {
             map.insert(path, (key, digest));
+            self.dirty.store(true, Ordering::Relaxed);
         }
     }
 
@@ -281,6 +395,16 @@ impl DigestCache {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many regular files were read and hashed through this cache.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Whether a digest was added since it was loaded.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Relaxed)
     }
 }
 
@@ -447,6 +571,9 @@ fn entry_digest(
         let fd = root
             .open_in(&job.path, OFlags::RDONLY, false)
             .map_err(read_err)?;
+        if let Some(cache) = opts.cache {
+            cache.reads.fetch_add(1, Ordering::Relaxed);
+        }
         let mut file = std::fs::File::from(fd);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -469,6 +596,21 @@ fn entry_digest(
         cache.put(path, key, digest.clone());
     }
     Ok(owner_suffix(digest, stat, opts))
+}
+
+/// One line of a saved digest cache.
+fn parse_digest_line(line: &str) -> Option<(String, StatKey, String)> {
+    let mut fields = line.splitn(7, ' ');
+    let key = StatKey {
+        size: fields.next()?.parse().ok()?,
+        mtime_ns: fields.next()?.parse().ok()?,
+        ctime_ns: fields.next()?.parse().ok()?,
+        inode: fields.next()?.parse().ok()?,
+        mode: u32::from_str_radix(fields.next()?, 8).ok()?,
+    };
+    let digest = fields.next()?.to_owned();
+    let path = fields.next()?.to_owned();
+    digest.starts_with("sha256:").then_some((path, key, digest))
 }
 
 /// Ownership is folded in after the cacheable content digest.

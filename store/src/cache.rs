@@ -146,6 +146,94 @@ impl Store {
     }
 }
 
+/// A builder-side record kept beside the cache entries, one file per key
+/// (a 64-hex name): indexes that make lookups and explanations cheap but
+/// whose loss only costs time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheRecord {
+    /// `hoist/context-index/<key>.txt`: a build context's file digests by
+    /// stat, so an unchanged file is not read again.
+    ContextIndex,
+    /// `hoist/cache-recent/<key>.json`: the recent cache keys of one step
+    /// position, for explaining misses.
+    Recent,
+    /// `hoist/cache-files/<key>.json`: the per-file digests behind one
+    /// COPY source checksum, for naming changed files.
+    Files,
+}
+
+impl CacheRecord {
+    fn dir(self) -> &'static str {
+        match self {
+            CacheRecord::ContextIndex => "hoist/context-index",
+            CacheRecord::Recent => "hoist/cache-recent",
+            CacheRecord::Files => "hoist/cache-files",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            CacheRecord::ContextIndex => "txt",
+            CacheRecord::Recent | CacheRecord::Files => "json",
+        }
+    }
+}
+
+impl Store {
+    /// Opens a record for reading; `None` when there is none.
+    pub fn cache_record_reader(
+        &self,
+        kind: CacheRecord,
+        key: &str,
+    ) -> Result<Option<std::io::BufReader<std::fs::File>>> {
+        validate_key(key)?;
+        let path = self.cache_record_path(kind, key);
+        match std::fs::File::open(&path) {
+            Ok(file) => Ok(Some(std::io::BufReader::new(file))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(StoreError::io(&path)(err)),
+        }
+    }
+
+    /// Replaces a record atomically with what `write` streams: a temp file
+    /// in the session, fsync, rename. Concurrent writers each leave a whole
+    /// record; the last rename wins.
+    pub fn cache_record_write(
+        &self,
+        kind: CacheRecord,
+        key: &str,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        validate_key(key)?;
+        let path = self.cache_record_path(kind, key);
+        let dir = self.root().join(kind.dir());
+        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        let tmp = self.temp_path("record");
+        let file = std::fs::File::create(&tmp).map_err(StoreError::io(&tmp))?;
+        let mut out = std::io::BufWriter::new(file);
+        write(&mut out).map_err(StoreError::io(&tmp))?;
+        let file = out
+            .into_inner()
+            .map_err(|err| StoreError::io(&tmp)(err.into_error()))?;
+        file.sync_all().map_err(StoreError::io(&tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(StoreError::io(&path))?;
+        Ok(())
+    }
+
+    /// Removes a record; `false` when there was none.
+    pub fn cache_record_remove(&self, kind: CacheRecord, key: &str) -> Result<bool> {
+        validate_key(key)?;
+        remove_file_if_exists(&self.cache_record_path(kind, key))
+    }
+
+    fn cache_record_path(&self, kind: CacheRecord, key: &str) -> PathBuf {
+        self.root()
+            .join(kind.dir())
+            .join(format!("{key}.{}", kind.extension()))
+    }
+}
+
 /// Reads an entry; `None` when absent.
 pub(crate) fn read_entry(path: &std::path::Path) -> Result<Option<CacheEntry>> {
     let bytes = match std::fs::read(path) {

@@ -10,6 +10,7 @@
 //! <root>/hoist/snapshots/<chainid>/ an extracted layer stack member, present only when complete
 //! <root>/hoist/cache/<key>.json     build-cache entries
 //! <root>/hoist/compressed/<diffid>/<gzip|zstd>  the compressed blob made for a layer on export
+//! <root>/hoist/context-index/, cache-recent/, cache-files/   the builder's cache records
 //! ```
 //!
 //! Guarantees: every write goes to a temp file in the session directory, is
@@ -41,7 +42,7 @@ mod store;
 pub mod tar_guard;
 
 pub use blob::{BlobWriter, ExpectedBlob, VerifiedReader};
-pub use cache::CacheEntry;
+pub use cache::{CacheEntry, CacheRecord};
 pub use compress::Compression;
 
 pub use error::StoreError;

@@ -388,3 +388,71 @@ fn checksum_throughput() {
         files as f64 / warm.as_secs_f64(),
     );
 }
+
+/// Issue 8: the context's file digests persist in the store, so a second
+/// build stats an unchanged file and never reads it; a changed file is
+/// read again, even when its size and mtime were put back.
+#[test]
+fn r8_context_index_an_unchanged_file_is_never_read_again() {
+    use hoist_builder::cache::{load_context_index, save_context_index};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let store = hoist_store::Store::open(root.path()).unwrap();
+    for i in 0..200 {
+        write(
+            tmp.path(),
+            &format!("src/f{i:03}"),
+            &format!("content {i:03}"),
+        );
+    }
+    // Past the racy window: files changed in the last second are hashed
+    // but not remembered.
+    std::thread::sleep(Duration::from_millis(1100));
+    let sources = ["src".to_owned()];
+    let build = || {
+        let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+        load_context_index(&store, &ctx);
+        let sum = ctx.checksum(&sources, &ChecksumOptions::default()).unwrap();
+        save_context_index(&store, &ctx).unwrap();
+        (sum, ctx.digests().reads())
+    };
+    let (first, reads) = build();
+    assert_eq!(reads, 200, "a first build reads every file");
+    let (second, reads) = build();
+    assert_eq!(reads, 0, "an unchanged file is never read again");
+    assert_eq!(second, first);
+
+    // Same size, mtime put back: the ctime still tells.
+    let path = tmp.path().join("src/f007");
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    fs::write(&path, "CONTENT 007").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (third, reads) = build();
+    assert_eq!(reads, 1, "only the changed file is read");
+    assert_eq!(third.changed_files(&first), ["src/f007"]);
+    // Changed within the racy window, so not remembered: read again.
+    let (fourth, reads) = build();
+    assert_eq!((reads, &fourth), (1, &third));
+
+    // Builds saving the same context's index at once each leave a whole
+    // record that the next build reads.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let store = hoist_store::Store::open(root.path()).unwrap();
+                let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+                load_context_index(&store, &ctx);
+                ctx.checksum(&sources, &ChecksumOptions::default()).unwrap();
+                save_context_index(&store, &ctx).unwrap();
+            });
+        }
+    });
+    let (fifth, reads) = build();
+    assert_eq!((reads, &fifth), (0, &third));
+}
