@@ -44,6 +44,18 @@ pub struct BuildRequest {
     /// SOURCE_DATE_EPOCH: the `created` time, and the clamp for new files'
     /// mtimes, so that builds are reproducible.
     pub source_date_epoch: Option<u64>,
+    /// How RUN steps are confined beyond what the Dockerfile says.
+    pub sandbox: SandboxOptions,
+}
+
+/// `docker build`'s flags for the RUN sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOptions {
+    /// `--security-opt seccomp=…`; Docker's profile and capabilities by
+    /// default.
+    pub security: hoist_sandbox::Security,
+    /// `--allow security.insecure`: lets `RUN --security=insecure` run.
+    pub allow_insecure: bool,
 }
 
 /// The result of a build.

@@ -181,6 +181,9 @@ impl StageBuilder<'_> {
             .define("cwd", run.cwd)
             .define("user", run.user)
             .define("network", format!("{:?}", run.network));
+        if run.run.security == Some(hoist_parser::instruction::Security::Insecure) {
+            inputs.define("security", "insecure");
+        }
         for (i, mount) in run.run.mounts.iter().enumerate() {
             inputs.define(&format!("mount.{i}"), mount.raw.clone());
         }

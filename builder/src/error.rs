@@ -70,6 +70,10 @@ pub enum StepError {
     Expand(#[from] ParseError),
     #[error("{0}")]
     Invalid(String),
+    /// BuildKit's refusal of a step that needs an entitlement the build
+    /// was not given (`--allow security.insecure`).
+    #[error("{0} is not allowed")]
+    NotAllowed(&'static str),
     #[error("{context}: {source}")]
     Io {
         context: String,

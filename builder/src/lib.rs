@@ -18,6 +18,6 @@ mod run_step;
 mod stage;
 pub mod user;
 
-pub use build::{BuildRequest, Builder, Built};
+pub use build::{BuildRequest, Builder, Built, SandboxOptions};
 pub use error::{BuildError, StepError};
 pub mod run_image;

@@ -31,6 +31,8 @@ pub struct RunOptions {
     /// `-v SRC:DST[:ro]`.
     pub volumes: Vec<(PathBuf, String, bool)>,
     pub hostname: Option<String>,
+    /// `--security-opt`: seccomp and no_new_privs; Docker's by default.
+    pub security: hoist_sandbox::Security,
 }
 
 /// Runs a container of `image` to completion and returns its exit status.
@@ -118,6 +120,7 @@ pub fn run_image(
     let mut etc = EtcFiles::generated(&hostname, network);
     etc.read_only = false;
     spec.etc = etc;
+    spec.security = options.security.clone();
     spec.mounts = options
         .volumes
         .iter()

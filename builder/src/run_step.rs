@@ -24,10 +24,9 @@ const TAIL_LINES: usize = 10;
 
 impl StageBuilder<'_> {
     pub(crate) fn run_step(&mut self, step: &StepContext, run: &Run) -> Result<(), StepError> {
-        if run.security == Some(Security::Insecure) {
-            return Err(StepError::Invalid(
-                "RUN --security=insecure is not supported".into(),
-            ));
+        let insecure = run.security == Some(Security::Insecure);
+        if insecure && !self.scope.request.sandbox.allow_insecure {
+            return Err(StepError::NotAllowed("security.insecure"));
         }
         if !run.devices.is_empty() {
             return Err(StepError::Invalid(format!(
@@ -85,6 +84,8 @@ impl StageBuilder<'_> {
         spec.network = network;
         spec.etc = EtcFiles::generated(&spec.hostname, network);
         spec.mounts = mounts;
+        spec.security = self.scope.request.sandbox.security.clone();
+        spec.security.insecure = insecure;
 
         let mut io = StepIo::new(self.scope.builder.progress, step.id);
         let status = self.scope.builder.sandbox.run(&spec, &mut io)?;

@@ -10,6 +10,7 @@ mod globals;
 mod output;
 mod progress;
 mod render;
+mod security;
 
 use std::ffi::OsStr;
 use std::io::ErrorKind;

@@ -37,11 +37,12 @@ pub(crate) enum Fixed {
     Exec,
     /// The program exists but exec said ENOENT: its interpreter is missing.
     Interpreter,
+    Seccomp,
 }
 
 impl Fixed {
     pub(crate) fn from_step(step: u32) -> Option<Fixed> {
-        const ALL: [Fixed; 11] = [
+        const ALL: [Fixed; 12] = [
             Fixed::Setup,
             Fixed::Loopback,
             Fixed::Hostname,
@@ -53,6 +54,7 @@ impl Fixed {
             Fixed::Stdio,
             Fixed::Exec,
             Fixed::Interpreter,
+            Fixed::Seccomp,
         ];
         ALL.into_iter().find(|f| *f as u32 == step)
     }
@@ -153,8 +155,14 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
 
     // Bounding set first (needs CAP_SETPCAP), then the IDs, which drop the
     // remaining capabilities unless the user is root.
+    // `--security=insecure` keeps every capability the builder has.
     let keep = docker_capabilities();
-    for cap in 0..=plan.cap_last.min(63) {
+    let cap_last = if plan.all_capabilities {
+        None
+    } else {
+        Some(plan.cap_last.min(63))
+    };
+    for cap in cap_last.into_iter().flat_map(|last| 0..=last) {
         let set = CapabilitySet::from_bits_retain(1 << cap);
         if !keep.contains(set) {
             match rustix::thread::remove_capability_from_bounding_set(set) {
@@ -182,7 +190,7 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
         Fixed::Uid,
         rustix::thread::set_thread_res_uid(uid, uid, uid),
     );
-    if plan.uid == 0 {
+    if plan.uid == 0 && !plan.all_capabilities {
         let sets = CapabilitySets {
             effective: keep,
             permitted: keep,
@@ -209,7 +217,49 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
     if let Err(e) = setup_stdio(plan) {
         fail(plan, Fixed::Stdio as u32, e);
     }
+    // As late as possible, as runc does with no_new_privs: the fewest
+    // syscalls of ours run under the filter.
+    if plan.no_new_privs {
+        fixed(plan, Fixed::Seccomp, set_no_new_privs());
+    }
+    for program in &plan.seccomp.0 {
+        fixed(plan, Fixed::Seccomp, load_seccomp(program));
+    }
     exec(plan)
+}
+
+fn set_no_new_privs() -> rustix::io::Result<()> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(Errno::from_raw_os_error(last_errno()));
+    }
+    Ok(())
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER) of a program seccompiler compiled.
+/// Without no_new_privs it needs CAP_SYS_ADMIN, which root has here.
+fn load_seccomp(program: &[seccompiler::sock_filter]) -> rustix::io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        // seccompiler's sock_filter is the kernel's struct sock_filter
+        // (u16 code, u8 jt, u8 jf, u32 k), as libc's is.
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `program`, alive for the call; the kernel
+    // copies the instructions and keeps no pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_uint,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r != 0 {
+        return Err(Errno::from_raw_os_error(last_errno()));
+    }
+    Ok(())
 }
 
 /// Runs op `i`; returns how many of the following ops to skip.

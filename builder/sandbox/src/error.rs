@@ -30,6 +30,9 @@ pub enum SandboxError {
     Pipe(#[source] io::Error),
     #[error("the run was cancelled")]
     Cancelled,
+    /// A seccomp profile that cannot be read, parsed or compiled.
+    #[error("{0}")]
+    Seccomp(String),
 }
 
 impl SandboxError {

@@ -60,6 +60,7 @@ mod namespace;
 mod overlay;
 mod plan;
 mod process;
+mod seccomp;
 mod spec;
 mod stubs;
 
@@ -73,9 +74,10 @@ pub use io::{CollectIo, RunIo, Stdin};
 pub use namespace::{CancelHandle, NamespaceSandbox};
 pub use overlay::{MountGuard, mount_overlay, mount_overlay_read_only, remove_workdir};
 pub use process::{Entered, enter_namespaces, isolate_mounts, running_as_root};
+pub use seccomp::{ArchMap, RuleFilter, SeccompProfile, SyscallArg, SyscallRule};
 pub use spec::{
     BUILD_HOSTNAME, DEFAULT_PATH, EtcFiles, IdMapping, Mount, MountKind, Network, Rootfs, RunSpec,
-    User,
+    Security, User,
 };
 
 /// Runs one command to completion in an isolated root filesystem.

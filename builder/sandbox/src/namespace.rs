@@ -417,6 +417,7 @@ fn describe_error(plan: &plan::ChildPlan, step: u32, errno: i32) -> SandboxError
         Some(Fixed::Uid) => format!("set uid {}", plan.uid),
         Some(Fixed::Chdir) => format!("chdir to {}", plan.cwd.to_string_lossy()),
         Some(Fixed::Stdio) => "set up stdio".to_owned(),
+        Some(Fixed::Seccomp) => "load the seccomp filter".to_owned(),
         None => format!("step {step}"),
     };
     SandboxError::Setup { step, source }

@@ -14,6 +14,7 @@ use rustix::mount::MountFlags;
 use crate::error::SandboxError;
 use crate::idmap::IdMap;
 use crate::overlay::OverlayArgs;
+use crate::seccomp::Filters;
 use crate::spec::{DEFAULT_PATH, MountKind, Network, Rootfs, RunSpec};
 
 /// Host devices bind-mounted into the sandbox's /dev (Docker's default set).
@@ -27,16 +28,42 @@ const PROC_READ_ONLY: [&str; 5] = [
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
-/// /proc files Docker hides behind /dev/null.
-const PROC_MASKED_FILES: [&str; 5] = [
+/// /proc files Docker hides behind /dev/null (containerd's default spec,
+/// which BuildKit uses).
+const PROC_MASKED_FILES: [&str; 6] = [
     "/proc/kcore",
     "/proc/keys",
     "/proc/timer_list",
+    "/proc/timer_stats",
     "/proc/sched_debug",
     "/proc/latency_stats",
 ];
-/// /proc directories Docker hides behind an empty read-only tmpfs.
-const PROC_MASKED_DIRS: [&str; 3] = ["/proc/acpi", "/proc/scsi", "/proc/asound"];
+/// Directories Docker hides behind an empty read-only tmpfs.
+const MASKED_DIRS: [&str; 5] = [
+    "/proc/acpi",
+    "/proc/scsi",
+    "/proc/asound",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+/// The capabilities of Docker's default set by name, for the seccomp
+/// profile's capability-conditional rules (see `child::docker_capabilities`).
+pub(crate) const DOCKER_CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
 
 /// One setup operation, executed in order by the child.
 #[derive(Debug)]
@@ -190,6 +217,11 @@ pub(crate) struct ChildPlan {
     pub groups: Vec<Gid>,
     pub set_groups: bool,
     pub cap_last: u32,
+    /// Every capability rather than Docker's set (`--security=insecure`).
+    pub all_capabilities: bool,
+    pub no_new_privs: bool,
+    /// Loaded in order just before exec.
+    pub seccomp: Filters,
     pub cwd: CString,
     pub exec: ExecPlan,
 }
@@ -453,16 +485,23 @@ pub(crate) fn build(
         });
     }
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let insecure = spec.security.insecure;
     b.ops.push(Op::MountDir {
         target: path_cstring(&state.merged.join("proc"))?,
         fstype: cstring("proc")?,
         flags: nosuid_nodev_noexec,
     });
     if sys_slot.is_none() {
+        // BuildKit's insecure mode makes sysfs writable.
+        let ro = if insecure {
+            MountFlags::empty()
+        } else {
+            MountFlags::RDONLY
+        };
         b.ops.push(Op::MountDir {
             target: path_cstring(&state.merged.join("sys"))?,
             fstype: cstring("sysfs")?,
-            flags: nosuid_nodev_noexec | MountFlags::RDONLY,
+            flags: nosuid_nodev_noexec | ro,
         });
     }
     b.ops.push(Op::PivotRoot {
@@ -536,14 +575,20 @@ pub(crate) fn build(
         });
         b.remount_ro("/sys", false)?;
     }
-    for p in PROC_READ_ONLY {
+    // BuildKit's insecure mode masks and write-protects nothing.
+    let (read_only, masked_files, masked_dirs): (&[&str], &[&str], &[&str]) = if insecure {
+        (&[], &[], &[])
+    } else {
+        (&PROC_READ_ONLY, &PROC_MASKED_FILES, &MASKED_DIRS)
+    };
+    for p in read_only {
         b.mount(p, p, "", mount_bind | MountFlags::REC, None, true)?;
         b.remount_ro(p, true)?;
     }
-    for p in PROC_MASKED_FILES {
+    for p in masked_files {
         b.mount("/dev/null", p, "", mount_bind, None, true)?;
     }
-    for p in PROC_MASKED_DIRS {
+    for p in masked_dirs {
         b.mount(
             "tmpfs",
             p,
@@ -635,6 +680,12 @@ pub(crate) fn build(
             .collect(),
         set_groups,
         cap_last,
+        all_capabilities: insecure,
+        no_new_privs: spec.security.no_new_privs,
+        seccomp: match &spec.security.seccomp {
+            Some(profile) if !insecure => profile.compile(&DOCKER_CAPABILITIES)?,
+            _ => Filters::default(),
+        },
         cwd: cstring(abs(&cwd))?,
         exec: exec_plan(spec)?,
     };

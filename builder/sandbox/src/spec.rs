@@ -3,6 +3,9 @@
 //! names, env order, PATH), so the sandbox never reads the image's config.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::seccomp::SeccompProfile;
 
 /// The search path Docker uses when the image's env has no `PATH`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -31,6 +34,9 @@ pub struct RunSpec {
     /// `Some` runs in a new user namespace (rootless); `None` runs with the
     /// caller's (root) credentials in the initial user namespace.
     pub rootless: Option<IdMapping>,
+    /// Seccomp, no_new_privs and capabilities: Docker's defaults unless
+    /// the caller chooses otherwise.
+    pub security: Security,
 }
 
 impl RunSpec {
@@ -50,6 +56,7 @@ impl RunSpec {
             network,
             mounts: Vec::new(),
             rootless: IdMapping::for_current_user(),
+            security: Security::default(),
         }
     }
 }
@@ -189,5 +196,31 @@ impl IdMapping {
     /// rather than nest another.
     pub fn for_current_user() -> Option<IdMapping> {
         (!rustix::process::geteuid().is_root()).then_some(IdMapping::Auto)
+    }
+}
+
+/// What the process may do besides what its namespaces confine.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// The seccomp profile applied just before exec; `None` is
+    /// `--security-opt seccomp=unconfined`.
+    pub seccomp: Option<Arc<SeccompProfile>>,
+    /// PR_SET_NO_NEW_PRIVS before exec, as BuildKit's spec asks of runc:
+    /// setuid binaries and file capabilities grant nothing.
+    pub no_new_privs: bool,
+    /// BuildKit's `RUN --security=insecure`: every capability, no seccomp
+    /// filter, no masked or read-only /proc paths, a writable /sys. The
+    /// caller checks the `security.insecure` entitlement.
+    pub insecure: bool,
+}
+
+impl Default for Security {
+    /// Docker's defaults: its seccomp profile, no_new_privs, its capabilities.
+    fn default() -> Self {
+        Self {
+            seccomp: Some(SeccompProfile::docker_default()),
+            no_new_privs: true,
+            insecure: false,
+        }
     }
 }

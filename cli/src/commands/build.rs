@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use hoist_builder::args::{Platform, parse_build_args};
 use hoist_builder::layer::Compression;
-use hoist_builder::{BuildError, BuildRequest, Builder};
+use hoist_builder::{BuildError, BuildRequest, Builder, SandboxOptions};
 use hoist_sandbox::{NamespaceSandbox, Network};
 use hoist_store::Store;
 
@@ -62,6 +62,14 @@ pub struct Args {
     /// or uncompressed (the store keeps layers uncompressed)
     #[arg(long, default_value = "gzip")]
     compression: String,
+    /// Security options for RUN: seccomp=unconfined, seccomp=PROFILE.json,
+    /// no-new-privileges[=false]
+    #[arg(long = "security-opt", value_name = "OPT")]
+    security_opts: Vec<String>,
+    /// Extra privileged entitlement: security.insecure (for
+    /// `RUN --security=insecure`)
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    allow: Vec<String>,
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -126,6 +134,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         // (once) when an image leaves it.
         compression: Compression::Uncompressed,
         source_date_epoch,
+        sandbox: SandboxOptions {
+            security: crate::security::parse_security_opts(&args.security_opts)?,
+            allow_insecure: crate::security::parse_allow(&args.allow)?,
+        },
     };
 
     let mode = if args.quiet {

@@ -35,6 +35,10 @@ pub struct Args {
     /// Container host name
     #[arg(long = "hostname")]
     hostname: Option<String>,
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json,
+    /// no-new-privileges[=false]
+    #[arg(long = "security-opt", value_name = "OPT")]
+    security_opts: Vec<String>,
     /// Bind mount a volume (`SRC:DST[:ro|rw]`)
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     volumes: Vec<String>,
@@ -68,6 +72,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         }),
         volumes,
         hostname: args.hostname,
+        security: crate::security::parse_security_opts(&args.security_opts)?,
     };
     let sandbox = NamespaceSandbox::new(store.tmp_dir().join("sandbox"))?;
     hoist_sandbox::cancel_on_interrupt(sandbox.cancel_handle());

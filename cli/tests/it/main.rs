@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers panic with the failing call
 
+mod breakout;
 mod build;
 mod common;
 mod docker;

@@ -1,3 +1,4 @@
 //! hoist-sandbox's integration tests: one binary, one module per area.
 
 mod sandbox;
+mod security;

@@ -117,18 +117,18 @@ impl Layer {
     }
 }
 
-fn sandbox() -> (NamespaceSandbox, TempDir) {
+pub(crate) fn sandbox() -> (NamespaceSandbox, TempDir) {
     require_root();
     let state = tempfile::tempdir().unwrap();
     (NamespaceSandbox::new(state.path()).unwrap(), state)
 }
 
-fn sh(script: &str) -> Vec<String> {
+pub(crate) fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
 
 /// Runs `args` on a throwaway root; returns (exit code, stdout, stderr).
-fn run(spec: &RunSpec) -> (i32, String, String) {
+pub(crate) fn run(spec: &RunSpec) -> (i32, String, String) {
     let (sb, _state) = sandbox();
     let mut io = CollectIo::new();
     let status = sb
@@ -141,7 +141,7 @@ fn run(spec: &RunSpec) -> (i32, String, String) {
     )
 }
 
-fn ephemeral(args: Vec<String>) -> RunSpec {
+pub(crate) fn ephemeral(args: Vec<String>) -> RunSpec {
     RunSpec::new(
         Rootfs::Ephemeral {
             lowerdirs: vec![busybox_rootfs().to_owned()],
@@ -884,6 +884,16 @@ fn rootless_child() {
         .unwrap_or_else(|e| panic!("rootless ephemeral: {e}"));
     assert!(status.success(), "{}", io.stderr_str());
     assert_eq!(io.stdout_str(), "lo\nbuildkitsandbox\n");
+    // Rootless runs get Docker's seccomp profile too (issue 11).
+    let mut spec = ephemeral(sh("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; \
+         unshare -U true 2>/dev/null && echo unshared || echo refused"));
+    spec.rootless = Some(IdMapping::SingleId);
+    let mut io = CollectIo::new();
+    let status = sb
+        .run(&spec, &mut io)
+        .unwrap_or_else(|e| panic!("rootless seccomp: {e}"));
+    assert!(status.success(), "{}", io.stderr_str());
+    assert_eq!(io.stdout_str(), "NoNewPrivs:\t1\nSeccomp:\t2\nrefused\n");
     println!("ROOTLESS-OK uid={uid}");
 }
 
