@@ -1,7 +1,6 @@
 //! Options shared by every verb.
 
-use std::path::PathBuf;
-
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -23,9 +22,11 @@ pub struct Globals {
 impl Globals {
     /// The store root: `--root`, else `$HOIST_ROOT`, else the default for
     /// this user.
+    /// Always absolute: overlay options, the sandbox and a re-executed
+    /// copy of hoist all need the same, absolute, path.
     pub fn store_root(&self) -> anyhow::Result<PathBuf> {
         match self.root.as_ref().filter(|r| !r.as_os_str().is_empty()) {
-            Some(root) => Ok(root.clone()),
+            Some(root) => absolute(root),
             None => Ok(hoist_store::default_root()?),
         }
     }
@@ -54,4 +55,14 @@ impl Globals {
     pub fn credentials(&self) -> anyhow::Result<Arc<dyn CredentialSource>> {
         Ok(Arc::new(DockerConfig::from_env()?))
     }
+}
+
+/// A path option made absolute against the current directory, at the edge,
+/// so nothing further in needs to care (`-` for stdin/stdout is kept).
+/// Symlinks are not resolved and the path need not exist yet.
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path == Path::new("-") {
+        return Ok(path.to_owned());
+    }
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
 }

@@ -11,13 +11,14 @@ mod output;
 mod progress;
 mod render;
 mod security;
+mod template;
 
 use std::ffi::OsStr;
 use std::io::ErrorKind;
 use std::process::{ExitCode, ExitStatus};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hoist_sandbox::{self as sandbox, Entered};
 
 use crate::commands::Command;
@@ -31,6 +32,11 @@ struct Cli {
     globals: Globals,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The whole command line definition, for completions and man pages.
+pub(crate) fn cli_command() -> clap::Command {
+    Cli::command()
 }
 
 fn main() -> ExitCode {
@@ -59,7 +65,10 @@ fn main() -> ExitCode {
 /// only that namespace may read, chown or delete).
 fn enter_namespaces(cli: &Cli) -> anyhow::Result<Entered> {
     let mounts = matches!(cli.command, Command::Build(_) | Command::Run(_));
-    let opens_store = !matches!(cli.command, Command::Debug(_));
+    let opens_store = !matches!(
+        cli.command,
+        Command::Debug(_) | Command::Version(_) | Command::Completion(_) | Command::Man(_)
+    );
     let env = if sandbox::running_as_root() {
         if !mounts {
             return Ok(Entered::Here);

@@ -49,7 +49,7 @@ impl Output {
         if !spec.contains('=') {
             return Ok(Self {
                 kind: if spec == "-" { Kind::Tar } else { Kind::Local },
-                dest: PathBuf::from(spec),
+                dest: crate::globals::absolute(Path::new(spec))?,
             });
         }
         let (mut kind, mut dest) = (None, None);
@@ -79,6 +79,7 @@ impl Output {
         if kind == Kind::Local && dest == Path::new("-") {
             bail!("invalid --output {spec:?}: type=local needs a directory, not stdout");
         }
+        let dest = crate::globals::absolute(&dest)?;
         Ok(Self { kind, dest })
     }
 

@@ -178,7 +178,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     }
     drawer.finish();
     if let Some(path) = &args.iidfile {
-        fs_err::write(path, &id)?;
+        fs_err::write(crate::globals::absolute(path)?, &id)?;
     }
     if args.quiet {
         println!("{id}");
@@ -219,11 +219,10 @@ impl BuildInputs {
                     context
                 );
             }
-            (context.to_owned(), None)
+            (crate::globals::absolute(context)?, None)
         };
         let dockerfile = match file {
-            Some(file) if file == Path::new("-") => file.to_owned(),
-            Some(file) => file.to_owned(),
+            Some(file) => crate::globals::absolute(file)?,
             None => dir.join("Dockerfile"),
         };
         Ok(Self {

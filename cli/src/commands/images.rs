@@ -28,10 +28,26 @@ pub struct Args {
     /// intermediate images)
     #[arg(short, long)]
     all: bool,
-    /// Format output: "table" (default) or "json" (one object per line)
+    /// Format output: "table" (default), "json" (one object per line), or
+    /// a Go template ("{{.Repository}}:{{.Tag}}", "table {{.ID}}\t{{.Size}}")
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
 }
+
+/// `docker images`' column headers for `--format 'table ...'`.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
 
 /// One row: an image under one of its names (or `<none>`).
 struct Row<'a> {
@@ -105,28 +121,54 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
         Some("json") => {
             for row in &rows {
-                let created_at = created(row.image).map_or_else(String::new, |t| {
-                    t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()
-                });
-                let json = serde_json::json!({
-                    "Containers": "N/A",
-                    "CreatedAt": created_at,
-                    "CreatedSince": created_since(created(row.image)),
-                    "Digest": row.name.map_or_else(|| "<none>".to_owned(), |_| row.image.digest().to_string()),
-                    "ID": short_id(row.image.id(), args.no_trunc),
-                    "Repository": repository(row),
-                    "SharedSize": "N/A",
-                    "Size": human_size(row.image.size(), 3),
-                    "Tag": tag(row),
-                    "UniqueSize": "N/A",
-                    "VirtualSize": human_size(row.image.size(), 4),
-                });
-                writeln!(out, "{}", go_json(&json, false)?)?;
+                writeln!(out, "{}", go_json(&row_json(row, args.no_trunc), false)?)?;
             }
         }
-        Some(other) => anyhow::bail!("unsupported --format {other:?}: use \"table\" or \"json\""),
+        Some(format) => {
+            let template = crate::template::Template::parse(format)?;
+            let mut lines = Vec::with_capacity(rows.len() + 1);
+            if template.table {
+                lines.push(template.header(HEADERS));
+            }
+            for row in &rows {
+                let json = row_json(row, args.no_trunc);
+                lines.push(template.render(&json, crate::template::Missing::Error)?);
+            }
+            if template.table {
+                let table: Vec<Vec<String>> = lines
+                    .iter()
+                    .map(|l| l.split('\t').map(str::to_owned).collect())
+                    .collect();
+                write_table(&mut out, &table)?;
+            } else {
+                for line in lines {
+                    writeln!(out, "{line}")?;
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row as `docker images --format json` gives it; also what templates
+/// see.
+fn row_json(row: &Row<'_>, no_trunc: bool) -> serde_json::Value {
+    let created_at = created(row.image).map_or_else(String::new, |t| {
+        t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()
+    });
+    serde_json::json!({
+        "Containers": "N/A",
+        "CreatedAt": created_at,
+        "CreatedSince": created_since(created(row.image)),
+        "Digest": row.name.map_or_else(|| "<none>".to_owned(), |_| row.image.digest().to_string()),
+        "ID": short_id(row.image.id(), no_trunc),
+        "Repository": repository(row),
+        "SharedSize": "N/A",
+        "Size": human_size(row.image.size(), 3),
+        "Tag": tag(row),
+        "UniqueSize": "N/A",
+        "VirtualSize": human_size(row.image.size(), 4),
+    })
 }
 
 /// `docker images REPOSITORY[:TAG]`: the repository must match, and the tag

@@ -14,15 +14,17 @@ pub struct Args {
     /// Images to inspect (name[:tag], name@digest, image ID or prefix)
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
-    /// Format output: "json" (default)
+    /// Format output: "json" (default), or a Go template applied to each
+    /// image ("{{.Id}}", "{{json .Config}}", "{{index .RepoTags 0}}")
     #[arg(short, long, value_name = "FORMAT")]
     format: Option<String>,
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
-    if let Some(format) = args.format.as_deref().filter(|f| *f != "json") {
-        anyhow::bail!("unsupported --format {format:?}: only \"json\" is supported");
-    }
+    let template = match args.format.as_deref() {
+        None | Some("json") => None,
+        Some(format) => Some(crate::template::Template::parse(format)?),
+    };
     let store = globals.open_store()?;
     let mut found = Vec::new();
     let mut missing = Vec::new();
@@ -34,7 +36,17 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", go_json(&Value::Array(found), true)?)?;
+    match &template {
+        None => writeln!(out, "{}", go_json(&Value::Array(found), true)?)?,
+        Some(template) => {
+            // docker inspect falls back to the decoded JSON, where a
+            // missing field is Go's <no value>.
+            for image in &found {
+                let line = template.render(image, crate::template::Missing::NoValue)?;
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
     if missing.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

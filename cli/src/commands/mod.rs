@@ -6,19 +6,23 @@ use std::process::ExitCode;
 use crate::globals::Globals;
 
 pub mod build;
+pub mod completion;
 pub mod debug;
 pub mod df;
 pub mod fsck;
 pub mod history;
 pub mod images;
 pub mod import;
+pub mod info;
 pub mod inspect;
 pub mod load;
+pub mod man;
 pub mod prune;
 pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod tag;
+pub mod version;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -48,6 +52,14 @@ pub enum Command {
     Fsck(fsck::Args),
     /// Show disk usage
     Df(df::Args),
+    /// Show the store and the kernel features hoist uses
+    Info(info::Args),
+    /// Show the hoist version information
+    Version(version::Args),
+    /// Print a shell completion script (bash, zsh or fish)
+    Completion(completion::Args),
+    /// Print the man page, or write every page into a directory
+    Man(man::Args),
     /// Tools for looking inside hoist
     #[command(subcommand)]
     Debug(debug::Command),
@@ -68,6 +80,19 @@ pub fn run(command: Command, globals: &Globals) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => prune::run(args, globals),
         Command::Fsck(args) => fsck::run(args, globals),
         Command::Df(args) => df::run(args, globals),
+        Command::Info(args) => info::run(args, globals),
+        Command::Version(args) => version::run(args),
+        Command::Completion(args) => completion::run(args, crate::cli_command()),
+        Command::Man(args) => man::run(args, crate::cli_command()),
         Command::Debug(command) => debug::run(command, globals),
     }
+}
+
+/// Writes all of `bytes` to stdout (a closed pipe is reported as such, and
+/// `main` treats it as success).
+pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
 }

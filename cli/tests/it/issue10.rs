@@ -231,3 +231,209 @@ fn r10_copy_chown_uid_unknown_group() {
     let owners = hoist.exec("chown:test", &["stat", "-c", "%u:%g", "/a", "/b"]);
     assert_eq!(owners, "4242:4242\n1000:1000\n");
 }
+
+/// Relative `--root`, context, `-f`, `-o` and `--iidfile` work: each is
+/// made absolute at the edge (a relative root used to break RUN's overlay).
+#[test]
+fn r10_relative_path_options() {
+    let hoist = Hoist::new();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("ctx")).unwrap();
+    std::fs::write(
+        work.path().join("ctx/build.Dockerfile"),
+        "FROM busybox\nRUN echo ran > /ran\n",
+    )
+    .unwrap();
+    let tar = crate::common::busybox_tar().to_str().unwrap().to_owned();
+    let run = |args: &[&str]| {
+        let out = hoist
+            .command(args)
+            .env_remove("HOIST_ROOT")
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "hoist {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["--root", "store", "import", &tar, "busybox:latest"]);
+    run(&[
+        "--root",
+        "store",
+        "build",
+        "-q",
+        "-t",
+        "rel:test",
+        "-f",
+        "ctx/build.Dockerfile",
+        "-o",
+        "type=local,dest=out",
+        "--iidfile",
+        "iid",
+        "ctx",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("out/ran")).unwrap(),
+        "ran\n"
+    );
+    let iid = std::fs::read_to_string(work.path().join("iid")).unwrap();
+    assert!(iid.starts_with("sha256:"), "{iid}");
+    let out = run(&[
+        "--root", "./store", "run", "--rm", "rel:test", "cat", "/ran",
+    ]);
+    assert_eq!(out, "ran\n");
+}
+
+/// `hoist images --format` and `hoist inspect --format` take docker's Go
+/// template subset and `json`.
+#[test]
+fn r10_images_and_inspect_format() {
+    let hoist = Hoist::with_busybox();
+    hoist.ok(&["tag", "busybox:latest", "bb:one"]);
+    let id = hoist.inspect("busybox:latest")["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+
+    let out = hoist.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [format!("bb:one {short}"), format!("busybox:latest {short}")]
+    );
+    let out = hoist.ok(&[
+        "images",
+        "--format",
+        "table {{.Repository}}\\t{{.ID}}",
+        "busybox",
+    ]);
+    assert_eq!(
+        out,
+        format!("REPOSITORY   IMAGE ID\nbusybox      {short}\n")
+    );
+    let out = hoist.ok(&["images", "--format", "json", "busybox"]);
+    let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(row["Repository"], "busybox");
+
+    let out = hoist.ok(&[
+        "inspect",
+        "--format",
+        "{{.Id}} {{index .RepoTags 0}}",
+        "busybox:latest",
+    ]);
+    assert!(
+        out == format!("{id} bb:one\n") || out == format!("{id} busybox:latest\n"),
+        "{out}"
+    );
+    // An imported image has no Env: JSON null, as docker shows it.
+    let out = hoist.ok(&["inspect", "-f", "{{json .Config.Env}}", "busybox:latest"]);
+    assert_eq!(out, "null\n");
+    let out = hoist.ok(&["inspect", "-f", "{{json .Config}}", "busybox:latest"]);
+    let config: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(config["User"], "", "{out}");
+    let out = hoist.ok(&[
+        "inspect",
+        "-f",
+        "{{.Os}}/{{.Architecture}}",
+        "busybox:latest",
+    ]);
+    assert_eq!(out, format!("linux/{}\n", go_arch()));
+    let out = hoist.ok(&["inspect", "-f", "json", "busybox:latest"]);
+    assert!(out.starts_with("[\n"), "{out}");
+
+    let err = hoist.fails(&["images", "--format", "{{range .Tags}}{{.}}{{end}}"]);
+    assert!(err.contains("\"range\" is not supported"), "{err}");
+    let err = hoist.fails(&["images", "--format", "{{.Nope}}"]);
+    assert!(err.contains("can't evaluate field Nope"), "{err}");
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Completions for bash, zsh and fish, and man pages, from the same clap
+/// definitions; bash accepts the script.
+#[test]
+fn r10_completion_and_man() {
+    let hoist = Hoist::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = hoist.ok(&["completion", shell]);
+        assert!(script.contains("build"), "{shell}: no verbs");
+        assert!(script.contains("iidfile"), "{shell}: no build flags");
+    }
+    let script = hoist.ok(&["completion", "bash"]);
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let err = hoist.fails(&["completion", "tcsh"]);
+    assert!(err.contains("invalid value 'tcsh'"), "{err}");
+
+    let page = hoist.ok(&["man"]);
+    assert!(page.contains(".TH hoist 1"), "{page}");
+    let dir = tempfile::tempdir().unwrap();
+    hoist.ok(&["man", dir.path().to_str().unwrap()]);
+    let build = std::fs::read_to_string(dir.path().join("hoist-build.1")).unwrap();
+    assert!(build.contains("iidfile"), "{build}");
+    assert!(dir.path().join("hoist-images.1").is_file());
+}
+
+/// `hoist version` and `hoist info` report what a bug report needs.
+#[test]
+fn r10_version_and_info() {
+    let hoist = Hoist::with_busybox();
+    let out = hoist.ok(&["version"]);
+    assert!(
+        out.contains(&format!(" Version:     {}\n", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    assert!(out.contains(" Rust:        rustc "), "{out}");
+    assert!(
+        out.contains(&format!(" OS/Arch:     linux/{}\n", go_arch())),
+        "{out}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&hoist.ok(&["version", "--format", "json"])).unwrap();
+    assert_eq!(v["Version"], env!("CARGO_PKG_VERSION"));
+
+    let info: serde_json::Value =
+        serde_json::from_str(&hoist.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!(info["StoreRoot"], hoist.root().to_str().unwrap());
+    assert_eq!(info["Images"], 1);
+    assert!(info["StorageUsed"].as_u64().unwrap() > 0, "{info}");
+    assert_eq!(info["Rootless"], false, "the tests run as root");
+    let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap();
+    assert_eq!(info["Overlay"], filesystems.contains("\toverlay\n"));
+    let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    };
+    assert_eq!(info["CgroupVersion"], cgroup);
+    let text = hoist.ok(&["info"]);
+    assert!(
+        text.contains(&format!(" Root:              {}\n", hoist.root().display())),
+        "{text}"
+    );
+    assert!(text.contains(" Images:            1\n"), "{text}");
+    assert_eq!(
+        hoist.ok(&["info", "--format", "{{.Images}} {{.Rootless}}"]),
+        "1 false\n"
+    );
+}
