@@ -40,6 +40,9 @@ pub struct BuildRequest {
     pub network: Network,
     /// Build every step; reuse nothing from the cache.
     pub no_cache: bool,
+    /// Explain every step that runs, also those with no earlier build
+    /// (misses with an earlier build are always explained).
+    pub explain: bool,
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH: the `created` time, and the clamp for new files'
     /// mtimes, so that builds are reproducible.

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hoist_parser::graph::Base;
 use hoist_parser::instruction::{CopyAdd, Run};
 use hoist_parser::syntax::Heredoc;
 use hoist_store::digest::{ChainId, sha256_bytes};
@@ -22,7 +23,7 @@ use crate::error::StepError;
 use crate::layer::LayerOptions;
 use crate::progress::Event;
 use crate::rootfs::{Committed, LayerStack, commit_upper};
-use crate::stage::{StageBuilder, StepContext};
+use crate::stage::{PrevStep, StageBuilder, StepContext};
 use hoist_sandbox::Network;
 
 /// Bumped whenever what a step produces for the same inputs changes, so old
@@ -195,7 +196,7 @@ impl StageBuilder<'_> {
     /// the sources (heredocs, a `--from` filesystem, or the context files
     /// the sources select).
     pub(crate) fn copy_inputs(
-        &self,
+        &mut self,
         copy: &CopyAdd,
         is_add: bool,
         dest: &str,
@@ -230,6 +231,7 @@ impl StageBuilder<'_> {
         match source_stack {
             // A stage's or image's filesystem is named by its chain ID.
             Some(stack) => {
+                self.sources = None;
                 let top = stack
                     .top()
                     .map_or_else(|| "scratch".to_owned(), |c| c.to_string());
@@ -248,6 +250,7 @@ impl StageBuilder<'_> {
                 inputs
                     .content
                     .insert("context".into(), sum.digest.to_string());
+                self.sources = Some(sum);
             }
         }
         Ok(inputs)
@@ -264,6 +267,23 @@ impl StageBuilder<'_> {
         if self.scope.request.no_cache {
             return Ok(false);
         }
+        let hit = self.lookup_step(step, inputs, created_by)?;
+        if !hit {
+            self.explain_miss(step, inputs);
+        }
+        self.prev_step = Some(PrevStep {
+            id: step.id,
+            rebuilt: !hit,
+        });
+        Ok(hit)
+    }
+
+    fn lookup_step(
+        &mut self,
+        step: &StepContext,
+        inputs: &StepInputs,
+        created_by: &str,
+    ) -> Result<bool, StepError> {
         let store = self.scope.builder.store;
         let key = inputs.key();
         let Some(entry) = store.cache_get(&key)? else {
@@ -299,6 +319,7 @@ impl StageBuilder<'_> {
             }
         }
         store.cache_touch(&key)?;
+        self.remember_key(&key);
         self.cached += 1;
         if let Some(created) = cached.created {
             self.latest_cached = self.latest_cached.take().max(Some(created));
@@ -358,12 +379,302 @@ impl StageBuilder<'_> {
             created: Some(self.scope.created.clone()),
         })
         .map_err(|e| StepError::Invalid(format!("encoding a cache entry: {e}")))?;
-        store.cache_put(&CacheEntry::new(key, payload, blobs, chains))?;
+        store.cache_put(&CacheEntry::new(key.clone(), payload, blobs, chains))?;
+        self.remember_key(&key);
+        self.remember_sources();
+        self.prev_step = Some(PrevStep {
+            id: step.id,
+            rebuilt: true,
+        });
         self.scope.builder.progress.event(Event::Done {
             step: step.id,
             elapsed: step.started.elapsed(),
         });
         Ok(())
+    }
+}
+
+/// How many recent keys a step position remembers.
+const RECENT_KEYS: usize = 8;
+
+/// The recent cache keys of one step position (a [`CacheRecord::Recent`]).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RecentKeys {
+    keys: Vec<String>,
+}
+
+/// The per-file digests behind one source checksum (a
+/// [`CacheRecord::Files`]).
+#[derive(Debug, Serialize, Deserialize)]
+struct SourceFiles {
+    files: Vec<(String, String)>,
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// `1873` as `1,873`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A value short enough for one line of progress output.
+fn shorten(value: &str) -> String {
+    const MAX: usize = 40;
+    if value.chars().count() <= MAX {
+        return value.to_owned();
+    }
+    let head: String = value.chars().take(MAX - 1).collect();
+    format!("{head}…")
+}
+
+/// `sha256:ab12…` for a digest in a message.
+fn short_digest(digest: &str) -> String {
+    let hex = hex_of(digest);
+    format!("sha256:{}…", &hex[..hex.len().min(12)])
+}
+
+fn view(map: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn env_map(env: &[String]) -> BTreeMap<&str, &str> {
+    env.iter()
+        .map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), "")))
+        .collect()
+}
+
+/// The first name whose value differs between two maps, with both values
+/// (`None` where absent), in the order of the names.
+fn first_change<'a>(
+    old: &BTreeMap<&'a str, &'a str>,
+    new: &BTreeMap<&'a str, &'a str>,
+) -> Option<(&'a str, Option<&'a str>, Option<&'a str>)> {
+    let mut names: Vec<&str> = old.keys().chain(new.keys()).copied().collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().find_map(|name| {
+        let (a, b) = (old.get(name).copied(), new.get(name).copied());
+        (a != b).then_some((name, a, b))
+    })
+}
+
+fn was_now(old: Option<&str>, new: Option<&str>) -> String {
+    format!(
+        "{} -> {}",
+        old.map_or_else(|| "unset".to_owned(), shorten),
+        new.map_or_else(|| "unset".to_owned(), shorten)
+    )
+}
+
+impl StageBuilder<'_> {
+    /// The record key of this step's position: the context, the
+    /// Dockerfile, the stage and the step's number in it.
+    fn position_key(&self) -> String {
+        let context = std::fs::canonicalize(self.scope.context.dir())
+            .unwrap_or_else(|_| self.scope.context.dir().to_owned());
+        let stage = self
+            .stage
+            .name
+            .clone()
+            .unwrap_or_else(|| self.stage.index.to_string());
+        let text = format!(
+            "{}\0{}\0{stage}\0{}",
+            context.display(),
+            self.scope.request.dockerfile_name,
+            self.step_index
+        );
+        hex_of(sha256_bytes(text.as_bytes()).as_ref()).to_owned()
+    }
+
+    fn recent_keys(&self) -> RecentKeys {
+        let store = self.scope.builder.store;
+        store
+            .cache_record_reader(CacheRecord::Recent, &self.position_key())
+            .ok()
+            .flatten()
+            .and_then(|reader| serde_json::from_reader(reader).ok())
+            .unwrap_or_default()
+    }
+
+    /// Puts `key` first in this position's recent keys. Best effort: the
+    /// record only serves explanations.
+    fn remember_key(&self, key: &str) {
+        let mut recent = self.recent_keys();
+        if recent.keys.first().map(String::as_str) == Some(key) {
+            return;
+        }
+        recent.keys.retain(|k| k != key);
+        recent.keys.insert(0, key.to_owned());
+        recent.keys.truncate(RECENT_KEYS);
+        let _ = self.scope.builder.store.cache_record_write(
+            CacheRecord::Recent,
+            &self.position_key(),
+            |out| serde_json::to_writer(out, &recent).map_err(std::io::Error::other),
+        );
+    }
+
+    /// Keeps the file list of the sources a COPY/ADD just committed, so a
+    /// later miss can name the files that changed.
+    fn remember_sources(&mut self) {
+        let Some(sources) = self.sources.take() else {
+            return;
+        };
+        let store = self.scope.builder.store;
+        let key = hex_of(sources.digest.as_ref()).to_owned();
+        if matches!(
+            store.cache_record_reader(CacheRecord::Files, &key),
+            Ok(Some(_))
+        ) {
+            return;
+        }
+        let files = SourceFiles {
+            files: sources.files,
+        };
+        let _ = store.cache_record_write(CacheRecord::Files, &key, |out| {
+            serde_json::to_writer(out, &files).map_err(std::io::Error::other)
+        });
+    }
+
+    /// Reports why a step missed, under the step: always when an earlier
+    /// build of it exists, and with `--explain` also when none does.
+    fn explain_miss(&self, step: &StepContext, inputs: &StepInputs) {
+        let reason = match self.nearest_earlier(inputs) {
+            Some(earlier) => self.describe_change(&earlier, inputs),
+            None if self.scope.request.explain => "no earlier build of this step".to_owned(),
+            None => return,
+        };
+        let message = format!("{}: not cached: {reason}", step.text);
+        self.scope.builder.progress.event(Event::Status {
+            step: step.id,
+            message: &message,
+        });
+    }
+
+    /// The inputs of the most recent earlier build at this position that
+    /// ran the same kind of instruction.
+    fn nearest_earlier(&self, inputs: &StepInputs) -> Option<StepInputs> {
+        let store = self.scope.builder.store;
+        self.recent_keys().keys.iter().find_map(|key| {
+            let entry = store.cache_peek(key).ok().flatten()?;
+            let cached = serde_json::from_value::<CachedStep>(entry.payload).ok()?;
+            (cached.inputs.op == inputs.op).then_some(cached.inputs)
+        })
+    }
+
+    /// The first input that differs, in words.
+    fn describe_change(&self, old: &StepInputs, new: &StepInputs) -> String {
+        if old.parent != new.parent {
+            return match (self.prev_step, &self.stage.base) {
+                (Some(prev), _) if prev.rebuilt => {
+                    format!("parent step #{} was rebuilt", prev.id.0)
+                }
+                (Some(prev), _) => format!("parent step #{} changed", prev.id.0),
+                (None, Base::Image(_)) => match &self.base_image {
+                    Some((name, digest)) => format!(
+                        "the base image changed ({name} now {})",
+                        short_digest(digest)
+                    ),
+                    None => "the base image changed".to_owned(),
+                },
+                (None, Base::Stage(index)) => format!(
+                    "the base stage {} changed",
+                    self.scope.graph.stages[*index].display_name()
+                ),
+                (None, Base::Scratch) => "its parent changed".to_owned(),
+            };
+        }
+        if old.op != new.op {
+            return format!("the instruction changed ({} -> {})", old.op, new.op);
+        }
+        if let Some((name, a, b)) = first_change(&view(&old.definition), &view(&new.definition)) {
+            return match name {
+                "argv" => "the command changed".to_owned(),
+                _ if name.starts_with("mount.") => format!("--mount changed ({})", was_now(a, b)),
+                _ => format!("{name} changed ({})", was_now(a, b)),
+            };
+        }
+        if let Some((name, a, b)) = first_change(&env_map(&old.env), &env_map(&new.env)) {
+            let in_env = self
+                .config
+                .config
+                .env
+                .as_deref()
+                .is_some_and(|env| crate::config::get_env(env, name).is_some());
+            let is_arg = !in_env && self.args.iter().any(|(k, _)| k == name);
+            let what = if is_arg { "build arg" } else { "env" };
+            return format!("{what} {name} changed ({})", was_now(a, b));
+        }
+        if let Some((name, a, _)) = first_change(&view(&old.content), &view(&new.content)) {
+            return match name {
+                "context" => self.describe_files(a),
+                "from" => "the stage or image it copies from changed".to_owned(),
+                _ if name.starts_with("heredoc.") => format!(
+                    "heredoc {} changed",
+                    name.splitn(3, '.').nth(2).unwrap_or(name)
+                ),
+                _ => format!("{name} changed"),
+            };
+        }
+        if old.output != new.output {
+            return "the layer output settings changed".to_owned();
+        }
+        if old.version != new.version {
+            return "the earlier build was made by another version of hoist".to_owned();
+        }
+        "the earlier build's layer is no longer in the store".to_owned()
+    }
+
+    /// `2 of 1,873 files changed (src/main.rs, Cargo.lock)`.
+    fn describe_files(&self, old_digest: Option<&str>) -> String {
+        let Some(current) = &self.sources else {
+            return "the source files changed".to_owned();
+        };
+        let store = self.scope.builder.store;
+        let earlier = old_digest.and_then(|digest| {
+            let reader = store
+                .cache_record_reader(CacheRecord::Files, hex_of(digest))
+                .ok()
+                .flatten()?;
+            serde_json::from_reader::<_, SourceFiles>(reader).ok()
+        });
+        let Some(earlier) = earlier else {
+            return "the source files changed".to_owned();
+        };
+        let earlier = crate::context::SourceChecksum {
+            digest: current.digest.clone(),
+            files: earlier.files,
+        };
+        let changed = current.changed_files(&earlier);
+        if changed.is_empty() {
+            return "the selected files are the same but selected differently".to_owned();
+        }
+        const SHOWN: usize = 5;
+        let mut list = changed
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if changed.len() > SHOWN {
+            list.push_str(", …");
+        }
+        let total = current.files.len().max(changed.len());
+        let noun = if total == 1 { "file" } else { "files" };
+        format!(
+            "{} of {} {noun} changed ({list})",
+            thousands(changed.len()),
+            thousands(total)
+        )
     }
 }
 

@@ -33,17 +33,35 @@ pub(crate) struct StageBuilder<'s> {
     /// The FROM step's text, e.g. `FROM docker.io/library/busybox:latest`.
     from_name: String,
     step_total: usize,
-    step_index: usize,
+    pub(crate) step_index: usize,
     pub(crate) steps: usize,
     pub(crate) cached: usize,
     /// The latest first-run time among the steps taken from the cache.
     pub(crate) latest_cached: Option<String>,
+    /// The stage's last filesystem step so far, for explaining misses.
+    pub(crate) prev_step: Option<PrevStep>,
+    /// The base image as named and its manifest digest, for explaining
+    /// misses.
+    pub(crate) base_image: Option<(String, String)>,
+    /// The context files the current COPY/ADD selected, for explaining a
+    /// miss file by file.
+    pub(crate) sources: Option<crate::context::SourceChecksum>,
+}
+
+/// A filesystem step already done in this stage.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PrevStep {
+    pub id: StepId,
+    /// It ran rather than coming from the cache.
+    pub rebuilt: bool,
 }
 
 /// A filesystem step being run: its progress id and vertex name.
 pub(crate) struct StepContext {
     pub id: StepId,
     pub name: String,
+    /// The instruction as the step shows it, without the `[2/5]` prefix.
+    pub text: String,
     pub span: Span,
     pub started: Instant,
 }
@@ -70,6 +88,9 @@ impl<'s> StageBuilder<'s> {
             steps: 0,
             cached: 0,
             latest_cached: None,
+            prev_step: None,
+            base_image: None,
+            sources: None,
         };
         builder.start_from_base()?;
         let own_steps = scope.dockerfile.instructions[stage.instructions.clone()]
@@ -162,6 +183,7 @@ impl<'s> StageBuilder<'s> {
                     ));
                 }
                 let stack = LayerStack::from_layers(image.layers());
+                self.base_image = Some((reference.clone(), image.digest().to_string()));
                 (config, stack, step)
             }
         };
@@ -430,6 +452,7 @@ impl<'s> StageBuilder<'s> {
         StepContext {
             id,
             name,
+            text,
             span,
             started: Instant::now(),
         }

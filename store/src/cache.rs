@@ -88,6 +88,13 @@ impl Store {
         Ok(Some(entry))
     }
 
+    /// Reads an entry without using it: no lease, no last-used update (for
+    /// explaining a miss by the entry it did not match).
+    pub fn cache_peek(&self, key: &str) -> Result<Option<CacheEntry>> {
+        validate_key(key)?;
+        read_entry(&self.cache_path(key))
+    }
+
     /// Stores (or replaces) an entry atomically. Its blobs must be stored.
     pub fn cache_put(&self, entry: &CacheEntry) -> Result<()> {
         validate_key(&entry.key)?;

@@ -45,6 +45,10 @@ pub struct Args {
     /// Do not use the cache when building the image
     #[arg(long)]
     no_cache: bool,
+    /// Say why each step that runs was not taken from the cache, also when
+    /// it never ran before
+    #[arg(long)]
+    explain: bool,
     /// Write the image ID to the file
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
@@ -130,6 +134,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             Network::Host
         },
         no_cache: args.no_cache,
+        explain: args.explain,
         // Layers stay uncompressed on this machine; they are compressed
         // (once) when an image leaves it.
         compression: Compression::Uncompressed,

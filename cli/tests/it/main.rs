@@ -6,6 +6,7 @@
 
 mod breakout;
 mod build;
+mod cache;
 mod common;
 mod docker;
 mod environment;

@@ -1,0 +1,137 @@
+//! Issue 8: the build cache explains itself, and reuses exactly what
+//! BuildKit would.
+
+use std::path::Path;
+
+use crate::common::{Hoist, dockerfile_context};
+
+/// The `not cached:` lines of a plain progress log, in order.
+fn explanations(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(": not cached: "))
+        .collect()
+}
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+const APP: &str = "FROM busybox
+ARG VERSION=1.0
+ENV MODE=fast
+WORKDIR /app
+COPY . /app
+RUN echo build $VERSION $MODE > /v
+RUN cat /v
+";
+
+#[test]
+fn r8_explain_names_the_first_difference() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(APP);
+    write(ctx.path(), "src/main.rs", "fn main() {}\n");
+    write(ctx.path(), "src/lib.rs", "\n");
+    write(ctx.path(), "Cargo.lock", "# lock\n");
+    write(ctx.path(), ".dockerignore", "Dockerfile\n.dockerignore\n");
+
+    let log = hoist.build(ctx.path(), &["--explain"]);
+    assert_eq!(
+        explanations(&log),
+        [
+            "#2 WORKDIR /app: not cached: no earlier build of this step",
+            "#3 COPY . /app: not cached: no earlier build of this step",
+            "#4 RUN echo build $VERSION $MODE > /v: not cached: no earlier build of this step",
+            "#5 RUN cat /v: not cached: no earlier build of this step",
+        ],
+        "{log}"
+    );
+    // Without --explain, a step that never ran is not worth a line.
+    let other = dockerfile_context("FROM busybox\nRUN echo other\n");
+    let log = hoist.build(other.path(), &[]);
+    assert_eq!(explanations(&log), Vec::<&str>::new(), "{log}");
+
+    // Two files changed: COPY names them, and the rest follow their parent.
+    write(ctx.path(), "src/main.rs", "fn main() { run() }\n");
+    write(ctx.path(), "Cargo.lock", "# lock 2\n");
+    let log = hoist.build(ctx.path(), &[]);
+    assert_eq!(
+        explanations(&log),
+        [
+            "#3 COPY . /app: not cached: 2 of 5 files changed (Cargo.lock, src/main.rs)",
+            "#4 RUN echo build $VERSION $MODE > /v: not cached: parent step #3 was rebuilt",
+            "#5 RUN cat /v: not cached: parent step #4 was rebuilt",
+        ],
+        "{log}"
+    );
+
+    // A build arg the RUN sees.
+    let log = hoist.build(ctx.path(), &["--build-arg", "VERSION=1.1"]);
+    assert_eq!(
+        explanations(&log),
+        [
+            "#4 RUN echo build $VERSION $MODE > /v: not cached: build arg VERSION changed (1.0 -> 1.1)",
+            "#5 RUN cat /v: not cached: parent step #4 was rebuilt",
+        ],
+        "{log}"
+    );
+    assert_eq!(log.matches("CACHED").count(), 2, "WORKDIR and COPY:\n{log}");
+
+    // An ENV the RUN sees.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        APP.replace("MODE=fast", "MODE=slow"),
+    )
+    .unwrap();
+    let log = hoist.build(ctx.path(), &["--build-arg", "VERSION=1.1"]);
+    assert_eq!(
+        explanations(&log),
+        [
+            "#4 RUN echo build $VERSION $MODE > /v: not cached: env MODE changed (fast -> slow)",
+            "#5 RUN cat /v: not cached: parent step #4 was rebuilt",
+        ],
+        "{log}"
+    );
+
+    // The base image moved: the first step says so.
+    let rebase = dockerfile_context("FROM busybox\nRUN touch /rebased\n");
+    hoist.build(rebase.path(), &["-t", "busybox:latest"]);
+    let log = hoist.build(ctx.path(), &["--build-arg", "VERSION=1.1"]);
+    let lines = explanations(&log);
+    assert_eq!(lines.len(), 4, "{log}");
+    assert!(
+        lines[0].starts_with(
+            "#2 WORKDIR /app: not cached: the base image changed (busybox now sha256:"
+        ) && lines[0].ends_with("…)"),
+        "{log}"
+    );
+    assert_eq!(
+        lines[1], "#3 COPY . /app: not cached: parent step #2 was rebuilt",
+        "{log}"
+    );
+}
+
+/// A build arg invalidates only the steps that can see it: one the stage
+/// does not declare leaves every step cached.
+#[test]
+fn r8_a_build_arg_out_of_scope_keeps_the_cache() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "ARG GLOBAL=1\nFROM busybox\nRUN echo one\nARG LATE=a\nRUN echo two $LATE\n",
+    );
+    hoist.build(ctx.path(), &[]);
+    let log = hoist.build(
+        ctx.path(),
+        &["--build-arg", "GLOBAL=2", "--build-arg", "UNUSED=x"],
+    );
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+    assert_eq!(explanations(&log), Vec::<&str>::new(), "{log}");
+    let log = hoist.build(ctx.path(), &["--build-arg", "LATE=b"]);
+    assert_eq!(log.matches("CACHED").count(), 1, "{log}");
+    assert_eq!(
+        explanations(&log),
+        ["#3 RUN echo two $LATE: not cached: build arg LATE changed (a -> b)"],
+        "{log}"
+    );
+}
