@@ -40,6 +40,9 @@ pub struct BuildRequest {
     pub network: Network,
     /// Build every step; reuse nothing from the cache.
     pub no_cache: bool,
+    /// `--no-cache-filter`: stages (by name or index) built without the
+    /// cache.
+    pub no_cache_filter: Vec<String>,
     /// Explain every step that runs, also those with no earlier build
     /// (misses with an earlier build are always explained).
     pub explain: bool,

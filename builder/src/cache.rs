@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hoist_parser::MountType;
 use hoist_parser::graph::Base;
 use hoist_parser::instruction::{CopyAdd, Run};
 use hoist_parser::syntax::Heredoc;
@@ -174,8 +175,10 @@ impl StageBuilder<'_> {
     }
 
     /// RUN's key: argv, working directory, user, network, mounts and the
-    /// environment the command sees.
-    pub(crate) fn run_inputs(&self, run: &RunDefinition<'_>) -> StepInputs {
+    /// environment the command sees. A bind mount's content counts as a
+    /// COPY's does: the context files it exposes, or the filesystem of the
+    /// stage or image it comes from.
+    pub(crate) fn run_inputs(&self, run: &RunDefinition<'_>) -> Result<StepInputs, StepError> {
         let mut inputs = self.base_inputs("RUN");
         inputs
             .define("argv", go_quoted_list(run.argv))
@@ -187,9 +190,34 @@ impl StageBuilder<'_> {
         }
         for (i, mount) in run.run.mounts.iter().enumerate() {
             inputs.define(&format!("mount.{i}"), mount.raw.clone());
+            if mount.kind != MountType::Bind {
+                continue;
+            }
+            let content = match &mount.from {
+                Some(from) => {
+                    let stack = self.source_stack(from)?;
+                    stack
+                        .top()
+                        .map_or_else(|| "scratch".to_owned(), |c| c.to_string())
+                }
+                None => {
+                    let source = mount.source.as_deref().unwrap_or("/");
+                    let source = match source.trim_start_matches('/') {
+                        "" => ".",
+                        relative => relative,
+                    };
+                    self.scope
+                        .context
+                        .checksum(&[source.to_owned()], &ChecksumOptions::default())
+                        .map_err(|err| StepError::Invalid(format!("--mount={}: {err}", mount.raw)))?
+                        .digest
+                        .to_string()
+                }
+            };
+            inputs.content.insert(format!("mount.{i}"), content);
         }
         inputs.env = run.env.to_vec();
-        inputs
+        Ok(inputs)
     }
 
     /// COPY's and ADD's key: the flags, the destination, and the content of
@@ -256,6 +284,17 @@ impl StageBuilder<'_> {
         Ok(inputs)
     }
 
+    /// `--no-cache-filter`: this stage, by name or index, is built without
+    /// the cache (as Docker's flag: the stage's own steps, not its parents).
+    fn no_cache_filtered(&self) -> bool {
+        let filter = &self.scope.request.no_cache_filter;
+        !filter.is_empty()
+            && filter.iter().any(|name| {
+                self.stage.name.as_deref() == Some(name.as_str())
+                    || *name == self.stage.index.to_string()
+            })
+    }
+
     /// Looks a filesystem step up in the cache. On a hit the cached layer
     /// (if any) is appended and the step is reported as cached.
     pub(crate) fn try_cache(
@@ -264,7 +303,7 @@ impl StageBuilder<'_> {
         inputs: &StepInputs,
         created_by: &str,
     ) -> Result<bool, StepError> {
-        if self.scope.request.no_cache {
+        if self.scope.request.no_cache || self.no_cache_filtered() {
             return Ok(false);
         }
         let hit = self.lookup_step(step, inputs, created_by)?;
@@ -618,6 +657,7 @@ impl StageBuilder<'_> {
             return match name {
                 "context" => self.describe_files(a),
                 "from" => "the stage or image it copies from changed".to_owned(),
+                _ if name.starts_with("mount.") => "the files of a bind mount changed".to_owned(),
                 _ if name.starts_with("heredoc.") => format!(
                     "heredoc {} changed",
                     name.splitn(3, '.').nth(2).unwrap_or(name)

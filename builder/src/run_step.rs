@@ -56,7 +56,7 @@ impl StageBuilder<'_> {
             cwd: &cwd,
             user: &user,
             network,
-        });
+        })?;
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }

@@ -45,6 +45,9 @@ pub struct Args {
     /// Do not use the cache when building the image
     #[arg(long)]
     no_cache: bool,
+    /// Do not cache the specified stages
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
     /// Say why each step that runs was not taken from the cache, also when
     /// it never ran before
     #[arg(long)]
@@ -135,6 +138,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         },
         no_cache: args.no_cache,
         explain: args.explain,
+        no_cache_filter: args.no_cache_filter.clone(),
         // Layers stay uncompressed on this machine; they are compressed
         // (once) when an image leaves it.
         compression: Compression::Uncompressed,

@@ -135,3 +135,48 @@ fn r8_a_build_arg_out_of_scope_keeps_the_cache() {
         "{log}"
     );
 }
+
+/// A RUN that reads the context through a bind mount reruns when the files
+/// it sees change, and only then.
+#[test]
+fn r8_a_bind_mount_from_the_context_is_in_the_key() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=bind,source=conf,target=/conf cat /conf/a > /out\n",
+    );
+    write(ctx.path(), "conf/a", "one\n");
+    write(ctx.path(), "other", "x\n");
+    hoist.build(ctx.path(), &["-t", "bind:1"]);
+    write(ctx.path(), "other", "y\n");
+    let log = hoist.build(ctx.path(), &["-t", "bind:2"]);
+    assert_eq!(log.matches("CACHED").count(), 1, "{log}");
+    write(ctx.path(), "conf/a", "two\n");
+    let log = hoist.build(ctx.path(), &["-t", "bind:3"]);
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+    assert_eq!(
+        explanations(&log),
+        [
+            "#2 RUN --mount=type=bind,source=conf,target=/conf cat /conf/a > /out: not cached: the files of a bind mount changed"
+        ],
+        "{log}"
+    );
+    assert_eq!(hoist.exec("bind:3", &["cat", "/out"]), "two\n");
+}
+
+/// `--no-cache-filter` rebuilds the named stages and reuses the others.
+#[test]
+fn r8_no_cache_filter_rebuilds_only_the_named_stages() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox AS deps\nRUN echo deps > /d\nFROM deps AS app\nRUN echo app > /a\n",
+    );
+    hoist.build(ctx.path(), &[]);
+    let log = hoist.build(ctx.path(), &["--no-cache-filter", "app"]);
+    assert_eq!(log.matches("CACHED").count(), 1, "deps only:\n{log}");
+    assert!(
+        log.contains("#4 [app 2/2] RUN echo app > /a\n#4 DONE"),
+        "{log}"
+    );
+    let log = hoist.build(ctx.path(), &["--no-cache-filter", "deps,app"]);
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+}
