@@ -83,6 +83,9 @@ impl StageBuilder<'_> {
         spec.user = resolved_user;
         spec.network = network;
         spec.etc = EtcFiles::generated(&spec.hostname, network);
+        // BuildKit binds /etc/hosts and /etc/resolv.conf for RUN, but
+        // leaves the image's /etc/hostname (or its absence) alone.
+        spec.etc.hostname = None;
         spec.mounts = mounts;
         spec.security = self.scope.request.sandbox.security.clone();
         spec.security.insecure = insecure;
@@ -321,7 +324,8 @@ pub(crate) fn resolve_user(
     let needs_home = env
         .as_deref()
         .is_some_and(|env| get_env(env, "HOME").is_none_or(str::is_empty));
-    if is_root && !needs_home {
+    // Without an environment (WORKDIR's owner) only the IDs matter.
+    if is_root && env.is_none() {
         return Ok(User::ROOT);
     }
     let guard = mount_view(lowerdirs, scratch_mount)?;
@@ -329,25 +333,19 @@ pub(crate) fn resolve_user(
         .as_ref()
         .map_or_else(|| lowerdirs[0].clone(), |g| g.target().to_owned());
     let db = crate::user::UserDb::load(&root)?;
-    let (user, home) = if is_root {
-        // runc looks root up by uid 0, whatever its name.
-        let home = db
-            .passwd
-            .iter()
-            .find(|e| e.uid == 0)
-            .map(|e| e.home.as_str())
-            .filter(|h| !h.is_empty())
-            .unwrap_or("/")
-            .to_owned();
-        (User::ROOT, home)
+    // Root is looked up by uid 0, whatever its name (and works without a
+    // passwd file), as runc does.
+    let spec = if user.is_empty() || user == "root" {
+        "0"
     } else {
-        let resolved = db.resolve(user)?;
-        let user = User {
-            uid: resolved.uid,
-            gid: resolved.gid,
-            additional_gids: resolved.additional_gids,
-        };
-        (user, resolved.home)
+        user
+    };
+    let resolved = db.resolve(spec)?;
+    let home = resolved.home;
+    let user = User {
+        uid: resolved.uid,
+        gid: resolved.gid,
+        additional_gids: resolved.additional_gids,
     };
     if let Some(env) = env
         && needs_home

@@ -164,9 +164,10 @@ impl UserDb {
             (None, Some(uid)) => (uid, 0, "/".to_owned(), None),
             (None, None) => return Err(UserError::NoUser(user_part.to_owned())),
         };
-        // Supplementary groups as Docker's runtime sets them (checked
-        // against `docker build` with `id`): the groups that list the user
-        // as a member, and none when USER names a group explicitly.
+        // Supplementary groups as BuildKit HEAD sets them (checked with
+        // `id` under it): the groups that list the user as a member (none
+        // when USER names a group), and the primary group first unless it
+        // is among them (BuildKit's ensureAdditionalGids).
         let mut additional_gids = Vec::new();
         match group_part {
             Some(group) => gid = self.resolve_group(group)?,
@@ -180,6 +181,9 @@ impl UserDb {
                     }
                 }
             }
+        }
+        if !additional_gids.contains(&gid) {
+            additional_gids.insert(0, gid);
         }
         let home = if home.is_empty() {
             "/".to_owned()
@@ -312,17 +316,17 @@ mod tests {
     fn resolve_table() {
         let db = db();
         let table: &[(&str, u32, u32, &[u32], &str)] = &[
-            ("root", 0, 0, &[10], "/root"),
-            ("0", 0, 0, &[10], "/root"),
+            ("root", 0, 0, &[0, 10], "/root"),
+            ("0", 0, 0, &[0, 10], "/root"),
             ("app", 1000, 1000, &[10, 1000, 999], "/home/app"),
             ("1000", 1000, 1000, &[10, 1000, 999], "/home/app"),
-            ("app:staff", 1000, 50, &[], "/home/app"),
-            ("app:50", 1000, 50, &[], "/home/app"),
-            ("app:4242", 1000, 4242, &[], "/home/app"),
-            ("1000:users", 1000, 100, &[], "/home/app"),
-            ("4242", 4242, 0, &[], "/"),
-            ("4242:4243", 4242, 4243, &[], "/"),
-            ("nohome", 1001, 100, &[], "/"),
+            ("app:staff", 1000, 50, &[50], "/home/app"),
+            ("app:50", 1000, 50, &[50], "/home/app"),
+            ("app:4242", 1000, 4242, &[4242], "/home/app"),
+            ("1000:users", 1000, 100, &[100], "/home/app"),
+            ("4242", 4242, 0, &[0], "/"),
+            ("4242:4243", 4242, 4243, &[4243], "/"),
+            ("nohome", 1001, 100, &[100], "/"),
         ];
         for &(spec, uid, gid, gids, home) in table {
             let got = db.resolve(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));

@@ -153,6 +153,13 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
         }
     }
 
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    // before the capabilities go, as runc does.
+    if !plan.no_new_privs {
+        for program in &plan.seccomp.0 {
+            fixed(plan, Fixed::Seccomp, load_seccomp(program));
+        }
+    }
     // Bounding set first (needs CAP_SETPCAP), then the IDs, which drop the
     // remaining capabilities unless the user is root.
     // `--security=insecure` keeps every capability the builder has.
@@ -217,13 +224,13 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
     if let Err(e) = setup_stdio(plan) {
         fail(plan, Fixed::Stdio as u32, e);
     }
-    // As late as possible, as runc does with no_new_privs: the fewest
+    // With no_new_privs, as late as possible, as runc does: the fewest
     // syscalls of ours run under the filter.
     if plan.no_new_privs {
         fixed(plan, Fixed::Seccomp, set_no_new_privs());
-    }
-    for program in &plan.seccomp.0 {
-        fixed(plan, Fixed::Seccomp, load_seccomp(program));
+        for program in &plan.seccomp.0 {
+            fixed(plan, Fixed::Seccomp, load_seccomp(program));
+        }
     }
     exec(plan)
 }
@@ -365,6 +372,18 @@ fn run_simple_op(plan: &mut ChildPlan, i: usize) -> rustix::io::Result<()> {
                 }
             }
             Ok(())
+        }
+        Op::Mknod { path, dev } => {
+            let r = rustix::fs::mknodat(
+                CWD,
+                path.as_c_str(),
+                rustix::fs::FileType::CharacterDevice,
+                Mode::from_raw_mode(0o666),
+                *dev,
+            );
+            exists_ok(r)?;
+            // mknod applies the umask; the nodes are 0666 like runc's.
+            rustix::fs::chmod(path.as_c_str(), Mode::from_raw_mode(0o666))
         }
         Op::Symlink { target, link } => {
             exists_ok(rustix::fs::symlink(target.as_c_str(), link.as_c_str()))

@@ -17,8 +17,16 @@ use crate::overlay::OverlayArgs;
 use crate::seccomp::Filters;
 use crate::spec::{DEFAULT_PATH, MountKind, Network, Rootfs, RunSpec};
 
-/// Host devices bind-mounted into the sandbox's /dev (Docker's default set).
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// Docker's default devices: name, major, minor. runc creates them with
+/// mknod as root, and bind-mounts the host's in a user namespace.
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 /// /proc entries Docker makes read-only so that root inside cannot reach
 /// the host's sysctls and triggers.
 const PROC_READ_ONLY: [&str; 5] = [
@@ -97,6 +105,11 @@ pub(crate) enum Op {
         path: CString,
         mode: u32,
     },
+    /// A character device node, mode 0666 (Docker's default devices).
+    Mknod {
+        path: CString,
+        dev: rustix::fs::Dev,
+    },
     /// A new file with this content (the generated /etc files).
     WriteFile {
         path: CString,
@@ -165,6 +178,7 @@ impl Op {
             }
             Op::MountDir { target, fstype, .. } => format!("mount {} on {}", s(fstype), s(target)),
             Op::Mkdir { path, .. } | Op::MkdirOwned { path, .. } => format!("mkdir {}", s(path)),
+            Op::Mknod { path, .. } => format!("mknod {}", s(path)),
             Op::Symlink { link, .. } => format!("symlink {}", s(link)),
             Op::WriteFile { path, .. } => format!("write {}", s(path)),
             Op::Mountpoint { prefixes, .. } => {
@@ -406,11 +420,13 @@ pub(crate) fn build(
 
     // Before pivot_root: the root and detached copies of every host path.
     b.ops.push(Op::MakeRootPrivate);
+    // noexec too: the /etc files bound from it are nosuid,nodev,noexec as
+    // BuildKit's are.
     b.mount(
         "tmpfs",
         &state.dir.to_string_lossy(),
         "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV,
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         Some("mode=755"),
         false,
     )?;
@@ -452,8 +468,10 @@ pub(crate) fn build(
         target: path_cstring(&state.merged)?,
     });
     let mut device_slots = Vec::new();
-    for dev in DEVICES {
-        device_slots.push((dev, b.open_tree(&Path::new("/dev").join(dev), false)?));
+    if rootless {
+        for (dev, ..) in DEVICES {
+            device_slots.push((dev, b.open_tree(&Path::new("/dev").join(dev), false)?));
+        }
     }
     let mut etc_slots = Vec::new();
     let etc = [
@@ -546,21 +564,38 @@ pub(crate) fn build(
         Some("mode=1777,size=65536k"),
         false,
     )?;
+    if !rootless {
+        for (dev, major, minor) in DEVICES {
+            b.ops.push(Op::Mknod {
+                path: cstring(format!("/dev/{dev}"))?,
+                dev: rustix::fs::makedev(major, minor),
+            });
+        }
+    }
     for (dev, slot) in device_slots {
         let target = b.mountpoint(&format!("/dev/{dev}"), false, false)?;
         b.ops.push(Op::MoveMount { slot, target });
     }
-    // No terminal is attached, so the console is a sink like Docker's
-    // non-tty containers give output nowhere else.
-    b.mountpoint("/dev/console", false, false)?;
-    b.mount("/dev/null", "/dev/console", "", mount_bind, None, false)?;
+    // runc's /dev/mqueue for the run's own IPC namespace.
+    b.ops.push(Op::Mkdir {
+        path: cstring("/dev/mqueue")?,
+        mode: 0o1777,
+    });
+    b.mount(
+        "mqueue",
+        "/dev/mqueue",
+        "mqueue",
+        nosuid_nodev_noexec,
+        None,
+        false,
+    )?;
+    // runc's links; no /dev/console (no terminal) and no /dev/core.
     for (target, link) in [
         ("/proc/self/fd", "/dev/fd"),
         ("/proc/self/fd/0", "/dev/stdin"),
         ("/proc/self/fd/1", "/dev/stdout"),
         ("/proc/self/fd/2", "/dev/stderr"),
         ("pts/ptmx", "/dev/ptmx"),
-        ("/proc/kcore", "/dev/core"),
     ] {
         b.ops.push(Op::Symlink {
             target: cstring(target)?,
@@ -589,14 +624,7 @@ pub(crate) fn build(
         b.mount("/dev/null", p, "", mount_bind, None, true)?;
     }
     for p in masked_dirs {
-        b.mount(
-            "tmpfs",
-            p,
-            "tmpfs",
-            MountFlags::RDONLY,
-            Some("size=0"),
-            true,
-        )?;
+        b.mount("tmpfs", p, "tmpfs", MountFlags::RDONLY, None, true)?;
     }
     for (target, slot) in etc_slots {
         let target = b.mountpoint(target, false, true)?;

@@ -205,8 +205,9 @@ pub struct Security {
     /// The seccomp profile applied just before exec; `None` is
     /// `--security-opt seccomp=unconfined`.
     pub seccomp: Option<Arc<SeccompProfile>>,
-    /// PR_SET_NO_NEW_PRIVS before exec, as BuildKit's spec asks of runc:
-    /// setuid binaries and file capabilities grant nothing.
+    /// PR_SET_NO_NEW_PRIVS before exec (`--security-opt
+    /// no-new-privileges`): setuid binaries and file capabilities grant
+    /// nothing. Off by default, as in BuildKit's RUN and `docker run`.
     pub no_new_privs: bool,
     /// BuildKit's `RUN --security=insecure`: every capability, no seccomp
     /// filter, no masked or read-only /proc paths, a writable /sys. The
@@ -215,11 +216,11 @@ pub struct Security {
 }
 
 impl Default for Security {
-    /// Docker's defaults: its seccomp profile, no_new_privs, its capabilities.
+    /// Docker's defaults: its seccomp profile and capabilities.
     fn default() -> Self {
         Self {
             seccomp: Some(SeccompProfile::docker_default()),
-            no_new_privs: true,
+            no_new_privs: false,
             insecure: false,
         }
     }

@@ -1213,10 +1213,11 @@ fn user_resolution_reads_the_image_not_the_host() {
     );
     write(img.path(), "etc/group", "g1:x:1001:\nextra:x:2000:app\n");
     let u = hoist_builder::user::resolve_user(img.path(), "app").unwrap();
-    // Supplementary groups are the ones listing the user, as Docker sets them.
+    // Supplementary groups: the primary one, then the ones listing the
+    // user, as BuildKit HEAD sets them.
     assert_eq!(
         (u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()),
-        (1000, 1001, vec![2000], "/home/app")
+        (1000, 1001, vec![1001, 2000], "/home/app")
     );
     let mut all = BTreeMap::new();
     all.insert("app:extra", (1000, 2000));

@@ -39,7 +39,7 @@ fn r11_unshare_and_mount_are_refused_in_run() {
     );
     assert_eq!(
         out,
-        "NoNewPrivs:\t1\nSeccomp:\t2\nunshare-r-refused\nunshare-U-refused\nmount-refused\n"
+        "NoNewPrivs:\t0\nSeccomp:\t2\nunshare-r-refused\nunshare-U-refused\nmount-refused\n"
     );
 }
 

@@ -175,15 +175,16 @@ fn users_and_groups_resolve_from_the_image_files() {
         ],
     );
     let lines: Vec<&str> = out.lines().collect();
-    // Exactly what `docker build` gives: supplementary groups are the ones
-    // listing the user, and none when USER names a group.
+    // Exactly what BuildKit HEAD gives: supplementary groups are the ones
+    // listing the user (none when USER names a group), and the primary one
+    // (the kernel sorts them).
     assert_eq!(
         lines[..4],
         [
-            "uid=1001(alice) gid=2000(staff2) groups=1000(app)",
-            "uid=1001(alice) gid=1000(app)",
-            "uid=1234 gid=0(root)",
-            "uid=0(root) gid=0(root)",
+            "uid=1001(alice) gid=2000(staff2) groups=1000(app),2000(staff2)",
+            "uid=1001(alice) gid=1000(app) groups=1000(app)",
+            "uid=1234 gid=0(root) groups=0(root)",
+            "uid=0(root) gid=0(root) groups=0(root)",
         ],
         "{out}"
     );

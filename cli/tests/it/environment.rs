@@ -73,3 +73,59 @@ fn r10_hoist_run_gets_home_too() {
     ]);
     assert_eq!(out, "/x\n", "-e HOME wins");
 }
+
+/// The process environment of a RUN, value by value, as BuildKit HEAD's
+/// runc gives it (probed under both with the same Dockerfile).
+#[test]
+fn r10_run_environment_matches_buildkit_head() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\n\
+         RUN mkdir /out && cd /out && \
+           ls -A /dev | tr '\\n' ' ' > dev && \
+           stat -c '%a %s' /dev/shm /dev/mqueue /dev/null /dev/tty > devmodes && \
+           df -k /dev/shm | awk 'NR==2 {print $2}' > shmsize && \
+           umask > umask && hostname > hostname && id > id && \
+           cat /etc/hostname > etchostname && \
+           awk '{print $5, $6}' /proc/self/mountinfo | grep -E '^/(proc|sys|dev/shm|dev/mqueue|dev/pts|etc/hosts|etc/resolv.conf|proc/sys|proc/keys|sys/firmware) ' | sort > mounts && \
+           grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status > status && \
+           wc -c < /proc/keys > keys && ls -A /sys/firmware | wc -l > firmware\n",
+    );
+    hoist.build(ctx.path(), &["--network", "none", "-t", "env:latest"]);
+    let read = |f: &str| hoist.exec("env:latest", &["cat", &format!("/out/{f}")]);
+    let cases = [
+        (
+            "dev",
+            "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero ",
+        ),
+        ("devmodes", "1777 40\n1777 40\n666 0\n666 0\n"),
+        ("shmsize", "65536\n"),
+        ("umask", "0022\n"),
+        ("hostname", "buildkitsandbox\n"),
+        ("id", "uid=0(root) gid=0(root) groups=0(root)\n"),
+        // The image's own file: BuildKit binds none over it for RUN.
+        ("etchostname", "hoist-test\n"),
+        (
+            "mounts",
+            "/dev/mqueue rw,nosuid,nodev,noexec,relatime\n\
+             /dev/pts rw,nosuid,noexec,relatime\n\
+             /dev/shm rw,nosuid,nodev,noexec,relatime\n\
+             /etc/hosts ro,nosuid,nodev,noexec,relatime\n\
+             /etc/resolv.conf ro,nosuid,nodev,noexec,relatime\n\
+             /proc rw,nosuid,nodev,noexec,relatime\n\
+             /proc/keys rw,nosuid\n\
+             /proc/sys ro,nosuid,nodev,noexec,relatime\n\
+             /sys ro,nosuid,nodev,noexec,relatime\n\
+             /sys/firmware ro,relatime\n",
+        ),
+        (
+            "status",
+            "CapBnd:\t00000000a80425fb\nNoNewPrivs:\t0\nSeccomp:\t2\n",
+        ),
+        ("keys", "0\n"),
+        ("firmware", "0\n"),
+    ];
+    for (file, want) in cases {
+        assert_eq!(read(file), want, "/out/{file}");
+    }
+}

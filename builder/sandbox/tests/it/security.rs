@@ -163,9 +163,6 @@ unsafe fn probe_one(name: &str) -> i32 {
                         .unwrap_or(-1);
                     libc::syscall(libc::SYS_ptrace, libc::PTRACE_ATTACH, pid, 0usize, 0usize)
                 }
-                "no_new_privs" => {
-                    libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) as libc::c_long - 1
-                }
                 other => panic!("unknown probe {other}"),
             }
         };
@@ -179,7 +176,7 @@ unsafe fn probe_one(name: &str) -> i32 {
     }
 }
 
-const ALL: [&str; 15] = [
+const ALL: [&str; 14] = [
     "unshare_user",
     "unshare_mount",
     "clone_newuser",
@@ -194,13 +191,12 @@ const ALL: [&str; 15] = [
     "personality_exec",
     "kexec_load",
     "ptrace_builder",
-    "no_new_privs",
 ];
 
 /// Docker's default profile, as `docker run` gives it: user namespaces
 /// (the first step of many kernel exploits), mount, the keyring, bpf,
 /// `open_by_handle_at` (the "shocker" breakout), vsock and kexec refused;
-/// clone3 says ENOSYS so libcs fall back to clone; no_new_privs set.
+/// clone3 says ENOSYS so libcs fall back to clone.
 #[test]
 fn r11_default_seccomp_profile_refuses_what_dockers_refuses() {
     let got = probe(Security::default(), &ALL);
@@ -221,7 +217,6 @@ fn r11_default_seccomp_profile_refuses_what_dockers_refuses() {
         // ptrace is allowed (kernel >= 4.8), but the builder's pid names
         // nothing in the run's PID namespace.
         ("ptrace_builder", "ESRCH"),
-        ("no_new_privs", "ok"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -282,8 +277,9 @@ fn r11_insecure_gets_every_capability_and_no_filter() {
 }
 
 /// The default run: filter mode 2 with the two filters Docker's profile
-/// makes (allow-list, clone3's ENOSYS), no_new_privs, and /proc/keys,
-/// /proc/timer_list, /sys/firmware masked.
+/// makes here (allow-list, clone3's ENOSYS; libseccomp makes one), no
+/// no_new_privs (as BuildKit's RUN), and /proc/keys, /proc/timer_list,
+/// /sys/firmware masked.
 #[test]
 fn r11_default_run_shows_seccomp_and_masks_in_proc() {
     let (code, out, err) = run(&ephemeral(sh(
@@ -294,6 +290,18 @@ fn r11_default_run_shows_seccomp_and_masks_in_proc() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
-        "NoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t2\n0\n0\n0\n0\n"
+        "NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t2\n0\n0\n0\n0\n"
     );
+}
+
+/// `--security-opt no-new-privileges`: the flag is set, and the filter is
+/// loaded after it, as late as possible.
+#[test]
+fn r11_no_new_privileges_sets_the_flag_and_keeps_the_filter() {
+    let mut spec = ephemeral(sh("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; \
+         unshare -U true 2>/dev/null || echo refused"));
+    spec.security.no_new_privs = true;
+    let (code, out, err) = run(&spec);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "NoNewPrivs:\t1\nSeccomp:\t2\nrefused\n");
 }
