@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hoist_store::Store;
-use hoist_store::registry::{CredentialSource, DockerConfig, RegistrySettings, SettingsFiles};
+use hoist_store::registry::{
+    Client, CredentialSource, DockerConfig, RegistrySettings, SettingsFiles,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Globals {
@@ -39,7 +41,6 @@ impl Globals {
 
     /// Per-host registry settings: daemon.json, certs.d, hoist's config
     /// files, then `--insecure-registry`.
-    #[expect(dead_code, reason = "the registry verbs use it as they land")]
     pub fn registry_settings(&self) -> anyhow::Result<RegistrySettings> {
         let mut settings = RegistrySettings::load(&SettingsFiles::standard())
             .context("reading registry settings")?;
@@ -51,9 +52,14 @@ impl Globals {
 
     /// Registry credentials from Docker's config.json (`$DOCKER_CONFIG`
     /// or `~/.docker`), its credential helpers included.
-    #[expect(dead_code, reason = "the registry verbs use it as they land")]
     pub fn credentials(&self) -> anyhow::Result<Arc<dyn CredentialSource>> {
         Ok(Arc::new(DockerConfig::from_env()?))
+    }
+
+    /// A registry client with [`Globals::credentials`] and
+    /// [`Globals::registry_settings`].
+    pub fn registry_client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(self.credentials()?, self.registry_settings()?))
     }
 }
 

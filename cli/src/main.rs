@@ -12,6 +12,7 @@ mod progress;
 mod render;
 mod security;
 mod template;
+mod transfer;
 
 use std::ffi::OsStr;
 use std::io::ErrorKind;

@@ -38,6 +38,7 @@ pub mod reference;
 pub mod registry;
 mod session;
 pub mod snapshot;
+mod sources;
 mod store;
 pub mod tar_guard;
 

@@ -108,7 +108,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             for row in &rows {
                 let mut cells = vec![repository(row), tag(row)];
                 if args.digests {
-                    cells.push(row.image.digest().to_string());
+                    cells.push(repo_digest(&store, row));
                 }
                 cells.extend([
                     short_id(row.image.id(), args.no_trunc),
@@ -191,6 +191,24 @@ impl Filter {
     fn matches(&self, name: &Reference) -> bool {
         name.name() == self.name && self.tag.as_deref().is_none_or(|t| name.tag() == Some(t))
     }
+}
+
+/// The digest the row's repository knows the image by (recorded by pulls
+/// and pushes), else the manifest digest of a tagged image, else `<none>`.
+fn repo_digest(store: &hoist_store::Store, row: &Row<'_>) -> String {
+    let Some(name) = row.name else {
+        return "<none>".to_owned();
+    };
+    let full = name.name();
+    store
+        .repo_digests(row.image.digest())
+        .iter()
+        .find_map(|d| {
+            d.split_once('@')
+                .filter(|(repo, _)| *repo == full)
+                .map(|(_, digest)| digest.to_owned())
+        })
+        .unwrap_or_else(|| row.image.digest().to_string())
 }
 
 fn repository(row: &Row<'_>) -> String {

@@ -62,10 +62,17 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
 pub(crate) fn inspect(store: &Store, image: &Image) -> anyhow::Result<Value> {
     let names = store.names_of(image.digest())?;
     let repo_tags: Vec<String> = names.iter().map(Reference::familiar_string).collect();
-    let mut repo_digests: Vec<String> = names
-        .iter()
-        .map(|n| format!("{}@{}", n.familiar_name(), image.digest()))
-        .collect();
+    // What pulls and pushes recorded; an image that never met a registry
+    // shows its tags with its manifest digest.
+    let recorded = store.repo_digests(image.digest());
+    let mut repo_digests: Vec<String> = if recorded.is_empty() {
+        names
+            .iter()
+            .map(|n| format!("{}@{}", n.familiar_name(), image.digest()))
+            .collect()
+    } else {
+        recorded.iter().map(|d| familiar_repo_digest(d)).collect()
+    };
     repo_digests.dedup();
     let raw = image.config_json();
     let text = |key: &str| {
@@ -147,4 +154,16 @@ fn history_comment(raw: &Value) -> Value {
         .and_then(|h| h.get("comment"))
         .cloned()
         .unwrap_or(Value::String(String::new()))
+}
+
+/// `docker.io/library/busybox@sha256:...` as Docker shows it:
+/// `busybox@sha256:...`.
+fn familiar_repo_digest(full: &str) -> String {
+    match Reference::parse_normalized(full) {
+        Ok(reference) => match reference.digest() {
+            Some(digest) => format!("{}@{digest}", reference.familiar_name()),
+            None => full.to_owned(),
+        },
+        Err(_) => full.to_owned(),
+    }
 }

@@ -18,6 +18,8 @@ pub mod inspect;
 pub mod load;
 pub mod man;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod rmi;
 pub mod run;
 pub mod save;
@@ -44,6 +46,10 @@ pub enum Command {
     Save(save::Args),
     /// Load images from a tar archive
     Load(load::Args),
+    /// Download an image from a registry
+    Pull(pull::Args),
+    /// Upload an image to a registry
+    Push(push::Args),
     /// Import the contents from a tarball to create a filesystem image
     Import(import::Args),
     /// Remove unused data
@@ -76,6 +82,8 @@ pub fn run(command: Command, globals: &Globals) -> anyhow::Result<ExitCode> {
         Command::Rmi(args) => rmi::run(args, globals),
         Command::Save(args) => save::run(args, globals),
         Command::Load(args) => load::run(args, globals),
+        Command::Pull(args) => pull::run(args, globals),
+        Command::Push(args) => push::run(args, globals),
         Command::Import(args) => import::run(args, globals),
         Command::Prune(args) => prune::run(args, globals),
         Command::Fsck(args) => fsck::run(args, globals),

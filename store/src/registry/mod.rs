@@ -8,11 +8,29 @@
 //!   `Debug`, `Display`, errors or logs.
 //! - [`settings`]: per-host transport settings (plain HTTP, extra CAs,
 //!   mirrors), from hoist's config and `/etc/docker/daemon.json`.
+//! - [`client`]: connections per host, retries with backoff, redirects
+//!   followed without credentials; [`auth`]: challenges and the token flow.
+//! - [`manifest`]: media types, size limits, platform choice.
+//! - [`pull`] and [`push`]: the transfers, reported through
+//!   [`TransferProgress`].
 
+pub mod auth;
+pub mod client;
 pub mod credentials;
 pub mod docker_config;
+mod error;
+pub mod manifest;
+pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod settings;
 
+pub use client::{Client, RetryPolicy};
 pub use credentials::{Credential, CredentialError, CredentialSource, StaticCredentials};
 pub use docker_config::DockerConfig;
+pub use error::RegistryError;
+pub use manifest::Platform;
+pub use progress::{NoProgress, TransferProgress};
+pub use pull::{PullOptions, Pulled};
+pub use push::{PushOptions, Pushed};
 pub use settings::{HostSettings, RegistrySettings, SettingsError, SettingsFiles};

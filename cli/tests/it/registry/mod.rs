@@ -8,6 +8,7 @@ mod auth;
 #[allow(dead_code)]
 pub mod fault_proxy;
 mod http;
+mod pull_push;
 #[allow(dead_code)]
 pub mod token_server;
 

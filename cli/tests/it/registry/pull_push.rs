@@ -1,0 +1,367 @@
+//! hoist's own pull and push against a real registry, checked with skopeo
+//! (issue 7).
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::harness::{RegistryOptions, TestRegistry, skopeo};
+use crate::common::Hoist;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Pushes the store's `busybox:latest` to `host/repo` with skopeo; returns
+/// the manifest digest the registry names it by.
+fn skopeo_push(hoist: &Hoist, host: &str, repo: &str) -> String {
+    let dest = format!("docker://{host}/{repo}");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:busybox:latest", hoist.root().display()),
+        &dest,
+    ]);
+    remote_digest(&dest)
+}
+
+/// The digest of the manifest (or index) a registry holds for `dest`.
+fn remote_digest(dest: &str) -> String {
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", dest]);
+    format!("sha256:{}", sha256_hex(raw.as_bytes()))
+}
+
+fn remote_inspect(dest: &str) -> Value {
+    serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", dest])).unwrap()
+}
+
+fn assert_fsck_clean(hoist: &Hoist) {
+    let out = hoist.ok(&["fsck"]);
+    assert!(out.contains(" 0 problems"), "{out}");
+}
+
+#[test]
+fn r7_pull_round_trip_keeps_the_registry_digest() {
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    let digest = skopeo_push(&source, &registry.host(), "lib/busybox:1.36");
+    let reference = format!("{}/lib/busybox:1.36", registry.host());
+
+    let hoist = Hoist::new();
+    let out = hoist.ok(&["pull", &reference]);
+    let layer = remote_inspect(&format!("docker://{reference}"))["Layers"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let short = &layer["sha256:".len().."sha256:".len() + 12];
+    assert_eq!(
+        out,
+        format!(
+            "1.36: Pulling from lib/busybox\n{short}: Pulling fs layer\n{short}: Pull complete\n\
+             Digest: {digest}\nStatus: Downloaded newer image for {reference}\n{reference}\n"
+        )
+    );
+    assert_fsck_clean(&hoist);
+    // The manifest is stored byte for byte: same digest as the registry's.
+    let inspected = hoist.inspect(&reference);
+    assert_eq!(
+        inspected["RepoDigests"],
+        json!([format!("{}/lib/busybox@{digest}", registry.host())])
+    );
+    let images = hoist.ok(&["images", "--digests"]);
+    assert!(images.contains(&digest), "{images}");
+    hoist.assert_valid_for_other_tools(&reference);
+    assert_eq!(
+        hoist.exec(&reference, &["echo", "pulled"]),
+        "pulled\n",
+        "the pulled image runs"
+    );
+
+    // A second pull downloads nothing.
+    let again = hoist.ok(&["pull", &reference]);
+    assert!(
+        again.contains(&format!("{short}: Already exists")),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {reference}")),
+        "{again}"
+    );
+
+    // By digest: untagged but listed, and the same image.
+    let pinned = format!("{}/lib/busybox@{digest}", registry.host());
+    let quiet = Hoist::new().ok(&["pull", "-q", &pinned]);
+    assert_eq!(quiet, format!("{pinned}\n"));
+}
+
+#[test]
+fn r7_push_round_trip_and_a_no_op_re_push() {
+    let registry = TestRegistry::anonymous();
+    let hoist = Hoist::with_busybox();
+    let reference = format!("{}/app:v1", registry.host());
+    hoist.ok(&["tag", "busybox:latest", &reference]);
+    let out = hoist.ok(&["push", &reference]);
+    let remote = format!("docker://{reference}");
+    let digest = remote_digest(&remote);
+    let size = skopeo(&["inspect", "--raw", "--tls-verify=false", &remote]).len();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("The push refers to repository [{}/app]", registry.host())
+    );
+    assert!(lines[1].ends_with(": Pushed"), "{out}");
+    assert_eq!(lines[2], format!("v1: digest: {digest} size: {size}"));
+    assert_eq!(lines.len(), 3, "{out}");
+    // The registry holds exactly the local manifest.
+    assert_eq!(
+        hoist.inspect(&reference)["RepoDigests"],
+        json!([format!("{}/app@{digest}", registry.host())]),
+        "a push records the digest the registry names the image by"
+    );
+    let inspected = remote_inspect(&remote);
+    assert_eq!(inspected["Digest"], json!(digest));
+    assert_eq!(
+        inspected["Layers"].as_array().unwrap().len(),
+        1,
+        "{inspected}"
+    );
+    // Another tool can copy it out whole (every blob verified).
+    let layout = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:copy", layout.path().display()),
+    ]);
+
+    // Nothing changed: only HEADs, every layer already there, same digest.
+    let again = hoist.ok(&["push", &reference]);
+    let lines: Vec<&str> = again.lines().collect();
+    assert!(lines[1].ends_with(": Layer already exists"), "{again}");
+    assert_eq!(lines[2], format!("v1: digest: {digest} size: {size}"));
+}
+
+#[test]
+fn r7_pull_refuses_a_corrupt_blob_and_stores_nothing() {
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    skopeo_push(&source, &registry.host(), "bad:latest");
+    let reference = format!("{}/bad:latest", registry.host());
+    let layer = remote_inspect(&format!("docker://{reference}"))["Layers"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Same size, different bytes: only the digest can tell.
+    let data = registry.blob_data_path(&layer);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+
+    let hoist = Hoist::new();
+    let err = hoist.fails(&["pull", &reference]);
+    assert!(err.contains(&format!("blob {layer} is corrupt")), "{err}");
+    let hex = layer.strip_prefix("sha256:").unwrap();
+    assert!(
+        !hoist.root().join("blobs/sha256").join(hex).exists(),
+        "the corrupt layer must not be stored"
+    );
+    assert!(!hoist.ok(&["images"]).contains("bad"), "no image is tagged");
+    assert_fsck_clean(&hoist);
+}
+
+#[test]
+fn r7_cross_repository_mount_on_push() {
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    skopeo_push(&source, &registry.host(), "base/busybox:1");
+    let hoist = Hoist::new();
+    let pulled = format!("{}/base/busybox:1", registry.host());
+    hoist.ok(&["pull", "-q", &pulled]);
+    let target = format!("{}/team/app:1", registry.host());
+    hoist.ok(&["tag", &pulled, &target]);
+    let out = hoist.ok(&["push", &target]);
+    assert!(out.contains(": Mounted from base/busybox\n"), "{out}");
+    assert_eq!(
+        remote_digest(&format!("docker://{target}")),
+        remote_digest(&format!("docker://{pulled}"))
+    );
+}
+
+#[test]
+fn r7_basic_auth_from_docker_config() {
+    let registry = TestRegistry::start(RegistryOptions::htpasswd("alice", "s3cret-pw"));
+    let hoist = Hoist::with_busybox();
+    let reference = format!("{}/private/app:1", registry.host());
+    hoist.ok(&["tag", "busybox:latest", &reference]);
+    let empty = tempfile::tempdir().unwrap();
+    let run = |config: &Path, args: &[&str]| {
+        hoist
+            .command(args)
+            .env("DOCKER_CONFIG", config)
+            .output()
+            .unwrap()
+    };
+    let refused = run(empty.path(), &["push", &reference]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("unauthorized"), "{stderr}");
+
+    let config = tempfile::tempdir().unwrap();
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pw");
+    std::fs::write(
+        config.path().join("config.json"),
+        json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let pushed = run(config.path(), &["push", &reference]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&pushed.stdout),
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(pushed.status.success(), "{all}");
+    assert!(!all.contains("s3cret"), "the password never shows: {all}");
+
+    let puller = Hoist::new();
+    let pulled = puller
+        .command(&["pull", &reference])
+        .env("DOCKER_CONFIG", config.path())
+        .output()
+        .unwrap();
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert_fsck_clean(&puller);
+}
+
+/// Writes an OCI layout holding an index over the busybox image of
+/// `hoist` for amd64 and arm64/v8 (same layer, different configs) and
+/// copies it to `dest` with skopeo. Returns the index digest.
+fn push_multi_arch(hoist: &Hoist, dest: &str) -> String {
+    let root = hoist.root();
+    let blob = |digest: &str| std::fs::read(root.join("blobs/sha256").join(&digest[7..])).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "busybox:latest")
+        .unwrap()
+        .clone();
+    let manifest: Value = serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+    let config: Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    let blobs = layout.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    for layer in manifest["layers"].as_array().unwrap() {
+        put(&blob(layer["digest"].as_str().unwrap()));
+    }
+    let mut entries = Vec::new();
+    for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
+        let mut config = config.clone();
+        config["architecture"] = json!(arch);
+        if let Some(variant) = variant {
+            config["variant"] = json!(variant);
+        }
+        let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+        let mut manifest = manifest.clone();
+        manifest["config"]["digest"] = json!(config_digest);
+        manifest["config"]["size"] = json!(config_size);
+        let (digest, size) = put(&serde_json::to_vec(&manifest).unwrap());
+        let mut platform = json!({"os": "linux", "architecture": arch});
+        if let Some(variant) = variant {
+            platform["variant"] = json!(variant);
+        }
+        entries.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size, "platform": platform,
+        }));
+    }
+    let nested = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let (index_digest, index_size) = put(&serde_json::to_vec(&nested).unwrap());
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let top = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest, "size": index_size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    std::fs::write(layout.path().join("index.json"), top.to_string()).unwrap();
+    skopeo(&[
+        "copy",
+        "--multi-arch=all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.path().display()),
+        dest,
+    ]);
+    index_digest
+}
+
+#[test]
+fn r7_pull_multi_arch_index() {
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    let reference = format!("{}/multi/busybox:latest", registry.host());
+    let remote = format!("docker://{reference}");
+    push_multi_arch(&source, &remote);
+    let index_digest = remote_digest(&remote);
+
+    // The host's platform by default (the tests run on amd64 or arm64).
+    let hoist = Hoist::new();
+    let out = hoist.ok(&["pull", &reference]);
+    assert!(out.contains(&format!("Digest: {index_digest}\n")), "{out}");
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no image for this test on {other}"),
+    };
+    assert_eq!(hoist.inspect(&reference)["Architecture"], json!(host_arch));
+    assert_eq!(
+        hoist.inspect(&reference)["RepoDigests"],
+        json!([format!("{}/multi/busybox@{index_digest}", registry.host())]),
+        "RepoDigests name the index, as Docker's do"
+    );
+    assert_fsck_clean(&hoist);
+
+    // Variants: arm64 is arm64/v8.
+    for platform in ["linux/arm64", "linux/arm64/v8"] {
+        let other = Hoist::new();
+        other.ok(&["pull", "-q", "--platform", platform, &reference]);
+        let inspected = other.inspect(&reference);
+        assert_eq!(inspected["Architecture"], json!("arm64"), "{platform}");
+        assert_eq!(inspected["Variant"], json!("v8"), "{platform}");
+    }
+
+    let none = Hoist::new();
+    let err = none.fails(&["pull", "--platform", "linux/s390x", &reference]);
+    assert!(
+        err.contains(
+            "no matching manifest for linux/s390x in the manifest list entries \
+             (available: linux/amd64, linux/arm64/v8)"
+        ),
+        "{err}"
+    );
+    assert!(!none.ok(&["images"]).contains("multi"));
+}

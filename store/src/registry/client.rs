@@ -1,0 +1,548 @@
+//! The HTTP side: one connection pool per registry host, authentication
+//! ([`super::auth`]), retries with backoff, and redirects followed by hand
+//! so that credentials never leave their host.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::header::{HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+
+use crate::registry::auth::{Challenge, TokenCache, TokenResponse, parse_challenge};
+use crate::registry::error::{error_detail, redact_url};
+use crate::registry::{Credential, CredentialSource, RegistryError, RegistrySettings};
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// How often and how patiently to retry 5xx, 408, 429 and broken
+/// connections.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// The first backoff; it doubles with each retry.
+    pub base_delay: Duration,
+    /// No wait is longer than this, `Retry-After` included.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        self.base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay)
+    }
+}
+
+/// A registry client: credentials, per-host settings, connection pools and
+/// tokens. Share one per command (`&Client` is enough in every thread).
+pub struct Client {
+    credentials: Arc<dyn CredentialSource>,
+    settings: RegistrySettings,
+    retry: RetryPolicy,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+}
+
+/// One registry endpoint (a registry host, or one of its mirrors).
+pub(crate) struct Host {
+    /// The name credentials are looked up by (`docker.io`, `127.0.0.1:5000`).
+    pub name: String,
+    /// `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
+    pub base: String,
+    http: reqwest::blocking::Client,
+    challenge: Mutex<Option<Challenge>>,
+    tokens: TokenCache,
+}
+
+impl Host {
+    pub(crate) fn http_client(&self) -> reqwest::blocking::Client {
+        self.http.clone()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(credentials: Arc<dyn CredentialSource>, settings: RegistrySettings) -> Client {
+        Client {
+            credentials,
+            settings,
+            retry: RetryPolicy::default(),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    pub(crate) fn settings(&self) -> &RegistrySettings {
+        &self.settings
+    }
+
+    /// The endpoint of registry `domain` (as references name it),
+    /// connected and pinged on first use.
+    pub(crate) fn host(&self, domain: &str) -> Result<Arc<Host>> {
+        let api = if domain == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            domain
+        };
+        self.endpoint(domain, None, api)
+    }
+
+    /// A mirror endpoint (`https://mirror.example`, `http://127.0.0.1:5001/`).
+    pub(crate) fn mirror(&self, url: &str) -> Result<Arc<Host>> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|err| RegistryError::invalid(format!("mirror {url}"), err))?;
+        let Some(name) = parsed.host_str() else {
+            return Err(RegistryError::invalid(format!("mirror {url}"), "no host"));
+        };
+        let name = match parsed.port() {
+            Some(port) => format!("{name}:{port}"),
+            None => name.to_owned(),
+        };
+        let base = url.trim_end_matches('/').to_owned();
+        self.endpoint(&name, Some(base), &name)
+    }
+
+    fn endpoint(&self, name: &str, base: Option<String>, api: &str) -> Result<Arc<Host>> {
+        let key = base.clone().unwrap_or_else(|| name.to_owned());
+        if let Some(host) = self.lock_hosts().get(&key) {
+            return Ok(host.clone());
+        }
+        let settings = self.settings.for_host(name);
+        let mut builder = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(None)
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(settings.insecure);
+        for path in &settings.ca_certificates {
+            let pem = std::fs::read(path)
+                .map_err(|err| RegistryError::invalid(path.display().to_string(), err))?;
+            let certificate = reqwest::Certificate::from_pem(&pem)
+                .map_err(|err| RegistryError::invalid(path.display().to_string(), err))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
+            .build()
+            .map_err(|err| RegistryError::transport(api, &err))?;
+        let host = match base {
+            Some(base) => self.ping(name, base, http, false)?,
+            // Docker's order for an insecure registry: HTTPS (any
+            // certificate) first, then plain HTTP.
+            None if settings.insecure => {
+                match self.ping(name, format!("https://{api}"), http.clone(), true) {
+                    Ok(host) => host,
+                    Err(_) => self.ping(name, format!("http://{api}"), http, false)?,
+                }
+            }
+            None => self.ping(name, format!("https://{api}"), http, false)?,
+        };
+        let host = Arc::new(host);
+        self.lock_hosts().insert(key, host.clone());
+        Ok(host)
+    }
+
+    fn lock_hosts(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Host>>> {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `GET /v2/`: learns how the registry wants to be authenticated.
+    fn ping(
+        &self,
+        name: &str,
+        base: String,
+        http: reqwest::blocking::Client,
+        probe: bool,
+    ) -> Result<Host> {
+        let url = format!("{base}/v2/");
+        let response = if probe {
+            // Probing HTTPS on an insecure host: no retries.
+            http.get(&url)
+                .send()
+                .map_err(|err| RegistryError::transport(&url, &err))?
+        } else {
+            self.send_retrying(&http, &|| Ok(http.get(&url)))?
+        };
+        let challenge = match response.status() {
+            StatusCode::UNAUTHORIZED => {
+                header_str(response.headers().get(WWW_AUTHENTICATE)).and_then(parse_challenge)
+            }
+            status if status.is_success() => None,
+            // Some registries answer /v2/ with 404 yet serve the API.
+            StatusCode::NOT_FOUND => None,
+            status => {
+                return Err(RegistryError::Status {
+                    url,
+                    status: status.as_u16(),
+                    detail: String::new(),
+                });
+            }
+        };
+        Ok(Host {
+            name: name.to_owned(),
+            base,
+            http,
+            challenge: Mutex::new(challenge),
+            tokens: TokenCache::default(),
+        })
+    }
+
+    /// Sends a request to `host` with authorization for `scopes`, retrying
+    /// as the policy says. A 401 gets one fresh token and another try
+    /// (tokens can expire mid-transfer). `make` builds the request anew
+    /// each time (it reopens bodies). Statuses other than 401 and the
+    /// retried ones are the caller's to interpret.
+    pub(crate) fn request(
+        &self,
+        host: &Host,
+        scopes: &[String],
+        make: &dyn Fn(&reqwest::blocking::Client, &str) -> Result<RequestBuilder>,
+    ) -> Result<Response> {
+        let mut refreshed = false;
+        loop {
+            let auth = self.authorization(host, scopes)?;
+            let response = self.send_retrying(&host.http, &|| {
+                let builder = make(&host.http, &host.base)?;
+                Ok(match &auth {
+                    Some(Auth::Basic(user, password)) => builder.basic_auth(user, Some(password)),
+                    Some(Auth::Bearer(token)) => builder.bearer_auth(token),
+                    None => builder,
+                })
+            })?;
+            if response.status() != StatusCode::UNAUTHORIZED || refreshed {
+                return Ok(response);
+            }
+            refreshed = true;
+            host.tokens.invalidate(scopes);
+            let challenge =
+                header_str(response.headers().get(WWW_AUTHENTICATE)).and_then(parse_challenge);
+            let mut current = host.challenge.lock().unwrap_or_else(|p| p.into_inner());
+            match challenge {
+                Some(challenge) => *current = Some(challenge),
+                None if current.is_none() => return Ok(response),
+                None => {}
+            }
+        }
+    }
+
+    /// A GET that follows redirects by hand: with authorization on the
+    /// registry's own origin, without it anywhere else (blob storage).
+    pub(crate) fn get_following(
+        &self,
+        host: &Host,
+        scopes: &[String],
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Response> {
+        let with_headers = |mut builder: RequestBuilder| {
+            for (name, value) in headers {
+                builder = builder.header(*name, value);
+            }
+            builder
+        };
+        let mut target = url.to_owned();
+        for _ in 0..10 {
+            let same_origin = origin(&target) == origin(&host.base);
+            let response = if same_origin {
+                self.request(host, scopes, &|http, _| Ok(with_headers(http.get(&target))))?
+            } else {
+                self.send_retrying(&host.http, &|| Ok(with_headers(host.http.get(&target))))?
+            };
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let location = header_str(response.headers().get(LOCATION)).ok_or_else(|| {
+                RegistryError::invalid(redact_url(&target), "a redirect without a location")
+            })?;
+            target = response
+                .url()
+                .join(location)
+                .map_err(|err| RegistryError::invalid(redact_url(&target), err))?
+                .to_string();
+        }
+        Err(RegistryError::invalid(
+            redact_url(url),
+            "too many redirects",
+        ))
+    }
+
+    /// Sends with retries on transport errors, 5xx, 408 and 429
+    /// (`Retry-After` honoured). The last response is returned whatever its
+    /// status.
+    pub(crate) fn send_retrying(
+        &self,
+        http: &reqwest::blocking::Client,
+        make: &dyn Fn() -> Result<RequestBuilder>,
+    ) -> Result<Response> {
+        let mut attempt = 0;
+        loop {
+            let request = make()?
+                .build()
+                .map_err(|err| RegistryError::transport("request", &err))?;
+            let url = request.url().to_string();
+            let last = attempt + 1 >= self.retry.attempts;
+            match http.execute(request) {
+                Ok(response) => {
+                    let status = response.status();
+                    let retryable = status.is_server_error()
+                        || status == StatusCode::REQUEST_TIMEOUT
+                        || status == StatusCode::TOO_MANY_REQUESTS;
+                    if !retryable || last || status == StatusCode::NOT_IMPLEMENTED {
+                        return Ok(response);
+                    }
+                    let wait = retry_after(&response)
+                        .unwrap_or_else(|| self.retry.backoff(attempt))
+                        .min(self.retry.max_delay);
+                    drop(response);
+                    std::thread::sleep(wait);
+                }
+                Err(err) if !last && !err.is_builder() && !err.is_redirect() => {
+                    std::thread::sleep(self.retry.backoff(attempt));
+                }
+                Err(err) => return Err(RegistryError::transport(&url, &err)),
+            }
+            attempt += 1;
+        }
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    fn authorization(&self, host: &Host, scopes: &[String]) -> Result<Option<Auth>> {
+        let challenge = host
+            .challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials.credential_for(&host.name)?.map(
+                |credential| match credential {
+                    Credential::Basic { username, password } => Auth::Basic(username, password),
+                    Credential::IdentityToken { username, token } => Auth::Basic(username, token),
+                },
+            )),
+            Some(Challenge::Bearer { realm, service }) => {
+                if let Some(token) = host.tokens.get(scopes, Instant::now()) {
+                    return Ok(Some(Auth::Bearer(token.value)));
+                }
+                let token = self.fetch_token(host, &realm, service.as_deref(), scopes)?;
+                Ok(Some(Auth::Bearer(token)))
+            }
+        }
+    }
+
+    /// The token flow: the OAuth2 POST for an identity token (falling back
+    /// to the GET where the server has no POST endpoint, as BuildKit does),
+    /// else the GET, with Basic credentials when there are some.
+    fn fetch_token(
+        &self,
+        host: &Host,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<String> {
+        let credential = self.credentials.credential_for(&host.name)?;
+        let now = Instant::now();
+        let get = |basic: Option<(&str, &str)>| {
+            self.send_retrying(&host.http, &|| {
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                if let Some(service) = service {
+                    query.push(("service", service));
+                }
+                for scope in scopes {
+                    query.push(("scope", scope));
+                }
+                let builder = host.http.get(realm).query(&query);
+                Ok(match basic {
+                    Some((user, password)) => builder.basic_auth(user, Some(password)),
+                    None => builder,
+                })
+            })
+        };
+        let response = match &credential {
+            Some(Credential::IdentityToken { username, token }) => {
+                let scope = scopes.join(" ");
+                let response = self.send_retrying(&host.http, &|| {
+                    let mut form = vec![
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", token.as_str()),
+                        ("client_id", "hoist"),
+                        ("scope", scope.as_str()),
+                    ];
+                    if let Some(service) = service {
+                        form.push(("service", service));
+                    }
+                    Ok(host.http.post(realm).form(&form))
+                })?;
+                match response.status().as_u16() {
+                    400 | 401 | 404 | 405 => get(Some((username, token)))?,
+                    _ => response,
+                }
+            }
+            Some(Credential::Basic { username, password }) => get(Some((username, password)))?,
+            None => get(None)?,
+        };
+        let what = || format!("{} token from {}", host.name, redact_url(realm));
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let detail = error_detail(&read_limited(response, 64 << 10, &what())?);
+            return Err(match status {
+                401 => RegistryError::Unauthorized {
+                    what: what(),
+                    detail,
+                },
+                403 => RegistryError::Denied {
+                    what: what(),
+                    detail,
+                },
+                _ => RegistryError::Status {
+                    url: redact_url(realm),
+                    status,
+                    detail,
+                },
+            });
+        }
+        let body = read_limited(response, 1 << 20, &what())?;
+        let token = serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(|t| t.into_token(now))
+            .ok_or_else(|| RegistryError::invalid(what(), "the response has no token"))?;
+        host.tokens.put(scopes, token.clone());
+        Ok(token.value)
+    }
+}
+
+enum Auth {
+    Basic(String, String),
+    Bearer(String),
+}
+
+fn header_str(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok())
+}
+
+/// `Retry-After` in seconds (the HTTP-date form falls back to backoff).
+fn retry_after(response: &Response) -> Option<Duration> {
+    header_str(response.headers().get(RETRY_AFTER))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// `scheme://host:port` of a URL, for same-origin checks.
+pub(crate) fn origin(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    Some(format!(
+        "{}://{}:{}",
+        parsed.scheme(),
+        parsed.host_str()?,
+        parsed.port_or_known_default()?
+    ))
+}
+
+/// Reads a response body of at most `limit` bytes, refusing bigger ones
+/// without reading them.
+pub(crate) fn read_limited(response: Response, limit: u64, what: &str) -> Result<Vec<u8>> {
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(RegistryError::TooLarge {
+            what: what.to_owned(),
+            limit,
+        });
+    }
+    let url = response.url().to_string();
+    let mut bytes = Vec::new();
+    response
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| RegistryError::Transport {
+            url: redact_url(&url),
+            reason: err.to_string(),
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(RegistryError::TooLarge {
+            what: what.to_owned(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Turns an unexpected response into an error naming `what`.
+pub(crate) fn status_error(response: Response, what: &str) -> RegistryError {
+    let status = response.status().as_u16();
+    let url = redact_url(response.url().as_str());
+    let detail = read_limited(response, 64 << 10, what)
+        .map(|body| error_detail(&body))
+        .unwrap_or_default();
+    match status {
+        401 => RegistryError::Unauthorized {
+            what: what.to_owned(),
+            detail,
+        },
+        403 => RegistryError::Denied {
+            what: what.to_owned(),
+            detail,
+        },
+        _ => RegistryError::Status {
+            url,
+            status,
+            detail,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        for (a, b, same) in [
+            ("http://127.0.0.1:5000/v2/", "http://127.0.0.1:5000", true),
+            ("https://reg.example/v2/x", "https://reg.example:443", true),
+            (
+                "https://s3.example/blob?sig=1",
+                "https://reg.example",
+                false,
+            ),
+            ("http://reg.example/v2/", "https://reg.example", false),
+            ("http://127.0.0.1:5001/v2/", "http://127.0.0.1:5000", false),
+        ] {
+            assert_eq!(origin(a) == origin(b), same, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+        };
+        let waits: Vec<u128> = (0..5).map(|a| policy.backoff(a).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500]);
+    }
+}

@@ -1,0 +1,95 @@
+//! Where content came from: the repository digests of pulled and pushed
+//! images (`RepoDigests`, `hoist images --digests`) and the repositories
+//! each blob is known to exist in (for cross-repository mounts on push).
+//!
+//! One small JSON file per digest in `hoist/sources/<hex>.json`, edited
+//! under the exclusive lock and replaced atomically. These are hints: a
+//! missing or stale file only costs a mount or a digest in a listing.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::store::Store;
+use crate::{Result, StoreError};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Sources {
+    /// `docker.io/library/busybox@sha256:...`: how the registry names the
+    /// image (for a multi-platform pull, the index digest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    repo_digests: Vec<String>,
+    /// Full repository names (`127.0.0.1:5000/lib/busybox`) that hold the
+    /// blob.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    repositories: Vec<String>,
+}
+
+impl Store {
+    /// Records that the image with manifest `digest` is `repo_digest`
+    /// (`name@sha256:...`) in a registry; the newest record comes first.
+    pub fn add_repo_digest(&self, digest: &Digest, repo_digest: &str) -> Result<()> {
+        self.edit_sources(digest, |sources| {
+            let repository = repo_digest.split('@').next().unwrap_or(repo_digest);
+            // One digest per repository, as Docker keeps it.
+            sources
+                .repo_digests
+                .retain(|d| d.split('@').next() != Some(repository));
+            sources.repo_digests.insert(0, repo_digest.to_owned());
+        })
+    }
+
+    /// The recorded repository digests of the image with manifest `digest`.
+    pub fn repo_digests(&self, digest: &Digest) -> Vec<String> {
+        self.read_sources(digest).repo_digests
+    }
+
+    /// Records that `repository` (a full name) holds the blob `digest`.
+    pub fn add_blob_sources(&self, digests: &[Digest], repository: &str) -> Result<()> {
+        for digest in digests {
+            self.edit_sources(digest, |sources| {
+                if !sources.repositories.iter().any(|r| r == repository) {
+                    sources.repositories.push(repository.to_owned());
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The repositories known to hold the blob `digest`.
+    pub fn blob_sources(&self, digest: &Digest) -> Vec<String> {
+        self.read_sources(digest).repositories
+    }
+
+    fn sources_path(&self, digest: &Digest) -> Result<PathBuf> {
+        let digest = crate::digest::parse_digest(digest.as_ref())?;
+        Ok(self
+            .root()
+            .join("hoist/sources")
+            .join(format!("{}.json", digest.digest())))
+    }
+
+    fn read_sources(&self, digest: &Digest) -> Sources {
+        self.sources_path(digest)
+            .ok()
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    fn edit_sources(&self, digest: &Digest, edit: impl FnOnce(&mut Sources)) -> Result<()> {
+        let path = self.sources_path(digest)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
+        }
+        let _guard = self.lock_exclusive()?;
+        let mut sources = self.read_sources(digest);
+        edit(&mut sources);
+        let bytes = serde_json::to_vec(&sources).map_err(|source| StoreError::Json {
+            what: format!("sources of {digest}"),
+            source,
+        })?;
+        self.write_atomic(&path, &bytes)
+    }
+}
