@@ -9,7 +9,8 @@ use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 
-use crate::digest::{Digest, parse_digest};
+use crate::compress::Compression;
+use crate::digest::{Digest, parse_digest, sha256_bytes};
 use crate::image::Image;
 use crate::reference::Reference;
 use crate::registry::auth::repository_scope;
@@ -28,13 +29,19 @@ pub const DEFAULT_CONCURRENT_UPLOADS: usize = 5;
 /// How to push.
 pub struct PushOptions<'a> {
     pub max_concurrent_uploads: usize,
+    /// What uncompressed layers become on the way out (once per layer:
+    /// [`Store::compressed_layer`] remembers the result); `None` pushes
+    /// the blobs as stored. Compressed layers are pushed as they are.
+    pub compression: Option<Compression>,
     pub progress: &'a dyn TransferProgress,
 }
 
 impl<'a> PushOptions<'a> {
+    /// Gzip for uncompressed layers, [`DEFAULT_CONCURRENT_UPLOADS`].
     pub fn new(progress: &'a dyn TransferProgress) -> Self {
         PushOptions {
             max_concurrent_uploads: DEFAULT_CONCURRENT_UPLOADS,
+            compression: Some(Compression::default()),
             progress,
         }
     }
@@ -71,6 +78,10 @@ impl Client {
                 "push needs a tag, not a digest",
             ));
         };
+        // Compress first (layers in parallel, each on every core), so the
+        // manifest and the mount sources are known before any upload.
+        let (layers, manifest_bytes) = self.outgoing_layers(store, image, options.compression)?;
+        let manifest_digest = sha256_bytes(&manifest_bytes);
         let host = self.host(reference.domain())?;
         let name = reference.name();
         // Repositories of the same registry the blobs are known in: one
@@ -84,9 +95,12 @@ impl Client {
                 .filter_map(|repo| repo.strip_prefix(&prefix).map(str::to_owned))
                 .collect()
         };
+        let config = image.manifest().config();
+        let mut blobs: Vec<&Descriptor> = layers.iter().collect();
+        blobs.push(config);
         let mut scopes = vec![repository_scope(reference.path(), "pull,push")];
-        for blob in &image.blobs()[1..] {
-            for source in mounts_of(blob) {
+        for blob in &blobs {
+            for source in mounts_of(blob.digest()) {
                 let scope = repository_scope(&source, "pull");
                 if !scopes.contains(&scope) {
                     scopes.push(scope);
@@ -98,7 +112,6 @@ impl Client {
             reference: &reference,
             scopes,
         };
-        let layers = image.manifest().layers().clone();
         options.progress.resolved(&layers);
         for_each_parallel(&layers, options.max_concurrent_uploads.max(1), |layer| {
             self.push_blob(
@@ -109,12 +122,50 @@ impl Client {
                 Some(options.progress),
             )
         })?;
-        let config = image.manifest().config();
         self.push_blob(store, &target, config, &mounts_of(config.digest()), None)?;
-        let pushed = self.push_manifest(store, &target, image, &tag)?;
+        let pushed = self.push_manifest(&target, &manifest_bytes, &manifest_digest, &tag)?;
         store.add_repo_digest(image.digest(), &format!("{name}@{}", pushed.digest))?;
-        store.add_blob_sources(&image.blobs()[1..], &name)?;
+        let digests: Vec<Digest> = blobs.iter().map(|b| b.digest().clone()).collect();
+        store.add_blob_sources(&digests, &name)?;
         Ok(pushed)
+    }
+
+    /// The layers as the registry gets them and the manifest naming them:
+    /// the stored manifest byte for byte when no layer changes.
+    fn outgoing_layers(
+        &self,
+        store: &Store,
+        image: &Image,
+        compression: Option<Compression>,
+    ) -> Result<(Vec<Descriptor>, Vec<u8>)> {
+        use rayon::prelude::*;
+        let stored = store.read_blob_bytes(image.digest())?;
+        let Some(compression) = compression else {
+            return Ok((image.manifest().layers().clone(), stored));
+        };
+        let layers = image
+            .layers()
+            .par_iter()
+            .map(|layer| {
+                let kind = Compression::of_media_type(layer.descriptor.media_type());
+                if kind == Some("uncompressed") {
+                    store.compressed_layer(&layer.descriptor, &layer.diff_id, compression)
+                } else {
+                    Ok(layer.descriptor.clone())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if layers == *image.manifest().layers() {
+            return Ok((layers, stored));
+        }
+        let what = format!("manifest {}", image.digest());
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&stored).map_err(|err| RegistryError::invalid(&what, err))?;
+        manifest["layers"] =
+            serde_json::to_value(&layers).map_err(|err| RegistryError::invalid(&what, err))?;
+        let bytes =
+            serde_json::to_vec(&manifest).map_err(|err| RegistryError::invalid(&what, err))?;
+        Ok((layers, bytes))
     }
 
     fn push_blob(
@@ -252,17 +303,16 @@ impl Client {
 
     fn push_manifest(
         &self,
-        store: &Store,
         target: &Target<'_>,
-        image: &Image,
+        bytes: &[u8],
+        digest: &Digest,
         tag: &str,
     ) -> Result<Pushed> {
         let host = target.host;
         let path = target.reference.path();
         let what = target.reference.familiar_string();
-        let bytes = store.read_blob_bytes(image.digest())?;
         let size = bytes.len() as u64;
-        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        let media_type = serde_json::from_slice::<serde_json::Value>(bytes)
             .ok()
             .and_then(|v| {
                 v.get("mediaType")
@@ -281,10 +331,10 @@ impl Client {
                 .get("Docker-Content-Digest")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_digest(v).ok())
-                .is_some_and(|d| d == *image.digest())
+                .is_some_and(|d| d == *digest)
         {
             return Ok(Pushed {
-                digest: image.digest().clone(),
+                digest: digest.clone(),
                 size,
             });
         }
@@ -292,7 +342,7 @@ impl Client {
             Ok(http
                 .put(&url)
                 .header(CONTENT_TYPE, media_type.as_str())
-                .body(bytes.clone()))
+                .body(bytes.to_vec()))
         })?;
         if !response.status().is_success() {
             return Err(status_error(response, &what));
@@ -302,18 +352,15 @@ impl Client {
             .get("Docker-Content-Digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_digest(v).ok())
-            && claimed != *image.digest()
+            && claimed != *digest
         {
             return Err(RegistryError::invalid(
                 &what,
-                format!(
-                    "the registry stored the manifest as {claimed}, expected {}",
-                    image.digest()
-                ),
+                format!("the registry stored the manifest as {claimed}, expected {digest}"),
             ));
         }
         Ok(Pushed {
-            digest: image.digest().clone(),
+            digest: digest.clone(),
             size,
         })
     }

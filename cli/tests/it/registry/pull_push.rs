@@ -121,6 +121,19 @@ fn r7_push_round_trip_and_a_no_op_re_push() {
     );
     let inspected = remote_inspect(&remote);
     assert_eq!(inspected["Digest"], json!(digest));
+    // The store may keep layers uncompressed; the registry gets gzip.
+    let raw: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &remote,
+    ]))
+    .unwrap();
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        json!("application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{raw}"
+    );
     assert_eq!(
         inspected["Layers"].as_array().unwrap().len(),
         1,
