@@ -24,6 +24,11 @@ pub struct ImportOptions {
     pub source: String,
     /// Gzip level of the stored layer.
     pub gzip_level: u32,
+    /// The image's `config` (`docker import --change` sets it).
+    pub config: crate::image_config::RuntimeConfig,
+    /// The history comment (`docker import --message`); by default
+    /// `Imported from SOURCE`.
+    pub message: Option<String>,
 }
 
 impl Default for ImportOptions {
@@ -34,6 +39,8 @@ impl Default for ImportOptions {
             created: None,
             source: "-".into(),
             gzip_level: 2,
+            config: crate::image_config::RuntimeConfig::default(),
+            message: None,
         }
     }
 }
@@ -80,12 +87,12 @@ pub fn import(
         "architecture": opts.architecture,
         "os": opts.os,
         "created": created,
-        "config": {},
+        "config": opts.config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
         "history": [{
             "created": created,
             "created_by": "hoist import",
-            "comment": format!("Imported from {}", opts.source),
+            "comment": opts.message.clone().unwrap_or_else(|| format!("Imported from {}", opts.source)),
         }],
     });
     let layer = Descriptor::new(MediaType::ImageLayerGzip, size, digest);

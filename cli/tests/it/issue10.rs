@@ -437,3 +437,46 @@ fn r10_version_and_info() {
         "1 false\n"
     );
 }
+
+/// `hoist import -c ... -m ...`, as `docker import` takes them; a bad
+/// change stores nothing.
+#[test]
+fn r10_import_change_and_message() {
+    let hoist = Hoist::new();
+    let tar = crate::common::busybox_tar().to_str().unwrap().to_owned();
+    hoist.ok(&[
+        "import",
+        "-c",
+        "ENV PATH=/usr/local/bin:/bin",
+        "--change",
+        "CMD [\"sh\", \"-c\", \"echo $PATH\"]",
+        "-c",
+        "WORKDIR /srv",
+        "-m",
+        "base from busybox",
+        &tar,
+        "changed:test",
+    ]);
+    let image = hoist.inspect("changed:test");
+    assert_eq!(
+        image["Config"]["Env"],
+        serde_json::json!(["PATH=/usr/local/bin:/bin"])
+    );
+    assert_eq!(
+        image["Config"]["Cmd"],
+        serde_json::json!(["sh", "-c", "echo $PATH"])
+    );
+    assert_eq!(image["Config"]["WorkingDir"], "/srv");
+    let history = hoist.ok(&["history", "--format", "json", "changed:test"]);
+    assert!(history.contains("base from busybox"), "{history}");
+    assert_eq!(
+        hoist.exec("changed:test", &[]),
+        "/usr/local/bin:/bin\n",
+        "CMD and ENV from --change apply to hoist run"
+    );
+
+    let err = hoist.fails(&["import", "-c", "RUN echo hi", &tar, "bad:test"]);
+    assert!(err.contains("RUN is not a valid change command"), "{err}");
+    let err = hoist.fails(&["inspect", "bad:test"]);
+    assert!(err.contains("No such image"), "{err}");
+}
