@@ -40,6 +40,8 @@ pub struct BuildRequest {
     pub network: Network,
     /// Build every step; reuse nothing from the cache.
     pub no_cache: bool,
+    /// `--secret` and `--ssh`.
+    pub secrets: crate::secrets::BuildSecrets,
     /// `--no-cache-filter`: stages (by name or index) built without the
     /// cache.
     pub no_cache_filter: Vec<String>,

@@ -15,6 +15,7 @@ pub mod layer;
 pub mod progress;
 pub mod rootfs;
 mod run_step;
+pub mod secrets;
 mod stage;
 pub mod user;
 

@@ -66,6 +66,15 @@ impl StageBuilder<'_> {
         let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint, Some(&mut env))?;
         let mut guards = Vec::new();
         let mut mounts = self.run_mounts(run, &scratch, &mut guards)?;
+        let secrets = crate::secrets::RunSecrets::prepare(
+            &run.mounts,
+            &self.workdir_path(),
+            &self.scope.request.secrets,
+        )?;
+        mounts.extend(secrets.mounts.iter().cloned());
+        for (name, value) in &secrets.env {
+            set_env(&mut env, name, value);
+        }
         if let Some((name, body)) = script {
             mounts.push(script_mount(&scratch, &name, &body)?);
         }
@@ -93,6 +102,7 @@ impl StageBuilder<'_> {
         let mut io = StepIo::new(self.scope.builder.progress, step.id);
         let status = self.scope.builder.sandbox.run(&spec, &mut io)?;
         drop(guards);
+        drop(secrets);
         if !status.success() {
             let code = status
                 .code()
@@ -179,6 +189,10 @@ impl StageBuilder<'_> {
     ) -> Result<Vec<Mount>, StepError> {
         let mut mounts = Vec::new();
         for mount in &run.mounts {
+            if matches!(mount.kind, MountType::Secret | MountType::Ssh) {
+                // Staged by `RunSecrets`.
+                continue;
+            }
             let target = mount_target(mount, &self.workdir_path())?;
             let kind = match mount.kind {
                 MountType::Tmpfs => MountKind::Tmpfs {
@@ -224,12 +238,7 @@ impl StageBuilder<'_> {
                         read_only: true,
                     }
                 }
-                MountType::Secret | MountType::Ssh => {
-                    return Err(StepError::Invalid(format!(
-                        "RUN --mount=type={} is not supported yet",
-                        mount.kind.as_str()
-                    )));
-                }
+                MountType::Secret | MountType::Ssh => continue,
             };
             mounts.push(Mount { target, kind });
         }

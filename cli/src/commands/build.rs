@@ -45,6 +45,13 @@ pub struct Args {
     /// Do not use the cache when building the image
     #[arg(long)]
     no_cache: bool,
+    /// Secret to expose to the build (`id=ID,src=FILE` or `id=ID,env=VAR`)
+    #[arg(long = "secret", value_name = "SPEC")]
+    secrets: Vec<String>,
+    /// SSH agent socket to expose to the build (`default`,
+    /// `default=SOCKET`, `ID=SOCKET`)
+    #[arg(long = "ssh", value_name = "SPEC")]
+    ssh: Vec<String>,
     /// Do not cache the specified stages
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
@@ -139,6 +146,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         no_cache: args.no_cache,
         explain: args.explain,
         no_cache_filter: args.no_cache_filter.clone(),
+        secrets: build_secrets(&args.secrets, &args.ssh)?,
         // Layers stay uncompressed on this machine; they are compressed
         // (once) when an image leaves it.
         compression: Compression::Uncompressed,
@@ -244,4 +252,77 @@ impl BuildInputs {
     fn dockerfile_on_disk(&self) -> Option<PathBuf> {
         (self.dockerfile != Path::new("-")).then(|| self.dockerfile.clone())
     }
+}
+
+/// `--secret` and `--ssh`, as `docker buildx build` reads them. A secret's
+/// content never shows in a message.
+fn build_secrets(
+    secrets: &[String],
+    ssh: &[String],
+) -> anyhow::Result<hoist_builder::secrets::BuildSecrets> {
+    use hoist_builder::secrets::{BuildSecrets, SecretValue};
+    let mut out = BuildSecrets::default();
+    for spec in secrets {
+        let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+        for field in spec.split(',') {
+            let (key, value) = field.split_once('=').unwrap_or((field, ""));
+            match key.to_ascii_lowercase().as_str() {
+                "id" => id = Some(value.to_owned()),
+                "src" | "source" => src = Some(value.to_owned()),
+                "env" => env = Some(value.to_owned()),
+                "type" if value == "file" || value == "env" => kind = Some(value.to_owned()),
+                _ => bail!(
+                    "invalid --secret {spec:?}: unexpected {key:?} (expected id=ID,src=FILE or id=ID,env=VAR)"
+                ),
+            }
+        }
+        let Some(id) = id.filter(|id| !id.is_empty()) else {
+            bail!("invalid --secret {spec:?}: an id is required");
+        };
+        // `type=env,src=VAR` names a variable too; an id alone is a
+        // variable of that name when one is set, else a file.
+        if kind.as_deref() == Some("env") && env.is_none() {
+            env = src.take().or_else(|| Some(id.clone()));
+        }
+        if src.is_none() && env.is_none() {
+            if std::env::var_os(&id).is_some() && kind.as_deref() != Some("file") {
+                env = Some(id.clone());
+            } else {
+                src = Some(id.clone());
+            }
+        }
+        let bytes = match (&src, &env) {
+            (Some(path), _) => {
+                fs_err::read(path).with_context(|| format!("reading secret {id} from {path}"))?
+            }
+            (None, Some(var)) => std::env::var_os(var)
+                .with_context(|| format!("secret {id}: environment variable {var} is not set"))?
+                .into_encoded_bytes(),
+            (None, None) => unreachable!("a source was chosen above"),
+        };
+        let value = SecretValue::new(bytes).map_err(|e| anyhow::anyhow!("secret {id}: {e}"))?;
+        out.secrets.insert(id, value);
+    }
+    for spec in ssh {
+        let (id, paths) = spec.split_once('=').unwrap_or((spec.as_str(), ""));
+        if id.is_empty() {
+            bail!("invalid --ssh {spec:?}: expected ID[=SOCKET]");
+        }
+        let socket = match paths.split(',').find(|p| !p.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => std::env::var_os("SSH_AUTH_SOCK")
+                .map(PathBuf::from)
+                .with_context(|| format!("--ssh {id}: SSH_AUTH_SOCK is not set"))?,
+        };
+        use std::os::unix::fs::FileTypeExt;
+        let meta = fs_err::metadata(&socket).with_context(|| format!("--ssh {id}"))?;
+        if !meta.file_type().is_socket() {
+            bail!(
+                "--ssh {id}: {} is not an agent socket (key files are not supported: load them into ssh-agent)",
+                socket.display()
+            );
+        }
+        out.ssh.insert(id.to_owned(), socket);
+    }
+    Ok(out)
 }

@@ -180,3 +180,152 @@ fn r8_no_cache_filter_rebuilds_only_the_named_stages() {
     let log = hoist.build(ctx.path(), &["--no-cache-filter", "deps,app"]);
     assert_eq!(log.matches("CACHED").count(), 0, "{log}");
 }
+
+/// Every file under `dir`, decompressed when it is a gzip or zstd stream,
+/// that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).unwrap();
+        let tool = match bytes.get(..4) {
+            Some([0x1f, 0x8b, _, _]) => Some("gzip"),
+            Some([0x28, 0xb5, 0x2f, 0xfd]) => Some("zstd"),
+            _ => None,
+        };
+        let plain = match tool {
+            Some(tool) => {
+                let out = std::process::Command::new(tool)
+                    .args(["-dc", entry.path().to_str().unwrap()])
+                    .output()
+                    .unwrap_or_else(|e| panic!("{tool} is needed to check layers: {e}"));
+                assert!(
+                    out.status.success(),
+                    "{tool} -dc {}",
+                    entry.path().display()
+                );
+                out.stdout
+            }
+            None => Vec::new(),
+        };
+        if [bytes, plain]
+            .iter()
+            .any(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(entry.path().display().to_string());
+        }
+    }
+    found
+}
+
+/// Secrets reach the RUN as a file (mode, uid, gid as asked) or a variable,
+/// and nothing else: not the store, not an export, not the log.
+#[test]
+fn r8_secrets_never_reach_the_store_or_an_export() {
+    let hoist = Hoist::with_busybox();
+    let token: String = std::fs::read("/proc/sys/kernel/random/uuid")
+        .map(|b| String::from_utf8(b).unwrap().trim().replace('-', ""))
+        .unwrap();
+    assert_eq!(token.len(), 32);
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("tok");
+    std::fs::write(&secret_file, &token).unwrap();
+    let ctx = dockerfile_context(
+        "FROM busybox
+RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /len
+RUN --mount=type=secret,id=tok,env=TOK,target=/s,mode=0440,uid=7,gid=8 sh -c 'echo ${#TOK} > /envlen; stat -c \"%a %u %g\" /s > /meta'
+RUN --mount=type=secret,id=absent ls /run/secrets > /absent 2>&1 || echo none > /absent
+",
+    );
+    let src = format!("id=tok,src={}", secret_file.display());
+    let log = hoist.build(ctx.path(), &["-t", "secret:1", "--secret", &src]);
+    assert!(!log.contains(&token), "{log}");
+    assert_eq!(hoist.exec("secret:1", &["cat", "/len"]).trim(), "32");
+    assert_eq!(hoist.exec("secret:1", &["cat", "/envlen"]), "32\n");
+    assert_eq!(hoist.exec("secret:1", &["cat", "/meta"]), "440 7 8\n");
+    assert_eq!(hoist.exec("secret:1", &["cat", "/absent"]), "none\n");
+    assert_eq!(
+        hoist.exec("secret:1", &["sh", "-c", "ls -a /run 2>&1 || true"]),
+        hoist.exec("busybox", &["sh", "-c", "ls -a /run 2>&1 || true"]),
+        "no mount point is left in the image"
+    );
+
+    // From a variable, and into every export.
+    let out_dir = tempfile::tempdir().unwrap();
+    let oci = out_dir.path().join("oci.tar");
+    let mut cmd = hoist.command(&[
+        "build",
+        "--progress=plain",
+        "--no-cache",
+        "--secret",
+        "id=tok,env=HOIST_TEST_TOKEN",
+        "-t",
+        "secret:2",
+        "-o",
+        &format!("type=oci,dest={}", oci.display()),
+        ctx.path().to_str().unwrap(),
+    ]);
+    let out = cmd.env("HOIST_TEST_TOKEN", &token).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(&token), "{stderr}");
+    assert_eq!(hoist.exec("secret:2", &["cat", "/envlen"]), "32\n");
+    let saved = out_dir.path().join("saved.tar");
+    hoist.ok(&[
+        "save",
+        "secret:1",
+        "secret:2",
+        "-o",
+        saved.to_str().unwrap(),
+    ]);
+    for dir in [hoist.root(), out_dir.path()] {
+        assert_eq!(
+            files_containing(dir, token.as_bytes()),
+            Vec::<String>::new(),
+            "the secret leaked"
+        );
+    }
+    // The check itself finds the token where it is.
+    assert_eq!(
+        files_containing(secret_dir.path(), token.as_bytes()).len(),
+        1
+    );
+
+    // A required secret that was not given stops the build by name.
+    let ctx =
+        dockerfile_context("FROM busybox\nRUN --mount=type=secret,id=nope,required=true true\n");
+    let out = hoist.run(&["build", "--progress=plain", ctx.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr
+            .contains("secret nope: not found (pass it with --secret id=nope,src=FILE or env=VAR)"),
+        "{stderr}"
+    );
+}
+
+/// `--ssh default=SOCKET`: the RUN finds the agent's socket at
+/// `SSH_AUTH_SOCK`; without `--ssh`, a required agent stops the build.
+#[test]
+fn r8_ssh_mount_forwards_the_agent_socket() {
+    let hoist = Hoist::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let ctx = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock\n",
+    );
+    let ssh = format!("default={}", socket.display());
+    hoist.build(ctx.path(), &["-t", "ssh:1", "--ssh", &ssh]);
+    assert_eq!(
+        hoist.exec("ssh:1", &["cat", "/sock"]),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    let ctx = dockerfile_context("FROM busybox\nRUN --mount=type=ssh,required=true true\n");
+    let out = hoist.run(&["build", "--progress=plain", ctx.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("ssh agent default: not found"), "{stderr}");
+}
