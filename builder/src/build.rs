@@ -125,7 +125,7 @@ impl<'a> Builder<'a> {
     pub fn build(&self, request: &BuildRequest) -> Result<Built, BuildError> {
         let parse_error = |error| BuildError::Parse {
             file: request.dockerfile_name.clone(),
-            error,
+            error: Box::new(error),
         };
         let dockerfile = parse(&request.dockerfile).map_err(parse_error)?;
         let host = Platform::host();

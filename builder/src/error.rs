@@ -10,7 +10,10 @@ use hoist_sandbox::SandboxError;
 pub enum BuildError {
     /// The Dockerfile does not parse, or its stages do not resolve.
     #[error("{file}:{error}")]
-    Parse { file: String, error: ParseError },
+    Parse {
+        file: String,
+        error: Box<ParseError>,
+    },
     /// A step failed.
     #[error("{file}:{}:{}: {step}: {cause}", span.line, span.column)]
     Step {

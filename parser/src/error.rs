@@ -141,25 +141,60 @@ fn suggestion_suffix(suggestion: Option<&str>) -> String {
 /// A Dockerfile error and where it is.
 ///
 /// `Display` gives `line:col: message`, or just the message when the error
-/// has no place in the file (line 0, e.g. an unknown `--target`).
+/// has no place in the file (line 0, e.g. an unknown `--target`). Like
+/// BuildKit, the line is the instruction's first line when the error is on
+/// a continuation line of it; [`ParseError::render`] still points at the
+/// exact place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ParseError {
+    /// The exact place (a flag, a word).
     pub span: Span,
     pub kind: ErrorKind,
+    /// The start of the instruction holding `span`, when `span` is on a
+    /// later line of it.
+    pub start: Option<LineColumn>,
+}
+
+/// A place in the Dockerfile, 1-based (the column counts characters).
+/// Kept small: every parse result carries room for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineColumn {
+    pub line: u32,
+    pub column: u32,
 }
 
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.span.line == 0 {
+        let (line, column) = match self.start {
+            Some(start) => (start.line as usize, start.column as usize),
+            None => (self.span.line, self.span.column),
+        };
+        if line == 0 {
             return write!(f, "{}", self.kind);
         }
-        write!(f, "{}:{}: {}", self.span.line, self.span.column, self.kind)
+        write!(f, "{line}:{column}: {}", self.kind)
     }
 }
 
 impl ParseError {
     pub fn new(span: Span, kind: ErrorKind) -> Self {
-        Self { span, kind }
+        Self {
+            span,
+            kind,
+            start: None,
+        }
+    }
+
+    /// Records where the instruction holding the error starts, if the
+    /// error is on a later line.
+    pub fn within(mut self, instruction: Span) -> Self {
+        if instruction.line > 0 && instruction.line < self.span.line {
+            self.start = Some(LineColumn {
+                line: u32::try_from(instruction.line).unwrap_or(u32::MAX),
+                column: u32::try_from(instruction.column).unwrap_or(u32::MAX),
+            });
+        }
+        self
     }
 
     /// The error as a user sees it: `file:line:col: message`, then the
@@ -172,6 +207,21 @@ impl ParseError {
             return format!("{file}: {self}");
         }
         let mut out = format!("{file}:{self}");
+        if let Some(start) = self.start {
+            // The instruction's lines up to the error (at most the five
+            // before it), as BuildKit shows the instruction.
+            let first = (start.line as usize).max(self.span.line.saturating_sub(5));
+            let lines: Vec<&str> = source
+                .strip_prefix('\u{feff}')
+                .unwrap_or(source)
+                .lines()
+                .skip(first - 1)
+                .take(self.span.line - first)
+                .collect();
+            for (i, line) in lines.iter().enumerate() {
+                out.push_str(&format!("\n{:>5} | {line}", first + i));
+            }
+        }
         if let Some(snippet) = self.span.snippet(source) {
             out.push('\n');
             out.push_str(&snippet);

@@ -41,8 +41,9 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     // One pass: each node is checked as soon as it is built, so a large
     // file never holds two trees.
     let (directives, mut warnings) = syntax::parse_nodes(source, |node| {
-        let mut instruction = instruction::from_node(&node)
-            .map_err(|e| ParseError::new(syntax::char_column(source, e.span), e.kind))?;
+        let mut instruction = instruction::from_node(&node).map_err(|e| {
+            ParseError::new(syntax::char_column(source, e.span), e.kind).within(node.span)
+        })?;
         if let Instruction::Onbuild(Onbuild {
             invalid: Some(err), ..
         }) = &mut instruction

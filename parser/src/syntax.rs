@@ -334,7 +334,8 @@ pub(crate) fn parse_nodes(
             });
         }
 
-        let mut node = node_from_line(joined, map, dirs.escape).map_err(|e| fix_span(source, e))?;
+        let mut node = node_from_line(joined, map, dirs.escape)
+            .map_err(|e| fix_span(source, e).within(start_span))?;
 
         if node.can_contain_heredoc() && node.original.contains("<<") {
             let docs = heredocs_from_line(&node.original)
@@ -355,10 +356,10 @@ pub(crate) fn parse_nodes(
                 }
                 if !terminated {
                     let span = char_column(source, node.span_of(at, len));
-                    return Err(ParseError::new(
-                        span,
-                        ErrorKind::UnterminatedHeredoc(doc.name),
-                    ));
+                    return Err(
+                        ParseError::new(span, ErrorKind::UnterminatedHeredoc(doc.name))
+                            .within(start_span),
+                    );
                 }
                 node.heredocs.push(doc);
             }

@@ -179,3 +179,28 @@ fn r10_empty_continuation_warning_on_last_line() {
     );
     assert_eq!(parse(src).expect("parses").warnings, ast.warnings);
 }
+
+/// An error on a continuation line is reported on the instruction's first
+/// line, as BuildKit reports it; the rendering still shows the exact place.
+/// Unknown instructions and flags come with a "did you mean".
+#[test]
+fn r10_error_locations() {
+    let src = "FROM a\nRUN --mount=type=cache,target=/c \\\n    --netwrok=none \\\n    make\n";
+    let err = parse(src).expect_err("unknown flag");
+    assert_eq!(
+        err.to_string(),
+        "2:1: unknown flag \"--netwrok\" for RUN (did you mean \"--network\"?)"
+    );
+    assert_eq!((err.span.line, err.span.column), (3, 5));
+    assert_eq!(
+        err.render("Dockerfile", src),
+        "Dockerfile:2:1: unknown flag \"--netwrok\" for RUN (did you mean \"--network\"?)\n    2 | RUN --mount=type=cache,target=/c \\\n    3 |     --netwrok=none \\\n      |     ^^^^^^^^^^^^^^"
+    );
+    // On the first line nothing changes.
+    let err = parse("FROM a\nCOPPY a b\n").expect_err("unknown instruction");
+    assert_eq!(
+        err.to_string(),
+        "2:1: unknown instruction \"COPPY\" (did you mean \"COPY\"?)"
+    );
+    assert_eq!(err.start, None);
+}
