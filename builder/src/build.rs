@@ -90,6 +90,11 @@ pub struct Builder<'a> {
     pub store: &'a Store,
     pub sandbox: &'a dyn Sandbox,
     pub progress: &'a dyn Progress,
+    /// Where images the store lacks are pulled from; none: the store only.
+    pub registry: Option<&'a hoist_store::registry::Client>,
+    /// `--pull`: check the registry for a newer image even when the store
+    /// has one.
+    pub always_pull: bool,
     next_step: AtomicUsize,
 }
 
@@ -113,8 +118,22 @@ impl<'a> Builder<'a> {
             store,
             sandbox,
             progress,
+            registry: None,
+            always_pull: false,
             next_step: AtomicUsize::new(1),
         }
+    }
+
+    /// Pulls images the store lacks through `client`; with `always_pull`
+    /// (`--pull`), also those whose registry digest changed.
+    pub fn with_registry(
+        mut self,
+        client: &'a hoist_store::registry::Client,
+        always_pull: bool,
+    ) -> Self {
+        self.registry = Some(client);
+        self.always_pull = always_pull;
+        self
     }
 
     /// A new progress id, numbered like BuildKit's `#N`.

@@ -164,14 +164,7 @@ impl StageBuilder<'_> {
         let image = self
             .scope
             .builder
-            .store
-            .resolve(from)
-            .map_err(|err| match err {
-                hoist_store::StoreError::ImageNotFound(_) => StepError::Invalid(format!(
-                    "image {from:?} is not in the store: add it with `hoist load` or `hoist import`"
-                )),
-                other => StepError::Store(other),
-            })?;
+            .image_for(from, &self.scope.request.platform)?;
         Ok(LayerStack::from_layers(image.layers()))
     }
 }

@@ -13,6 +13,7 @@ pub mod dockerignore;
 pub mod error;
 pub mod layer;
 pub mod progress;
+mod pull;
 pub mod rootfs;
 mod run_step;
 pub mod secrets;

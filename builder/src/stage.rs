@@ -154,16 +154,11 @@ impl<'s> StageBuilder<'s> {
                     Ok(normalized) => format!("FROM {normalized}"),
                     Err(_) => format!("FROM {reference}"),
                 };
-                let image = self.scope.builder.store.resolve(reference).map_err(|err| {
-                    let cause = match err {
-                        hoist_store::StoreError::ImageNotFound(_) => StepError::Invalid(format!(
-                            "image {reference:?} is not in the store: hoist does not pull yet; \
-                             add it with `hoist load -i IMAGE.tar` or `hoist import ROOTFS.tar {reference}`"
-                        )),
-                        other => StepError::Store(other),
-                    };
-                    self.step_error(from_span, &step, cause)
-                })?;
+                let image = self
+                    .scope
+                    .builder
+                    .image_for(reference, platform)
+                    .map_err(|cause| self.step_error(from_span, &step, cause))?;
                 let config: ImageConfig = serde_json::from_value(image.config_json().clone())
                     .map_err(|err| {
                         self.step_error(

@@ -21,6 +21,9 @@ pub enum Kind {
     Local,
     /// The image's root filesystem as a tar.
     Tar,
+    /// Pushed to a registry (`type=registry[,name=REF]`; the `-t` tags
+    /// when no name is given). The build command pushes it.
+    Registry,
 }
 
 #[derive(Clone, Debug)]
@@ -28,6 +31,8 @@ pub struct Output {
     pub kind: Kind,
     /// `-` means stdout (tar-shaped outputs only).
     pub dest: PathBuf,
+    /// `name=`: where a registry output goes.
+    pub names: Vec<String>,
 }
 
 impl fmt::Display for Output {
@@ -37,6 +42,7 @@ impl fmt::Display for Output {
             Kind::Oci => "oci",
             Kind::Local => "local",
             Kind::Tar => "tar",
+            Kind::Registry => return write!(f, "registry {}", self.names.join(",")),
         };
         write!(f, "{kind} {}", self.dest.display())
     }
@@ -50,9 +56,11 @@ impl Output {
             return Ok(Self {
                 kind: if spec == "-" { Kind::Tar } else { Kind::Local },
                 dest: crate::globals::absolute(Path::new(spec))?,
+                names: Vec::new(),
             });
         }
         let (mut kind, mut dest) = (None, None);
+        let mut names = Vec::new();
         for field in spec.split(',') {
             let (key, value) = field.split_once('=').with_context(|| {
                 format!("invalid --output {spec:?}: {field:?} is not KEY=VALUE")
@@ -64,23 +72,38 @@ impl Output {
                         "oci" => Kind::Oci,
                         "local" => Kind::Local,
                         "tar" => Kind::Tar,
+                        "registry" => Kind::Registry,
                         other => bail!(
                             "invalid --output {spec:?}: unsupported type {other:?} \
-                             (supported: docker, oci, local, tar)"
+                             (supported: docker, oci, local, tar, registry)"
                         ),
                     });
                 }
                 "dest" => dest = Some(PathBuf::from(value)),
+                "name" => names.push(value.to_owned()),
+                // type=image,push=true is buildx's long form of type=registry.
+                "push" if value == "true" => {}
                 other => bail!("invalid --output {spec:?}: unknown key {other:?}"),
             }
         }
         let kind = kind.with_context(|| format!("invalid --output {spec:?}: type is required"))?;
+        if kind == Kind::Registry {
+            for name in &names {
+                hoist_store::Reference::parse(name)
+                    .with_context(|| format!("invalid --output {spec:?}: name {name:?}"))?;
+            }
+            return Ok(Self {
+                kind,
+                dest: PathBuf::new(),
+                names,
+            });
+        }
         let dest = dest.with_context(|| format!("invalid --output {spec:?}: dest is required"))?;
         if kind == Kind::Local && dest == Path::new("-") {
             bail!("invalid --output {spec:?}: type=local needs a directory, not stdout");
         }
         let dest = crate::globals::absolute(&dest)?;
-        Ok(Self { kind, dest })
+        Ok(Self { kind, dest, names })
     }
 
     /// Writes the image; `compression` applies to the layers of an OCI
@@ -131,6 +154,8 @@ impl Output {
                 tar.into_inner()?.flush()?;
                 Ok(())
             }
+            // Pushed by the build command, which holds the registry client.
+            Kind::Registry => Ok(()),
         }
     }
 }

@@ -76,6 +76,13 @@ pub struct Args {
     /// or uncompressed (the store keeps layers uncompressed)
     #[arg(long, default_value = "gzip")]
     compression: String,
+    /// Always attempt to pull a newer version of the base images (a
+    /// manifest HEAD; the image is pulled only when its digest changed)
+    #[arg(long)]
+    pull: bool,
+    /// Shorthand for `--output=type=registry`: push the tagged image
+    #[arg(long)]
+    push: bool,
     /// Security options for RUN: seccomp=unconfined, seccomp=PROFILE.json,
     /// no-new-privileges[=false]
     #[arg(long = "security-opt", value_name = "OPT")]
@@ -94,6 +101,22 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         .map(|spec| crate::output::Output::parse(spec))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let compression = Compression::parse(&args.compression)?;
+    // `--push` and `type=registry` push to the `-t` tags, or to `name=`.
+    let mut push_targets: Vec<String> = Vec::new();
+    let registry_outputs = outputs
+        .iter()
+        .filter(|o| o.kind == crate::output::Kind::Registry);
+    for output in registry_outputs.clone() {
+        push_targets.extend(output.names.iter().cloned());
+    }
+    let wants_tags = args.push || registry_outputs.clone().any(|o| o.names.is_empty());
+    if wants_tags {
+        if args.tags.is_empty() {
+            bail!("tag is needed when pushing to registry");
+        }
+        push_targets.extend(args.tags.iter().cloned());
+    }
+    push_targets.dedup();
     let platform = match &args.platform {
         None => Platform::host(),
         Some(spec) => Platform::parse(spec)
@@ -165,7 +188,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let drawer = progress::drawer(mode);
     let sandbox = NamespaceSandbox::new(store.tmp_dir().join("sandbox"))?;
     hoist_sandbox::cancel_on_interrupt(sandbox.cancel_handle());
-    let builder = Builder::new(&store, &sandbox, drawer.as_ref());
+    let client = globals.registry_client()?;
+    let builder = Builder::new(&store, &sandbox, drawer.as_ref()).with_registry(&client, args.pull);
     let built = match builder.build(&request) {
         Ok(built) => built,
         Err(BuildError::Parse { error, .. }) => {
@@ -191,7 +215,33 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     drawer.note("exporting to image", &lines);
     for output in &outputs {
         output.write(&store, image, &args.tags, compression)?;
-        drawer.note(&format!("exporting to {output}"), &[]);
+        if output.kind != crate::output::Kind::Registry {
+            drawer.note(&format!("exporting to {output}"), &[]);
+        }
+    }
+    for target in &push_targets {
+        let reference = hoist_store::Reference::parse_tagged(target)?;
+        let lines = std::sync::Mutex::new(Vec::new());
+        let recorder = PushLines(&lines);
+        let mut options = hoist_store::registry::PushOptions::new(&recorder);
+        options.compression = Some(compression);
+        let pushed = client
+            .push(&store, image, &reference, &options)
+            .with_context(|| format!("pushing {}", reference.familiar_string()));
+        let mut lines = lines.into_inner().unwrap_or_else(|p| p.into_inner());
+        match pushed {
+            Ok(pushed) => {
+                lines.push(format!(
+                    "pushing manifest for {reference}@{} done",
+                    pushed.digest
+                ));
+                drawer.note(&format!("pushing {reference}"), &lines);
+            }
+            Err(err) => {
+                drawer.finish();
+                return Err(err);
+            }
+        }
     }
     drawer.finish();
     if let Some(path) = &args.iidfile {
@@ -325,4 +375,25 @@ fn build_secrets(
         out.ssh.insert(id.to_owned(), socket);
     }
     Ok(out)
+}
+
+/// Collects a push's layer lines for the build's progress display.
+struct PushLines<'a>(&'a std::sync::Mutex<Vec<String>>);
+
+impl PushLines<'_> {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+    }
+}
+
+impl hoist_store::registry::TransferProgress for PushLines<'_> {
+    fn exists(&self, layer: &oci_spec::image::Descriptor) {
+        self.push(format!("{}: layer already exists", layer.digest()));
+    }
+    fn finished(&self, layer: &oci_spec::image::Descriptor) {
+        self.push(format!("{} {} done", layer.digest(), layer.size()));
+    }
+    fn mounted(&self, layer: &oci_spec::image::Descriptor, from: &str) {
+        self.push(format!("{}: mounted from {from}", layer.digest()));
+    }
 }

@@ -419,8 +419,13 @@ fn parse_errors_show_the_line_and_a_suggestion() {
 #[test]
 fn a_missing_base_image_says_how_to_get_one() {
     let hoist = Hoist::new();
-    let ctx = dockerfile_context("FROM alpine:3.20\nRUN true\n");
+    // A registry that cannot be reached (nothing listens on port 9).
+    let ctx = dockerfile_context("FROM 127.0.0.1:9/alpine:3.20\nRUN true\n");
     let err = hoist.fails(&["build", ctx.path().to_str().unwrap()]);
+    assert!(
+        err.contains("failed to resolve source metadata for 127.0.0.1:9/alpine:3.20"),
+        "{err}"
+    );
     assert!(err.contains("hoist load"), "{err}");
     assert!(err.contains("hoist import"), "{err}");
 }

@@ -5,6 +5,7 @@
 pub mod harness;
 
 mod auth;
+mod build;
 #[allow(dead_code)]
 pub mod fault_proxy;
 mod http;

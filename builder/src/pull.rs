@@ -1,0 +1,127 @@
+//! Images a build names (`FROM`, `COPY --from`, `RUN --mount=from=`) that
+//! the store lacks are pulled from their registry, as BuildKit does; with
+//! `--pull`, a manifest HEAD checks whether the registry has a newer one.
+
+use std::time::Instant;
+
+use hoist_store::registry::{self, Client, PullOptions, TransferProgress};
+use hoist_store::{Image, Reference, StoreError};
+use oci_spec::image::Descriptor;
+
+use crate::args::Platform;
+use crate::build::Builder;
+use crate::error::StepError;
+use crate::progress::{Event, StepId};
+
+impl Builder<'_> {
+    /// The image `reference` names, pulled for `platform` when the store
+    /// lacks it (or, with `--pull`, when the registry's digest changed).
+    pub(crate) fn image_for(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Image, StepError> {
+        let local = self.store.resolve(reference);
+        let Some(client) = self.registry else {
+            return local.map_err(|err| match err {
+                StoreError::ImageNotFound(_) => StepError::Invalid(format!(
+                    "image {reference:?} is not in the store: pull it with `hoist pull {reference}`, \
+                     or add it with `hoist load` or `hoist import`"
+                )),
+                other => StepError::Store(other),
+            });
+        };
+        let normalized = match Reference::parse_normalized(reference) {
+            Ok(normalized) => normalized.with_default_tag(),
+            // Image IDs and other local names: the store's answer stands.
+            Err(_) => return local.map_err(StepError::Store),
+        };
+        match local {
+            Ok(image) if !self.always_pull || normalized.digest().is_some() => Ok(image),
+            Ok(image) => {
+                let remote = client
+                    .resolve_digest(&normalized)
+                    .map_err(|err| pull_error(&normalized, err))?;
+                let known = format!("{}@{remote}", normalized.name());
+                if self.store.repo_digests(image.digest()).contains(&known) {
+                    return Ok(image);
+                }
+                self.pull(client, &normalized, platform)
+            }
+            Err(StoreError::ImageNotFound(_)) => {
+                self.pull(client, &normalized, platform)
+                    .map_err(|err| match err {
+                        StepError::Invalid(message) => StepError::Invalid(format!(
+                            "{message} (the store does not have it either: \
+                         add it with `hoist load` or `hoist import`)"
+                        )),
+                        other => other,
+                    })
+            }
+            Err(other) => Err(StepError::Store(other)),
+        }
+    }
+
+    fn pull(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Image, StepError> {
+        let step = self.progress_step();
+        let started = Instant::now();
+        let name = format!("[internal] pull {reference}");
+        self.progress.event(Event::Started { step, name: &name });
+        let progress = PullEvents {
+            builder: self,
+            step,
+        };
+        let mut options = PullOptions::new(&progress);
+        options.platform = Some(registry::Platform::normalized(
+            &platform.os,
+            &platform.architecture,
+            platform.variant.as_deref(),
+        ));
+        let pulled = client.pull(self.store, reference, &options);
+        let elapsed = started.elapsed();
+        let pulled = match pulled {
+            Ok(pulled) => pulled,
+            Err(err) => {
+                self.progress.event(Event::Failed { step, elapsed });
+                return Err(pull_error(reference, err));
+            }
+        };
+        let message = format!("resolve {reference}@{} done", pulled.repo_digest);
+        self.progress.event(Event::Status {
+            step,
+            message: &message,
+        });
+        self.progress.event(Event::Done { step, elapsed });
+        // Resolved again so that the image and its snapshots are leased.
+        self.store
+            .resolve(pulled.image.digest().as_ref())
+            .map_err(StepError::Store)
+    }
+}
+
+fn pull_error(reference: &Reference, err: registry::RegistryError) -> StepError {
+    StepError::Invalid(format!(
+        "failed to resolve source metadata for {reference}: {err}"
+    ))
+}
+
+/// Layer progress as status lines of the pull step.
+struct PullEvents<'b, 'a> {
+    builder: &'b Builder<'a>,
+    step: StepId,
+}
+
+impl TransferProgress for PullEvents<'_, '_> {
+    fn finished(&self, layer: &Descriptor) {
+        let message = format!("{} {} done", layer.digest(), layer.size());
+        self.builder.progress.event(Event::Status {
+            step: self.step,
+            message: &message,
+        });
+    }
+}
