@@ -258,7 +258,11 @@ impl StageBuilder<'_> {
             .join("hoist")
             .join("mounts")
             .join(&hex.to_string()["sha256:".len()..]);
-        if !dir.is_dir() {
+        if dir.is_dir() {
+            // Its mtime is its last use, for `prune --filter until=`.
+            let now = std::time::SystemTime::now();
+            let _ = std::fs::File::open(&dir).and_then(|d| d.set_modified(now));
+        } else {
             fs_err::create_dir_all(&dir).map_err(StepError::io("creating a cache mount"))?;
             let uid = mount.uid.unwrap_or(0);
             let gid = mount.gid.unwrap_or(0);

@@ -33,6 +33,11 @@ pub struct GcOptions {
     pub keep_storage: Option<u64>,
     /// Remove untagged (`<none>`) images, as `docker image prune` does.
     pub dangling_images: bool,
+    /// Drop cache entries not used for this long (`--filter until=24h`).
+    pub cache_unused_for: Option<std::time::Duration>,
+    /// Also remove `RUN --mount=type=cache` directories (those unused for
+    /// `cache_unused_for` when set, else all).
+    pub cache_mounts: bool,
 }
 
 /// What a collection removed.
@@ -43,6 +48,8 @@ pub struct GcReport {
     pub cache_entries: Vec<String>,
     pub blobs: Vec<Digest>,
     pub snapshots: Vec<ChainId>,
+    /// `RUN --mount=type=cache` directories removed.
+    pub cache_mounts: usize,
     /// Bytes freed (blob sizes plus snapshot file sizes).
     pub reclaimed: u64,
 }
@@ -62,6 +69,9 @@ pub struct DiskUsage {
     pub cache_entries: usize,
     /// Bytes held only by cache entries.
     pub cache_size: u64,
+    /// `RUN --mount=type=cache` directories, and their bytes.
+    pub cache_mounts: usize,
+    pub cache_mounts_size: u64,
     /// Bytes of blobs referenced by nothing.
     pub unreferenced_blobs_size: u64,
     /// Bytes of snapshots referenced by no image and no cache entry.
@@ -162,15 +172,35 @@ impl Store {
             let (usable, broken): (Vec<_>, Vec<_>) = cache
                 .drain(..)
                 .partition(|e| e.blobs.iter().all(|b| self.has_blob(b)));
+            let (usable, mut stale): (Vec<_>, Vec<_>) = match options.cache_unused_for {
+                Some(age) => {
+                    let cutoff = std::time::SystemTime::now()
+                        .checked_sub(age)
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    usable.into_iter().partition(|e| e.last_used >= cutoff)
+                }
+                None => (usable, Vec::new()),
+            };
             let (kept, mut evicted) = match options.keep_storage {
                 Some(limit) => self.evict_lru(usable, &marks, limit)?,
                 None => (usable, Vec::new()),
             };
+            evicted.append(&mut stale);
             evicted.extend(broken);
             (kept, evicted)
         };
         for entry in &kept {
             marks.cache(entry);
+        }
+
+        if options.cache_mounts {
+            let mut doomed = Vec::new();
+            report.cache_mounts =
+                self.unpublish_cache_mounts(options.cache_unused_for, &mut doomed)?;
+            for dir in doomed {
+                report.reclaimed += dir_size(&dir);
+                std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+            }
         }
 
         // Unpublish roots first, so a crash mid-sweep leaves only garbage.
@@ -255,6 +285,10 @@ impl Store {
             .keys()
             .filter(|h| image_marks.chains.contains(*h))
             .count();
+        for dir in list_dir_names(&self.cache_mounts_dir())? {
+            usage.cache_mounts += 1;
+            usage.cache_mounts_size += dir_size(&self.cache_mounts_dir().join(dir));
+        }
         let cache = self.cache_list()?;
         usage.cache_entries = cache.len();
         let mut cache_marks = Marks::default();
@@ -302,6 +336,43 @@ impl Store {
 
     /// Splits `entries` (least recently used first) into kept and evicted so
     /// that the bytes referenced only by kept entries fit in `limit`.
+    /// `hoist/mounts`: the builder's `RUN --mount=type=cache` directories,
+    /// whose mtime is their last use.
+    fn cache_mounts_dir(&self) -> std::path::PathBuf {
+        self.root().join("hoist/mounts")
+    }
+
+    /// Moves cache mount directories unused for `age` (all when `None`)
+    /// into this session's temp space, for deletion; returns how many.
+    fn unpublish_cache_mounts(
+        &self,
+        age: Option<std::time::Duration>,
+        doomed: &mut Vec<std::path::PathBuf>,
+    ) -> Result<usize> {
+        let cutoff = age.map(|age| {
+            std::time::SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(std::time::UNIX_EPOCH)
+        });
+        let mut count = 0;
+        for name in list_dir_names(&self.cache_mounts_dir())? {
+            let path = self.cache_mounts_dir().join(&name);
+            if let Some(cutoff) = cutoff {
+                let used = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .map_err(StoreError::io(&path))?;
+                if used >= cutoff {
+                    continue;
+                }
+            }
+            let target = self.temp_path("cache-mount");
+            std::fs::rename(&path, &target).map_err(StoreError::io(&path))?;
+            doomed.push(target);
+            count += 1;
+        }
+        Ok(count)
+    }
+
     fn evict_lru(
         &self,
         entries: Vec<CacheEntry>,

@@ -38,6 +38,13 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             usage.cache_size,
             usage.cache_size,
         ),
+        (
+            "Cache Mounts",
+            usage.cache_mounts,
+            0,
+            usage.cache_mounts_size,
+            usage.cache_mounts_size,
+        ),
     ];
     let reclaimable = |size: u64, free: u64| match (free * 100).checked_div(size) {
         Some(percent) => format!("{} ({percent}%)", human_size(free, 4)),

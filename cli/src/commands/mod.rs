@@ -66,6 +66,12 @@ pub enum Command {
     Completion(completion::Args),
     /// Print the man page, or write every page into a directory
     Man(man::Args),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+    /// Manage the store as a whole
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Tools for looking inside hoist
     #[command(subcommand)]
     Debug(debug::Command),
@@ -85,7 +91,14 @@ pub fn run(command: Command, globals: &Globals) -> anyhow::Result<ExitCode> {
         Command::Pull(args) => pull::run(args, globals),
         Command::Push(args) => push::run(args, globals),
         Command::Import(args) => import::run(args, globals),
-        Command::Prune(args) => prune::run(args, globals),
+        Command::Prune(args) => prune::run(args, globals, prune::Scope::Everything),
+        Command::Builder(BuilderCommand::Prune(args)) => {
+            prune::run(args, globals, prune::Scope::BuildCache)
+        }
+        Command::System(SystemCommand::Df(args)) => df::run(args, globals),
+        Command::System(SystemCommand::Prune(args)) => {
+            prune::run(args, globals, prune::Scope::Everything)
+        }
         Command::Fsck(args) => fsck::run(args, globals),
         Command::Df(args) => df::run(args, globals),
         Command::Info(args) => info::run(args, globals),
@@ -103,4 +116,20 @@ pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
+}
+
+/// `hoist builder ...`, as `docker builder`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache (entries and cache mounts)
+    Prune(prune::Args),
+}
+
+/// `hoist system ...`, as `docker system`.
+#[derive(Debug, clap::Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage
+    Df(df::Args),
+    /// Remove unused data
+    Prune(prune::Args),
 }

@@ -20,15 +20,44 @@ pub struct Args {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
+    /// Provide filter values (`until=24h`: build cache and cache mounts
+    /// not used for that long)
+    #[arg(long = "filter", value_name = "FILTER")]
+    filters: Vec<String>,
 }
 
-pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
+/// What is pruned: everything unused (`hoist prune`, `hoist system prune`)
+/// or the build cache only (`hoist builder prune`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Everything,
+    BuildCache,
+}
+
+pub fn run(args: Args, globals: &Globals, scope: Scope) -> anyhow::Result<ExitCode> {
+    let mut until = None;
+    for filter in &args.filters {
+        match filter.split_once('=') {
+            Some(("until", value)) => {
+                until = Some(
+                    parse_duration(value)
+                        .map_err(|e| anyhow::anyhow!("invalid filter {filter:?}: {e}"))?,
+                );
+            }
+            _ => anyhow::bail!("invalid filter {filter:?}: only until=DURATION is supported"),
+        }
+    }
     let store = globals.open_store()?;
     if !args.force {
-        let what = if args.all {
-            "all untagged images, unreferenced data and all build cache"
-        } else {
-            "all untagged images, unreferenced data and unusable build cache"
+        let what = match (scope, args.all) {
+            (Scope::Everything, true) => {
+                "all untagged images, unreferenced data and all build cache"
+            }
+            (Scope::Everything, false) => {
+                "all untagged images, unreferenced data and unusable build cache"
+            }
+            (Scope::BuildCache, true) => "all build cache",
+            (Scope::BuildCache, false) => "unusable build cache",
         };
         eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
         std::io::stderr().flush()?;
@@ -41,7 +70,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let report = store.gc(&GcOptions {
         all_cache: args.all,
         keep_storage: args.keep_storage,
-        dangling_images: true,
+        dangling_images: scope == Scope::Everything,
+        cache_unused_for: until,
+        cache_mounts: args.all || until.is_some(),
     })?;
     let mut out = std::io::stdout().lock();
     if !report.images.is_empty() {
@@ -58,6 +89,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
         writeln!(out)?;
     }
+    if report.cache_mounts > 0 {
+        writeln!(out, "Deleted cache mounts: {}", report.cache_mounts)?;
+        writeln!(out)?;
+    }
     if !report.snapshots.is_empty() {
         writeln!(out, "Deleted snapshots:")?;
         for chain in &report.snapshots {
@@ -71,6 +106,40 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         human_size(report.reclaimed, 3)
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a Go duration as docker's `until` filter takes it: `90s`,
+/// `30m`, `24h`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{text:?} is not a duration (e.g. 24h, 30m, 1h30m)");
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(split);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += number * scale;
+        rest = tail;
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 /// Parses a size like docker's `--keep-storage`: a number with an optional
@@ -102,6 +171,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        for (text, secs) in [
+            ("24h", 86400.0),
+            ("1h30m", 5400.0),
+            ("90s", 90.0),
+            ("1.5h", 5400.0),
+        ] {
+            assert_eq!(parse_duration(text).unwrap().as_secs_f64(), secs, "{text}");
+        }
+        for text in ["", "24", "1d", "h"] {
+            assert!(parse_duration(text).is_err(), "{text:?}");
+        }
+    }
 
     #[test]
     fn sizes_parse_like_docker() {

@@ -329,3 +329,59 @@ fn r8_ssh_mount_forwards_the_agent_socket() {
     assert!(!out.status.success());
     assert!(stderr.contains("ssh agent default: not found"), "{stderr}");
 }
+
+/// `hoist builder prune --filter until=24h` drops cache entries and cache
+/// mounts unused for a day, and nothing newer; `hoist system df` counts
+/// both.
+#[test]
+fn r8_builder_prune_until_collects_old_cache_and_cache_mounts() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=cache,target=/c echo x > /c/x\nRUN echo two > /two\n",
+    );
+    hoist.build(ctx.path(), &["-t", "pruned:1"]);
+    let df = hoist.ok(&["system", "df"]);
+    let mounts_row = df.lines().find(|l| l.starts_with("Cache Mounts")).unwrap();
+    assert_eq!(
+        mounts_row.split_whitespace().nth(2),
+        Some("1"),
+        "one cache mount:\n{df}"
+    );
+
+    let out = hoist.ok(&["builder", "prune", "-f", "--filter", "until=24h"]);
+    assert!(!out.contains("Deleted"), "nothing is a day old:\n{out}");
+    let log = hoist.build(ctx.path(), &["-t", "pruned:1"]);
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+
+    // Age everything by two days, as if unused since.
+    for dir in ["hoist/cache", "hoist/mounts"] {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "find {}/{dir} -mindepth 1 -maxdepth 1 -exec touch -d '2 days ago' {{}} +",
+                hoist.root().display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = hoist.ok(&["builder", "prune", "-f", "--filter", "until=24h"]);
+    assert!(out.contains("Deleted build cache objects:"), "{out}");
+    assert!(out.contains("Deleted cache mounts: 1"), "{out}");
+    assert_eq!(
+        hoist.exec("pruned:1", &["cat", "/two"]),
+        "two\n",
+        "images stay"
+    );
+    let log = hoist.build(ctx.path(), &["-t", "pruned:2"]);
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+
+    let err = hoist.run(&["builder", "prune", "-f", "--filter", "until=1d"]);
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr)
+            .contains("invalid filter \"until=1d\": \"1d\" is not a duration"),
+        "{}",
+        String::from_utf8_lossy(&err.stderr)
+    );
+}
