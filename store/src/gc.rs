@@ -242,6 +242,7 @@ impl Store {
             }
             let path = self.snapshots_dir().join(&hex);
             doomed.extend(unpublish_dir(self, &path)?);
+            self.forget_unsynced(&hex)?;
             report
                 .snapshots
                 .extend(format!("sha256:{hex}").parse::<ChainId>().ok());

@@ -11,10 +11,13 @@
 //! <root>/hoist/cache/<key>.json     build-cache entries
 //! <root>/hoist/compressed/<diffid>/<gzip|zstd>  the compressed blob made for a layer on export
 //! <root>/hoist/context-index/, cache-recent/, cache-files/   the builder's cache records
+//! <root>/hoist/unsynced/<boot-id>/<chainid>     snapshots whose data was left to the kernel
 //! ```
 //!
 //! Guarantees: every write goes to a temp file in the session directory, is
-//! verified, fsynced and renamed into place; index.json is replaced atomically
+//! verified, fsynced and renamed into place (snapshots, caches of their
+//! blobs, are not fsynced but dropped after a reboot: see
+//! [`Store::commit_snapshot`]); index.json is replaced atomically
 //! under an exclusive lock; a crash leaves only a stale session directory,
 //! removed by the next [`Store::open`]. Work in flight is protected from GC by
 //! *leases*: each session records the blobs and chain IDs it created or

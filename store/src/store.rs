@@ -60,6 +60,7 @@ impl Store {
             "hoist/snapshots",
             "hoist/cache",
             "hoist/compressed",
+            "hoist/unsynced",
         ] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
@@ -73,7 +74,25 @@ impl Store {
             let _guard = store.lock_shared()?;
             sweep_and_collect_leases(&store.tmp_root(), &store.session)?;
         }
+        if store.has_earlier_boot_records()? {
+            let _guard = store.lock_exclusive()?;
+            store.drop_snapshots_of_earlier_boots()?;
+        }
         Ok(store)
+    }
+
+    /// Whether `hoist/unsynced` holds records of another boot (a cheap
+    /// check, made without a lock, on every open).
+    fn has_earlier_boot_records(&self) -> Result<bool> {
+        let root = self.root.join("hoist/unsynced");
+        let current = boot_id()?;
+        match std::fs::read_dir(&root) {
+            Ok(mut entries) => {
+                Ok(entries.any(|e| e.map_or(true, |e| e.file_name().to_str() != Some(current))))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(StoreError::io(&root)(err)),
+        }
     }
 
     /// The root directory.
@@ -118,9 +137,20 @@ impl Store {
 
     /// Publishes a fully extracted snapshot: leases `chain_id`, renames
     /// `staged` (a directory inside [`Store::tmp_dir`]) to
-    /// `hoist/snapshots/<hex>` and fsyncs. When another process won the race
-    /// the staged copy is removed and the existing one kept. Returns the
+    /// `hoist/snapshots/<hex>`. When another process won the race the
+    /// staged copy is removed and the existing one kept. Returns the
     /// snapshot's path.
+    ///
+    /// Durability: a snapshot's files are never fsynced, one by one or with
+    /// `syncfs`. The layer blob it was made from (or made into) is, and a
+    /// snapshot is only a cache of that blob. So before the rename, the
+    /// snapshot is recorded as written during this boot
+    /// (`hoist/unsynced/<boot-id>/<hex>`, the one fsync it costs); the kernel
+    /// writes its data back in its own time, and [`Store::open`] in a later
+    /// boot removes every snapshot recorded under an earlier boot, which is
+    /// then extracted again from its blob when needed. A process that dies
+    /// leaves its page cache intact, so only a machine crash (or a reboot)
+    /// costs anything, and never a corrupt snapshot.
     pub fn commit_snapshot(&self, staged: &Path, chain_id: &ChainId) -> Result<PathBuf> {
         let target = self.snapshot_path(chain_id);
         let _guard = self.lock_shared()?;
@@ -129,7 +159,7 @@ impl Store {
             std::fs::remove_dir_all(staged).map_err(StoreError::io(staged))?;
             return Ok(target);
         }
-        fsync_tree_root(staged)?;
+        self.record_unsynced(chain_id)?;
         match std::fs::rename(staged, &target) {
             Ok(()) => {}
             // ENOTEMPTY/EEXIST: a concurrent commit of the same chain won.
@@ -139,8 +169,65 @@ impl Store {
             }
             Err(err) => return Err(StoreError::io(&target)(err)),
         }
-        fsync_dir(&self.snapshots_dir())?;
+        // No fsync of snapshots/: a rename lost in a crash leaves the tree
+        // in a dead session's directory, removed by the next open.
         Ok(target)
+    }
+
+    /// `hoist/unsynced/<boot-id>`: snapshots published during that boot.
+    fn unsynced_dir(&self, boot: &str) -> PathBuf {
+        self.root.join("hoist/unsynced").join(boot)
+    }
+
+    /// Records `chain_id` as published in this boot, durably (the record
+    /// must reach the disk before the snapshot's rename can).
+    fn record_unsynced(&self, chain_id: &ChainId) -> Result<()> {
+        let dir = self.unsynced_dir(boot_id()?);
+        let marker = dir.join(chain_id.hex());
+        if marker.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        File::create(&marker).map_err(StoreError::io(&marker))?;
+        fsync_dir(&dir)?;
+        // A new boot directory must itself be durable.
+        if let Some(parent) = dir.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Drops this boot's record of a snapshot GC removed.
+    pub(crate) fn forget_unsynced(&self, hex: &str) -> Result<()> {
+        let marker = self.unsynced_dir(boot_id()?).join(hex);
+        remove_file_if_exists(&marker).map(|_| ())
+    }
+
+    /// Removes the snapshots recorded under earlier boots (their data may
+    /// not have reached the disk before the machine went down), then the
+    /// records. Call with the exclusive lock held.
+    fn drop_snapshots_of_earlier_boots(&self) -> Result<()> {
+        let root = self.root.join("hoist/unsynced");
+        let current = boot_id()?;
+        let boots = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(StoreError::io(&root)(err)),
+        };
+        for boot in boots {
+            let boot = boot.map_err(StoreError::io(&root))?;
+            if boot.file_name().to_str() == Some(current) {
+                continue;
+            }
+            let dir = boot.path();
+            for marker in std::fs::read_dir(&dir).map_err(StoreError::io(&dir))? {
+                let marker = marker.map_err(StoreError::io(&dir))?;
+                let snapshot = self.snapshots_dir().join(marker.file_name());
+                remove_dir_atomic(self, &snapshot)?;
+            }
+            std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        }
+        fsync_dir(&root)
     }
 
     pub(crate) fn session(&self) -> &Session {
@@ -214,9 +301,25 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(StoreError::io(dir))
 }
 
-/// fsyncs the top of a staged tree (its entries' data is the writer's job).
-fn fsync_tree_root(dir: &Path) -> Result<()> {
-    fsync_dir(dir)
+/// This boot's ID (`/proc/sys/kernel/random/boot_id`), read once.
+fn boot_id() -> Result<&'static str> {
+    static BOOT_ID: std::sync::OnceLock<std::result::Result<String, String>> =
+        std::sync::OnceLock::new();
+    const PATH: &str = "/proc/sys/kernel/random/boot_id";
+    let id = BOOT_ID.get_or_init(|| match std::fs::read_to_string(PATH) {
+        Ok(text) => {
+            let id = text.trim().to_owned();
+            let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+            if valid {
+                Ok(id)
+            } else {
+                Err(format!("unexpected content {id:?}"))
+            }
+        }
+        Err(err) => Err(err.to_string()),
+    });
+    id.as_deref()
+        .map_err(|reason| StoreError::invalid(PATH, reason))
 }
 
 /// Removes a file, treating "already gone" as success.

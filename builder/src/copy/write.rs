@@ -112,6 +112,14 @@ impl<'a> Writer<'a> {
     /// Writes a regular file from `content`, replacing a non-directory.
     /// Returns the open destination so the caller can copy xattrs.
     pub fn file(&mut self, dest: &Path, content: &mut dyn Read, meta: Meta) -> io::Result<File> {
+        let mut file = self.create_file(dest)?;
+        io::copy(content, &mut file)?;
+        self.finish_fd(file.as_fd(), meta, false)?;
+        Ok(file)
+    }
+
+    /// A new, empty regular file at `dest` (replacing a non-directory).
+    fn create_file(&mut self, dest: &Path) -> io::Result<File> {
         let leaf = self.root.leaf(dest)?;
         clear_leaf(&leaf.dir, &leaf.name, dest)?;
         let fd = rustix::fs::openat(
@@ -120,10 +128,7 @@ impl<'a> Writer<'a> {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
-        let mut file = File::from(fd);
-        io::copy(content, &mut file)?;
-        self.finish_fd(file.as_fd(), meta, false)?;
-        Ok(file)
+        Ok(File::from(fd))
     }
 
     /// Copies a regular file from an open source, keeping hardlinks that
@@ -141,7 +146,11 @@ impl<'a> Writer<'a> {
             }
             self.links.insert(key, dest.to_owned());
         }
-        let out = self.file(dest, &mut src, meta)?;
+        let mut out = self.create_file(dest)?;
+        // File to File: std copies with copy_file_range, in the kernel, and
+        // filesystems with reflinks (XFS, btrfs) share the blocks instead.
+        io::copy(&mut src, &mut out)?;
+        self.finish_fd(out.as_fd(), meta, false)?;
         copy_xattrs(src.as_fd(), out.as_fd());
         set_times_fd(out.as_fd(), meta.mtime)
     }

@@ -191,3 +191,54 @@ fn sigkill_during_prune_leaves_a_clean_store() {
         "only {interrupted} prunes were interrupted (full run {full} µs)"
     );
 }
+
+/// Snapshots are not fsynced (issue 9): those published before a reboot
+/// are dropped by the first open after it, and extracted again from their
+/// blobs; those of the current boot stay.
+#[test]
+fn r9_snapshots_of_an_earlier_boot_are_dropped_and_extracted_again() {
+    let (_dir, store) = temp_store();
+    let root = store.root().to_owned();
+    let image = crate::extract::put_test_image(
+        &store,
+        &[vec![
+            crate::extract::dir("etc/"),
+            crate::extract::file("hello", b"boot"),
+        ]],
+    );
+    store.tag("boot", &image).unwrap();
+    let snapshots = hoist_store::snapshot::ensure_snapshots(&store, &image).unwrap();
+    assert!(snapshots[0].join("hello").is_file());
+    let unsynced = root.join("hoist/unsynced");
+    let boots: Vec<_> = std::fs::read_dir(&unsynced)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(boots.len(), 1, "one record directory, this boot's");
+    let chain = image.chain_ids()[0].hex().to_owned();
+    assert!(boots[0].join(&chain).is_file(), "the snapshot is recorded");
+    drop(store);
+
+    // Same boot: a reopen keeps it.
+    let store = Store::open(&root).unwrap();
+    assert!(snapshots[0].is_dir());
+    drop(store);
+
+    // "Reboot": the record now belongs to another boot.
+    std::fs::rename(
+        &boots[0],
+        unsynced.join("00000000-0000-4000-8000-000000000000"),
+    )
+    .unwrap();
+    let store = Store::open(&root).unwrap();
+    assert!(!snapshots[0].exists(), "dropped after the reboot");
+    assert_eq!(
+        std::fs::read_dir(&unsynced).unwrap().count(),
+        0,
+        "records gone"
+    );
+    crate::common::assert_valid(&store);
+    let again = hoist_store::snapshot::ensure_snapshots(&store, &image).unwrap();
+    assert_eq!(again, snapshots);
+    assert_eq!(std::fs::read(again[0].join("hello")).unwrap(), b"boot");
+}
