@@ -12,7 +12,10 @@ ARG DEBIAN=bookworm
 FROM docker.io/library/rust:${RUST_VERSION}-slim-${DEBIAN} AS builder
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p hoist \
+# The image's own toolchain, not rust-toolchain.toml's (which would make
+# rustup download one).
+RUN export RUSTUP_TOOLCHAIN="$(rustup default | cut -d' ' -f1)" \
+ && cargo build --release --locked -p hoist \
  && install -m 0755 target/release/hoist /usr/local/bin/hoist
 
 FROM docker.io/library/debian:${DEBIAN}-slim
