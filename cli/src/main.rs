@@ -68,7 +68,12 @@ fn enter_namespaces(cli: &Cli) -> anyhow::Result<Entered> {
     let mounts = matches!(cli.command, Command::Build(_) | Command::Run(_));
     let opens_store = !matches!(
         cli.command,
-        Command::Debug(_) | Command::Version(_) | Command::Completion(_) | Command::Man(_)
+        Command::Debug(_)
+            | Command::Version(_)
+            | Command::Completion(_)
+            | Command::Man(_)
+            | Command::Login(_)
+            | Command::Logout(_)
     );
     let env = if sandbox::running_as_root() {
         if !mounts {

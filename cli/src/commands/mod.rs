@@ -16,6 +16,8 @@ pub mod import;
 pub mod info;
 pub mod inspect;
 pub mod load;
+pub mod login;
+pub mod logout;
 pub mod man;
 pub mod prune;
 pub mod pull;
@@ -52,6 +54,10 @@ pub enum Command {
     Push(push::Args),
     /// Import the contents from a tarball to create a filesystem image
     Import(import::Args),
+    /// Log in to a registry
+    Login(login::Args),
+    /// Log out from a registry
+    Logout(logout::Args),
     /// Remove unused data
     Prune(prune::Args),
     /// Verify the store
@@ -91,6 +97,8 @@ pub fn run(command: Command, globals: &Globals) -> anyhow::Result<ExitCode> {
         Command::Pull(args) => pull::run(args, globals),
         Command::Push(args) => push::run(args, globals),
         Command::Import(args) => import::run(args, globals),
+        Command::Login(args) => login::run(args, globals),
+        Command::Logout(args) => logout::run(args, globals),
         Command::Prune(args) => prune::run(args, globals, prune::Scope::Everything),
         Command::Builder(BuilderCommand::Prune(args)) => {
             prune::run(args, globals, prune::Scope::BuildCache)

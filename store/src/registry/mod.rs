@@ -19,6 +19,7 @@ pub mod client;
 pub mod credentials;
 pub mod docker_config;
 mod error;
+mod login;
 pub mod manifest;
 pub mod progress;
 pub mod pull;

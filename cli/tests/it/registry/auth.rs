@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use super::fault_proxy::{Fault, FaultProxy, Target};
-use super::harness::{TestRegistry, skopeo};
+use super::harness::{RegistryOptions, TestRegistry, skopeo};
 use super::token_server::{TokenServer, TokenUser};
 use crate::common::Hoist;
 
@@ -129,4 +129,601 @@ fn r7_fault_proxy_corrupts_and_fails_requests_on_demand() {
         "{log:?}"
     );
     assert!(log.iter().all(|l| !l.proxied), "{log:?}");
+}
+
+/// A client environment of its own: a store, a `DOCKER_CONFIG` directory
+/// and an empty hoist config, so no test sees the machine's credentials.
+struct Client {
+    hoist: Hoist,
+    docker_config: tempfile::TempDir,
+    /// Directories put first on `PATH` (credential helpers).
+    path_prefix: Vec<std::path::PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Client {
+    fn new(hoist: Hoist) -> Client {
+        let docker_config = tempfile::tempdir().unwrap();
+        std::fs::write(docker_config.path().join("hoist.json"), "{}").unwrap();
+        Client {
+            hoist,
+            docker_config,
+            path_prefix: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn config_path(&self) -> std::path::PathBuf {
+        self.docker_config.path().join("config.json")
+    }
+
+    fn write_config(&self, config: &serde_json::Value) {
+        std::fs::write(self.config_path(), config.to_string()).unwrap();
+    }
+
+    fn read_config(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.config_path()).unwrap()).unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.hoist.command(args);
+        cmd.env("DOCKER_CONFIG", self.docker_config.path())
+            .env("HOIST_CONFIG", self.docker_config.path().join("hoist.json"))
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy");
+        if !self.path_prefix.is_empty() {
+            let mut paths = self.path_prefix.clone();
+            paths.extend(std::env::split_paths(
+                &std::env::var_os("PATH").unwrap_or_default(),
+            ));
+            cmd.env("PATH", std::env::join_paths(paths).unwrap());
+        }
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        cmd
+    }
+
+    /// Runs hoist; returns (success, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = self.command(args);
+        if stdin.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        }
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let (ok, stdout, stderr) = self.run(args);
+        assert!(
+            ok,
+            "hoist {args:?} failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        (stdout, stderr)
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args);
+        assert!(
+            !ok,
+            "hoist {args:?} should have failed:\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        stderr
+    }
+
+    /// `hoist fsck` finds nothing wrong.
+    fn assert_store_clean(&self) {
+        let (stdout, _) = self.ok(&["fsck"]);
+        assert!(stdout.contains(": 0 problems"), "{stdout}");
+    }
+}
+
+/// Fails the test if `secret` shows anywhere in `texts`.
+fn assert_no_secret(secret: &str, texts: &[&str]) {
+    for text in texts {
+        assert!(
+            !text.contains(secret),
+            "a secret leaked into the output:\n{text}"
+        );
+    }
+}
+
+/// Pushes the busybox base to `reference` on a registry with skopeo (the
+/// independent tool); `creds` is `user:password` when the registry needs it.
+fn seed_image(reference: &str, creds: Option<&str>) {
+    let hoist = Hoist::with_busybox();
+    let src = format!("oci:{}:busybox:latest", hoist.root().display());
+    let dest = format!("docker://{reference}");
+    let mut args = vec!["copy", "--dest-tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend_from_slice(&["--dest-creds", creds]);
+    }
+    args.extend_from_slice(&[&src, &dest]);
+    skopeo(&args);
+}
+
+/// The layer digests of `reference` as skopeo reads them.
+fn layer_digests(reference: &str, creds: Option<&str>) -> Vec<String> {
+    let target = format!("docker://{reference}");
+    let mut args = vec!["inspect", "--tls-verify=false"];
+    if let Some(creds) = creds {
+        args.extend_from_slice(&["--creds", creds]);
+    }
+    args.push(&target);
+    let out = skopeo(&args);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    value["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+const ALICE_PASSWORD: &str = "alice-s3cret-pw";
+
+#[test]
+fn r7_login_checks_then_saves_push_pull_logout() {
+    let registry = TestRegistry::start(RegistryOptions::htpasswd("alice", ALICE_PASSWORD));
+    let host = registry.host();
+    let client = Client::new(Hoist::with_busybox());
+
+    // A wrong password: a clear error, nothing written.
+    let (ok, stdout, stderr) = client.run_with_stdin(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some("wrong-s3cret\n"),
+    );
+    assert!(!ok, "a wrong password must fail:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("logging in to {host}")),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("unauthorized"), "{stderr}");
+    assert_no_secret("wrong-s3cret", &[&stdout, &stderr]);
+    assert!(!client.config_path().exists(), "nothing may be written");
+
+    // --password works with Docker's warning.
+    let (stdout, stderr) = client.ok(&["login", "-u", "alice", "-p", ALICE_PASSWORD, &host]);
+    assert_eq!(stdout, "Login Succeeded\n");
+    assert!(
+        stderr.contains("WARNING! Using --password via the CLI is insecure. Use --password-stdin."),
+        "{stderr}"
+    );
+    let config = client.read_config();
+    assert_eq!(
+        config["auths"][&host]["auth"],
+        basic_auth("alice", ALICE_PASSWORD),
+        "{config}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(client.config_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A login with no credentials given checks the saved ones.
+    let (stdout, stderr) = client.ok(&["login", &host]);
+    assert_eq!(stdout, "Login Succeeded\n");
+    assert!(
+        stderr.contains("Authenticating with existing credentials... [Username: alice]"),
+        "{stderr}"
+    );
+
+    // The saved credentials push and pull.
+    let image = format!("{host}/team/busybox:1");
+    let mut outputs = vec![stdout, stderr];
+    client.ok(&["tag", "busybox:latest", &image]);
+    let (stdout, stderr) = client.ok(&["push", &image]);
+    assert!(stdout.contains("1: digest: sha256:") || stderr.contains("1: digest: sha256:"));
+    outputs.extend([stdout, stderr]);
+    let puller = Client::new(Hoist::new());
+    std::fs::copy(client.config_path(), puller.config_path()).unwrap();
+    let (stdout, stderr) = puller.ok(&["pull", &image]);
+    outputs.extend([stdout, stderr]);
+    puller.assert_store_clean();
+    assert_eq!(
+        layer_digests(&image, Some(&format!("alice:{ALICE_PASSWORD}"))).len(),
+        1
+    );
+
+    // Logout removes them; a second logout says so; pulls then fail.
+    let (stdout, _) = puller.ok(&["logout", &host]);
+    assert_eq!(stdout, format!("Removing login credentials for {host}\n"));
+    let (stdout, _) = puller.ok(&["logout", &host]);
+    assert_eq!(stdout, format!("Not logged in to {host}\n"));
+    assert!(puller.read_config()["auths"].get(&host).is_none());
+    let stderr = puller.fails(&["pull", &format!("{host}/team/busybox:1")]);
+    outputs.push(stderr);
+    let all: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    assert_no_secret(ALICE_PASSWORD, &all);
+    assert_no_secret(&basic_auth("alice", ALICE_PASSWORD), &all);
+}
+
+#[test]
+fn r7_credentials_from_config_json_auths() {
+    let registry = TestRegistry::start(RegistryOptions::htpasswd("alice", ALICE_PASSWORD));
+    let host = registry.host();
+    let image = format!("{host}/lib/busybox:1");
+    seed_image(&image, Some(&format!("alice:{ALICE_PASSWORD}")));
+
+    let client = Client::new(Hoist::new());
+    let stderr = client.fails(&["pull", &image]);
+    assert!(stderr.to_lowercase().contains("unauthorized"), "{stderr}");
+    // A key with a scheme and path matches its host, as in Docker.
+    client.write_config(&serde_json::json!({
+        "auths": {format!("http://{host}/v1/"): {"auth": basic_auth("alice", ALICE_PASSWORD)}},
+        "psFormat": "kept",
+    }));
+    let (stdout, stderr) = client.ok(&["pull", &image]);
+    assert_no_secret(ALICE_PASSWORD, &[&stdout, &stderr]);
+    client.assert_store_clean();
+
+    // username/password fields work too.
+    let other = Client::new(Hoist::new());
+    other.write_config(&serde_json::json!({
+        "auths": {&host: {"username": "alice", "password": ALICE_PASSWORD}},
+    }));
+    other.ok(&["pull", &image]);
+}
+
+/// A `docker-credential-hoisttest` that answers `get` for one server with
+/// fixed credentials, keeps what `store` sends in a file, and logs each
+/// action it is asked for.
+fn helper_script(dir: &std::path::Path, server: &str, user: &str, secret: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("docker-credential-hoisttest");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+dir={dir}
+read -r input || true
+echo "$1" >> "$dir/actions"
+case "$1" in
+get)
+  if [ -f "$dir/stored" ]; then cat "$dir/stored"; exit 0; fi
+  if [ "$input" = "{server}" ]; then
+    printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{secret}"}}' "$input"; exit 0
+  fi
+  echo "credentials not found in native keychain"; exit 1 ;;
+store) printf '%s' "$input" > "$dir/stored" ;;
+erase) rm -f "$dir/stored" ;;
+*) echo "unknown action"; exit 1 ;;
+esac
+"#,
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn r7_credentials_from_a_credential_helper() {
+    let registry = TestRegistry::start(RegistryOptions::htpasswd("alice", ALICE_PASSWORD));
+    let host = registry.host();
+    let image = format!("{host}/lib/busybox:1");
+    seed_image(&image, Some(&format!("alice:{ALICE_PASSWORD}")));
+
+    let bin = tempfile::tempdir().unwrap();
+    helper_script(bin.path(), &host, "alice", ALICE_PASSWORD);
+    let mut client = Client::new(Hoist::new());
+    client.path_prefix.push(bin.path().to_owned());
+    client.write_config(&serde_json::json!({"credsStore": "hoisttest"}));
+    let (stdout, stderr) = client.ok(&["pull", &image]);
+    assert_no_secret(ALICE_PASSWORD, &[&stdout, &stderr]);
+    let actions = std::fs::read_to_string(bin.path().join("actions")).unwrap();
+    assert!(actions.lines().any(|a| a == "get"), "{actions}");
+
+    // login stores through the helper: the file keeps no secret.
+    let (ok, stdout, stderr) = client.run_with_stdin(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(ALICE_PASSWORD),
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(stdout, "Login Succeeded\n");
+    assert!(!stderr.contains("unencrypted"), "{stderr}");
+    let text = std::fs::read_to_string(client.config_path()).unwrap();
+    assert_no_secret(ALICE_PASSWORD, &[&text]);
+    let stored = std::fs::read_to_string(bin.path().join("stored")).unwrap();
+    assert!(
+        stored.contains(ALICE_PASSWORD) && stored.contains(&host),
+        "{stored}"
+    );
+
+    // logout erases in the helper.
+    let (stdout, _) = client.ok(&["logout", &host]);
+    assert_eq!(stdout, format!("Removing login credentials for {host}\n"));
+    assert!(!bin.path().join("stored").exists());
+    let actions = std::fs::read_to_string(bin.path().join("actions")).unwrap();
+    assert!(actions.lines().any(|a| a == "erase"), "{actions}");
+}
+
+#[test]
+fn r7_token_auth_pull_push_and_scopes() {
+    let (tokens, registry) = token_registry();
+    let host = registry.host();
+    let image = format!("{host}/team/app:1");
+
+    let pusher = Client::new(Hoist::with_busybox());
+    pusher.write_config(&serde_json::json!({
+        "auths": {&host: {"auth": basic_auth("pusher", PUSHER_PASSWORD)}},
+    }));
+    pusher.ok(&["tag", "busybox:latest", &image]);
+    let (stdout, stderr) = pusher.ok(&["push", &image]);
+    assert_no_secret(PUSHER_PASSWORD, &[&stdout, &stderr]);
+    assert!(
+        tokens
+            .counts()
+            .scopes
+            .iter()
+            .any(|s| s.starts_with("repository:team/app:") && s.contains("push")),
+        "{:?}",
+        tokens.counts()
+    );
+
+    let puller = Client::new(Hoist::with_busybox());
+    puller.write_config(&serde_json::json!({
+        "auths": {&host: {"auth": basic_auth("puller", PULLER_PASSWORD)}},
+    }));
+    let (stdout, stderr) = puller.ok(&["pull", &image]);
+    assert_no_secret(PULLER_PASSWORD, &[&stdout, &stderr]);
+    puller.assert_store_clean();
+
+    // A pull-only user cannot push: a clear error naming the repository.
+    let denied = format!("{host}/team/other:1");
+    puller.ok(&["tag", "busybox:latest", &denied]);
+    let stderr = puller.fails(&["push", &denied]);
+    let lower = stderr.to_lowercase();
+    assert!(
+        lower.contains("denied") || lower.contains("unauthorized"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("team/other"), "{stderr}");
+    assert_no_secret(PULLER_PASSWORD, &[&stderr]);
+    assert!(tokens.counts().basic_get >= 2, "{:?}", tokens.counts());
+}
+
+#[test]
+fn r7_identity_token_uses_the_oauth2_refresh_flow() {
+    let (tokens, registry) = token_registry();
+    let host = registry.host();
+    let image = format!("{host}/team/app:1");
+    seed_image(&image, Some(&format!("pusher:{PUSHER_PASSWORD}")));
+    let before = tokens.counts();
+
+    let refresh = tokens.issue_refresh_token("puller");
+    let client = Client::new(Hoist::new());
+    client.write_config(&serde_json::json!({
+        "auths": {&host: {"auth": basic_auth("puller", ""), "identitytoken": refresh}},
+    }));
+    let (stdout, stderr) = client.ok(&["pull", &image]);
+    assert_no_secret(&refresh, &[&stdout, &stderr]);
+    let after = tokens.counts();
+    assert!(after.refresh_post > before.refresh_post, "{after:?}");
+    assert_eq!(after.basic_get, before.basic_get, "no Basic GET: {after:?}");
+    client.assert_store_clean();
+
+    // An unknown identity token is refused, and not shown.
+    let other = Client::new(Hoist::new());
+    other.write_config(&serde_json::json!({
+        "auths": {&host: {"identitytoken": "bogus-refresh-s3cret"}},
+    }));
+    let stderr = other.fails(&["pull", &image]);
+    assert_no_secret("bogus-refresh-s3cret", &[&stderr]);
+}
+
+/// An anonymous registry holding `lib/busybox:1`, a fault proxy in front
+/// of it, and the layer's digest.
+fn faulty_registry() -> (TestRegistry, FaultProxy, String) {
+    let registry = TestRegistry::anonymous();
+    let image = format!("{}/lib/busybox:1", registry.host());
+    seed_image(&image, None);
+    let layers = layer_digests(&image, None);
+    let proxy = FaultProxy::start(&registry.host());
+    (registry, proxy, layers[0].clone())
+}
+
+fn blob_in_store(client: &Client, digest: &str) -> bool {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    client.hoist.root().join("blobs/sha256").join(hex).exists()
+}
+
+#[test]
+fn r7_corrupted_blob_is_refused_and_nothing_stored() {
+    let (_registry, proxy, layer) = faulty_registry();
+    proxy.inject_always(Target::BlobGetOf(layer.clone()), Fault::Corrupt);
+    let client = Client::new(Hoist::new());
+    let image = format!("{}/lib/busybox:1", proxy.host());
+    let stderr = client.fails(&["pull", &image]);
+    assert!(
+        stderr.contains(&format!("blob {layer} is corrupt")),
+        "the error names the blob: {stderr}"
+    );
+    assert!(!blob_in_store(&client, &layer));
+    let (images, _) = client.ok(&["images"]);
+    assert!(!images.contains("lib/busybox"), "{images}");
+    client.assert_store_clean();
+}
+
+#[test]
+fn r7_429_and_500_are_retried() {
+    let (_registry, proxy, layer) = faulty_registry();
+    proxy.inject(Target::Manifest, Fault::ServerError, 1);
+    proxy.inject(
+        Target::BlobGetOf(layer.clone()),
+        Fault::TooManyRequests { retry_after: 1 },
+        1,
+    );
+    let client = Client::new(Hoist::new());
+    let image = format!("{}/lib/busybox:1", proxy.host());
+    client.ok(&["pull", &image]);
+    assert!(blob_in_store(&client, &layer));
+    client.assert_store_clean();
+    let log = proxy.log();
+    let statuses = |fragment: &str| -> Vec<u16> {
+        log.iter()
+            .filter(|l| l.path.contains(fragment) && l.method == "GET")
+            .map(|l| l.status)
+            .collect()
+    };
+    let blob = statuses(&layer);
+    assert_eq!(blob.first(), Some(&429), "{log:#?}");
+    assert_eq!(blob.last(), Some(&200), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.path.contains("/manifests/") && l.status == 500),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .rfind(|l| l.path.contains("/manifests/"))
+            .map(|l| l.status)
+            == Some(200),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn r7_truncated_blob_resumes_with_range() {
+    let (_registry, proxy, layer) = faulty_registry();
+    proxy.inject(Target::BlobGetOf(layer.clone()), Fault::Truncate, 1);
+    let client = Client::new(Hoist::new());
+    client.ok(&["pull", &format!("{}/lib/busybox:1", proxy.host())]);
+    assert!(blob_in_store(&client, &layer));
+    client.assert_store_clean();
+    let gets: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.path.ends_with(&layer) && l.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    assert_eq!(gets[0].fault, Some(Fault::Truncate));
+    let range = gets[1].range.as_deref().unwrap_or("");
+    let from: u64 = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(from > 0, "the retry resumes where it stopped: {gets:#?}");
+    assert_eq!(gets[1].status, 206, "{gets:#?}");
+}
+
+#[test]
+fn r7_dropped_connection_mid_blob_is_retried() {
+    let (_registry, proxy, layer) = faulty_registry();
+    proxy.inject(Target::BlobGetOf(layer.clone()), Fault::Drop, 1);
+    let client = Client::new(Hoist::new());
+    client.ok(&["pull", &format!("{}/lib/busybox:1", proxy.host())]);
+    assert!(blob_in_store(&client, &layer));
+    client.assert_store_clean();
+    let gets: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.path.ends_with(&layer) && l.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    assert_eq!(gets[0].fault, Some(Fault::Drop));
+    assert!(matches!(gets[1].status, 200 | 206), "{gets:#?}");
+}
+
+#[test]
+fn r7_no_proxy_bypasses_the_proxy_for_loopback() {
+    let registry = TestRegistry::anonymous();
+    let image = format!("{}/lib/busybox:1", registry.host());
+    seed_image(&image, None);
+    // The fault proxy, with no faults, as the HTTP proxy.
+    let proxy = FaultProxy::start(&registry.host());
+
+    let mut through = Client::new(Hoist::new());
+    through
+        .env
+        .push(("HTTP_PROXY".into(), format!("http://{}", proxy.host())));
+    through.ok(&["pull", &image]);
+    let proxied = proxy.log().iter().filter(|l| l.proxied).count();
+    assert!(proxied > 0, "HTTP_PROXY is used: {:#?}", proxy.log());
+
+    let mut bypass = Client::new(Hoist::new());
+    bypass
+        .env
+        .push(("HTTP_PROXY".into(), format!("http://{}", proxy.host())));
+    bypass.env.push(("NO_PROXY".into(), "127.0.0.1".into()));
+    bypass.ok(&["pull", &image]);
+    assert_eq!(
+        proxy.log().iter().filter(|l| l.proxied).count(),
+        proxied,
+        "NO_PROXY=127.0.0.1 bypasses the proxy"
+    );
+}
+
+#[test]
+fn r7_pull_through_mirror_serves_an_image_only_upstream_has() {
+    let upstream = TestRegistry::anonymous();
+    seed_image(&format!("{}/lib/base:1", upstream.host()), None);
+    let mirror = TestRegistry::start(RegistryOptions::mirror_of(&upstream));
+    // The client names the image through a proxy that refuses everything,
+    // so the pull can only succeed through the mirror.
+    let front = FaultProxy::start(&upstream.host());
+    front.inject_always(Target::Any, Fault::ServerError);
+    let client = Client::new(Hoist::with_busybox());
+    std::fs::write(
+        client.docker_config.path().join("hoist.json"),
+        serde_json::json!({
+            "registries": {front.host(): {"mirrors": [mirror.url()]}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // Builds do not pull a missing FROM image yet: pull it, then build.
+    let base = format!("{}/lib/base:1", front.host());
+    client.ok(&["pull", &base]);
+    let context =
+        crate::common::dockerfile_context(&format!("FROM {base}\nRUN echo built > /built\n"));
+    let (ok, stdout, stderr) = client.run(&[
+        "build",
+        "--progress=plain",
+        "-t",
+        "mirrored:1",
+        context.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        front.log().iter().all(|l| !l.path.contains("/blobs/")),
+        "blobs came from the mirror: {:#?}",
+        front.log()
+    );
+    assert!(mirror.storage().join("docker/registry/v2/blobs").exists());
+    client.assert_store_clean();
 }

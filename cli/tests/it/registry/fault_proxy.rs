@@ -32,10 +32,12 @@ pub enum Fault {
 }
 
 /// Which requests a fault applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// `GET /v2/NAME/blobs/DIGEST` of layers and configs.
     BlobGet,
+    /// `GET /v2/NAME/blobs/DIGEST` of this digest only.
+    BlobGetOf(String),
     /// `GET` or `HEAD /v2/NAME/manifests/REF`.
     Manifest,
     /// Any request.
@@ -43,10 +45,13 @@ pub enum Target {
 }
 
 impl Target {
-    fn matches(self, request: &Request) -> bool {
+    fn matches(&self, request: &Request) -> bool {
         let path = request.path();
         match self {
             Target::BlobGet => request.method == "GET" && path.contains("/blobs/sha256:"),
+            Target::BlobGetOf(digest) => {
+                request.method == "GET" && path.ends_with(&format!("/blobs/{digest}"))
+            }
             Target::Manifest => path.contains("/manifests/"),
             Target::Any => true,
         }

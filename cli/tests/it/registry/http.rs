@@ -210,6 +210,18 @@ impl Server {
                         return;
                     };
                     let mut reader = BufReader::new(read_half);
+                    // A TLS ClientHello (clients try HTTPS first on insecure
+                    // hosts): answer as Go's HTTP server does, at once.
+                    if reader
+                        .fill_buf()
+                        .is_ok_and(|buf| buf.first() == Some(&0x16))
+                    {
+                        let mut stream = stream;
+                        let _ = stream.write_all(
+                            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+                        );
+                        return;
+                    }
                     match read_request(&mut reader) {
                         Ok(Some(request)) => handle(request, stream),
                         Ok(None) => {}
