@@ -64,6 +64,10 @@ pub struct SandboxOptions {
     pub security: hoist_sandbox::Security,
     /// `--allow security.insecure`: lets `RUN --security=insecure` run.
     pub allow_insecure: bool,
+    /// `--memory`, `--cpu-*`, `--cgroup-parent`, `--ulimit`, `--shm-size`.
+    pub resources: hoist_sandbox::Resources,
+    /// `--add-host HOST:IP`, appended to every RUN's /etc/hosts.
+    pub add_hosts: Vec<(String, String)>,
 }
 
 /// The result of a build.

@@ -98,6 +98,12 @@ impl StageBuilder<'_> {
         spec.mounts = mounts;
         spec.security = self.scope.request.sandbox.security.clone();
         spec.security.insecure = insecure;
+        spec.resources = self.scope.request.sandbox.resources.clone();
+        if let Some(hosts) = &mut spec.etc.hosts {
+            for (host, ip) in &self.scope.request.sandbox.add_hosts {
+                hosts.push_str(&format!("{ip}\t{host}\n"));
+            }
+        }
 
         let mut io = StepIo::new(self.scope.builder.progress, step.id);
         let status = self.scope.builder.sandbox.run(&spec, &mut io)?;

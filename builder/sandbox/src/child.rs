@@ -216,11 +216,7 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
         Fixed::Setup,
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL)),
     );
-    fixed(
-        plan,
-        Fixed::Chdir,
-        rustix::process::chdir(plan.cwd.as_c_str()),
-    );
+    fixed(plan, Fixed::Chdir, enter_cwd(plan.cwd.as_c_str()));
     if let Err(e) = setup_stdio(plan) {
         fail(plan, Fixed::Stdio as u32, e);
     }
@@ -233,6 +229,48 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
         }
     }
     exec(plan)
+}
+
+/// chdir into the working directory without leaving the root
+/// (CVE-2024-21626): the builder's descriptors are all still open in the
+/// child until exec, so `WORKDIR /proc/self/fd/N` would name a host
+/// directory. Magic links are refused while resolving, and the result is
+/// checked to be reachable from the root, as runc checks it.
+fn enter_cwd(cwd: &CStr) -> rustix::io::Result<()> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rustix::fs::openat2(
+        CWD,
+        cwd,
+        flags,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(dir) => rustix::process::fchdir(&dir)?,
+        // Kernels before 5.6: a plain chdir, checked below.
+        Err(Errno::NOSYS) => rustix::process::chdir(cwd)?,
+        Err(e) => return Err(e),
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: getcwd writes at most `buf.len()` bytes into `buf`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getcwd,
+            buf.as_mut_ptr(),
+            buf.len() as libc::size_t,
+        )
+    };
+    // A path too long for the buffer (ERANGE) is a reachable one; an
+    // unreachable one reads "(unreachable)/..." or fails with ENOENT.
+    if r < 0 {
+        return match Errno::from_raw_os_error(last_errno()) {
+            Errno::RANGE => Ok(()),
+            e => Err(e),
+        };
+    }
+    if buf[0] != b'/' {
+        return Err(Errno::XDEV);
+    }
+    Ok(())
 }
 
 fn set_no_new_privs() -> rustix::io::Result<()> {

@@ -33,6 +33,14 @@ pub enum SandboxError {
     /// A seccomp profile that cannot be read, parsed or compiled.
     #[error("{0}")]
     Seccomp(String),
+    /// Resource limits that cannot be set up.
+    #[error("cgroup: {0}")]
+    Cgroup(String),
+    /// The run was killed by the kernel's OOM killer at its `--memory` limit.
+    #[error(
+        "out of memory: the run exceeded its memory limit of {limit} bytes (--memory) and was killed"
+    )]
+    OutOfMemory { limit: u64 },
 }
 
 impl SandboxError {

@@ -50,6 +50,7 @@
 
 #![allow(unsafe_code)]
 
+mod cgroup;
 mod child;
 mod error;
 mod etc;
@@ -66,6 +67,7 @@ mod stubs;
 
 use std::process::ExitStatus;
 
+pub use cgroup::DEFAULT_PIDS_LIMIT;
 pub use error::SandboxError;
 pub use etc::{hosts as hosts_file, resolv_conf};
 pub use idmap::in_user_namespace;
@@ -76,9 +78,33 @@ pub use overlay::{MountGuard, mount_overlay, mount_overlay_read_only, remove_wor
 pub use process::{Entered, enter_namespaces, isolate_mounts, running_as_root};
 pub use seccomp::{ArchMap, RuleFilter, SeccompProfile, SyscallArg, SyscallRule};
 pub use spec::{
-    BUILD_HOSTNAME, DEFAULT_PATH, EtcFiles, IdMapping, Mount, MountKind, Network, Rootfs, RunSpec,
-    Security, User,
+    BUILD_HOSTNAME, DEFAULT_PATH, EtcFiles, IdMapping, Mount, MountKind, Network, Resources,
+    Rootfs, RunSpec, Security, Ulimit, User,
 };
+
+/// The rlimit a Docker `--ulimit` name sets.
+pub(crate) fn cgroup_resource(name: &str) -> Option<rustix::process::Resource> {
+    use rustix::process::Resource as R;
+    Some(match name {
+        "core" => R::Core,
+        "cpu" => R::Cpu,
+        "data" => R::Data,
+        "fsize" => R::Fsize,
+        "locks" => R::Locks,
+        "memlock" => R::Memlock,
+        "msgqueue" => R::Msgqueue,
+        "nice" => R::Nice,
+        "nofile" => R::Nofile,
+        "nproc" => R::Nproc,
+        "rss" => R::Rss,
+        "rtprio" => R::Rtprio,
+        "rttime" => R::Rttime,
+        "sigpending" => R::Sigpending,
+        "stack" => R::Stack,
+        "as" => R::As,
+        _ => return None,
+    })
+}
 
 /// Runs one command to completion in an isolated root filesystem.
 ///

@@ -259,6 +259,24 @@ impl NamespaceSandbox {
         if let Some(map) = idmap.filter(|_| new_userns) {
             map.apply(pid.as_raw_nonzero().get())?;
         }
+        // Limits are in place before the child may exec.
+        let cgroup = crate::cgroup::RunCgroup::create(&spec.resources, pid)?;
+        for ulimit in &spec.resources.ulimits {
+            let resource = crate::cgroup_resource(&ulimit.name).ok_or_else(|| {
+                SandboxError::InvalidSpec(format!("invalid ulimit type: {}", ulimit.name))
+            })?;
+            let limit = |v: i64| u64::try_from(v).ok();
+            let new = rustix::process::Rlimit {
+                current: limit(ulimit.soft),
+                maximum: limit(ulimit.hard),
+            };
+            rustix::process::prlimit(Some(pid), resource, new).map_err(|e| {
+                SandboxError::Setup {
+                    step: format!("set ulimit {}={}:{}", ulimit.name, ulimit.soft, ulimit.hard),
+                    source: e.into(),
+                }
+            })?;
+        }
         rustix::io::write(&sync_w, &[1]).map_err(|e| SandboxError::Pipe(e.into()))?;
         drop(sync_w);
 
@@ -279,6 +297,14 @@ impl NamespaceSandbox {
         }
         if pumped.killed {
             return Err(SandboxError::Cancelled);
+        }
+        if let Some(cg) = &cgroup
+            && !status.success()
+            && cg.oom_killed()
+        {
+            return Err(SandboxError::OutOfMemory {
+                limit: cg.memory_limit().unwrap_or_default(),
+            });
         }
         match error {
             Some(e) => Err(e),

@@ -556,12 +556,16 @@ pub(crate) fn build(
         Some(pts),
         false,
     )?;
+    let shm = match spec.resources.shm_size {
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+        None => "mode=1777,size=65536k".to_owned(),
+    };
     b.mount(
         "shm",
         "/dev/shm",
         "tmpfs",
         nosuid_nodev_noexec,
-        Some("mode=1777,size=65536k"),
+        Some(&shm),
         false,
     )?;
     if !rootless {

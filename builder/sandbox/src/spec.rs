@@ -37,6 +37,8 @@ pub struct RunSpec {
     /// Seccomp, no_new_privs and capabilities: Docker's defaults unless
     /// the caller chooses otherwise.
     pub security: Security,
+    /// cgroup limits, rlimits and the size of /dev/shm.
+    pub resources: Resources,
 }
 
 impl RunSpec {
@@ -57,6 +59,7 @@ impl RunSpec {
             mounts: Vec::new(),
             rootless: IdMapping::for_current_user(),
             security: Security::default(),
+            resources: Resources::default(),
         }
     }
 }
@@ -223,5 +226,86 @@ impl Default for Security {
             no_new_privs: false,
             insecure: false,
         }
+    }
+}
+
+/// `docker build`'s resource flags. cgroup limits need a root builder on a
+/// cgroup v1 host (see `cgroup.rs`); every run where cgroups can be used
+/// gets [`crate::DEFAULT_PIDS_LIMIT`] unless `pids_limit` says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `--memory`, bytes.
+    pub memory: Option<u64>,
+    /// `--memory-swap`: memory plus swap, bytes; -1 for unlimited swap.
+    /// Docker's default is twice `memory`.
+    pub memory_swap: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    /// `--cpu-period`, microseconds.
+    pub cpu_period: Option<u64>,
+    /// `--cpu-quota`, microseconds per period.
+    pub cpu_quota: Option<i64>,
+    /// `--cpuset-cpus`, as `0-3,5`.
+    pub cpuset_cpus: Option<String>,
+    /// `--cgroup-parent`: absolute from the hierarchy's root, or relative
+    /// to the builder's own cgroup.
+    pub cgroup_parent: Option<String>,
+    /// Maximum number of processes; 0 or less is unlimited.
+    pub pids_limit: Option<i64>,
+    /// `--ulimit`.
+    pub ulimits: Vec<Ulimit>,
+    /// `--shm-size`, bytes (64 MiB by default, as Docker).
+    pub shm_size: Option<u64>,
+}
+
+impl Resources {
+    /// Whether a cgroup limit was asked for explicitly.
+    pub fn has_limits(&self) -> bool {
+        self.memory.is_some()
+            || self.memory_swap.is_some()
+            || self.cpu_shares.is_some()
+            || self.cpu_period.is_some()
+            || self.cpu_quota.is_some()
+            || self.cpuset_cpus.is_some()
+            || self.cgroup_parent.is_some()
+            || self.pids_limit.is_some()
+    }
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]`; -1 is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl Ulimit {
+    /// Parses Docker's `NAME=SOFT[:HARD]`.
+    pub fn parse(spec: &str) -> Result<Self, crate::SandboxError> {
+        let bad = || crate::SandboxError::InvalidSpec(format!("invalid ulimit argument: {spec}"));
+        let (name, values) = spec.split_once('=').ok_or_else(bad)?;
+        let (soft, hard) = match values.split_once(':') {
+            Some((s, h)) => (s, h),
+            None => (values, values),
+        };
+        let (soft, hard): (i64, i64) = (
+            soft.parse().map_err(|_| bad())?,
+            hard.parse().map_err(|_| bad())?,
+        );
+        if crate::cgroup_resource(name).is_none() {
+            return Err(crate::SandboxError::InvalidSpec(format!(
+                "invalid ulimit type: {name}"
+            )));
+        }
+        if soft > hard && hard != -1 {
+            return Err(crate::SandboxError::InvalidSpec(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            soft,
+            hard,
+        })
     }
 }

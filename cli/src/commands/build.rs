@@ -91,6 +91,8 @@ pub struct Args {
     /// `RUN --security=insecure`)
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     allow: Vec<String>,
+    #[command(flatten)]
+    resources: Box<crate::security::ResourceArgs>,
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -177,6 +179,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         sandbox: SandboxOptions {
             security: crate::security::parse_security_opts(&args.security_opts)?,
             allow_insecure: crate::security::parse_allow(&args.allow)?,
+            resources: args.resources.resources()?,
+            add_hosts: args.resources.add_hosts()?,
         },
     };
 

@@ -95,3 +95,147 @@ fn r11_cve_2024_23653_insecure_needs_the_entitlement() {
     assert!(!out.contains("CapEff:\t00000000a80425fb"), "{out}");
     assert!(out.ends_with("mount-ok\n"), "{out}");
 }
+
+/// CVE-2019-5736: the runtime binary cannot be reached through
+/// `/proc/*/exe` (no process of the builder is in the run's PID namespace),
+/// the run's own executable cannot be overwritten, and hoist's binary is
+/// unchanged afterwards.
+#[test]
+fn r11_cve_2019_5736_proc_self_exe_reaches_no_runtime() {
+    let exe = std::fs::read(env!("CARGO_BIN_EXE_hoist")).unwrap();
+    let hoist = Hoist::with_busybox();
+    let out = build_and_read(
+        &hoist,
+        "FROM busybox\n\
+         RUN (for p in /proc/[0-9]*; do readlink $p/exe; done | sort -u; \
+              (echo x > /proc/self/exe) 2>/dev/null && echo overwritten || echo refused; \
+              (echo x > /proc/1/exe) 2>/dev/null && echo overwritten || echo refused) > /out\n",
+        &[],
+    );
+    assert_eq!(out, "/bin/busybox\nrefused\nrefused\n");
+    assert!(
+        std::fs::read(env!("CARGO_BIN_EXE_hoist")).unwrap() == exe,
+        "hoist's binary is unchanged"
+    );
+}
+
+/// CVE-2024-21626: no descriptor of the builder leaks into a RUN, so
+/// `WORKDIR /proc/self/fd/N` names nothing and the step fails cleanly.
+#[test]
+fn r11_cve_2024_21626_workdir_proc_self_fd_leaks_nothing() {
+    let hoist = Hoist::with_busybox();
+    let out = build_and_read(
+        &hoist,
+        "FROM busybox\nRUN ls /proc/self/fd | sort -n | tr '\\n' ' ' > /out\n",
+        &[],
+    );
+    // ls's own directory descriptor is the 3.
+    assert_eq!(out, "0 1 2 3 ");
+    for n in [3, 4, 5, 7, 8] {
+        let ctx = dockerfile_context(&format!(
+            "FROM busybox\nWORKDIR /proc/self/fd/{n}\nRUN cd .. && ls -a > /tmp/leak\n"
+        ));
+        let stderr = hoist.fails(&["build", ctx.path().to_str().unwrap()]);
+        assert!(
+            stderr.contains(&format!("chdir to /proc/self/fd/{n}")),
+            "fd {n}: {stderr}"
+        );
+    }
+    assert_store_sound(&hoist);
+}
+
+/// `/proc/1/root`, `/proc/self/cwd` and the mount table lead nowhere
+/// outside: PID 1 is the run itself, every process's root is the run's,
+/// and no mount propagates to or from the host.
+#[test]
+fn r11_proc_root_cwd_and_mountinfo_stay_inside() {
+    let hoist = Hoist::with_busybox();
+    let out = build_and_read(
+        &hoist,
+        "FROM busybox\n\
+         RUN (cat /proc/1/cmdline | tr '\\0' ' '; echo; \
+              for p in /proc/[0-9]*; do readlink $p/root; done | sort -u; \
+              cmp /proc/1/root/etc/passwd /etc/passwd && echo same-passwd; \
+              ls /proc/self/cwd/../../../.. | tr '\\n' ' '; echo; \
+              grep -c 'shared:\\|master:' /proc/self/mountinfo || true) > /out\n",
+        &[],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("/bin/sh -c"), "{out}");
+    assert_eq!(lines[1], "/", "{out}");
+    assert_eq!(lines[2], "same-passwd", "{out}");
+    assert!(
+        lines[3].contains("bin") && lines[3].contains("etc") && !lines[3].contains("work"),
+        "{out}"
+    );
+    assert_eq!(lines[4], "0", "no shared or slave mounts: {out}");
+}
+
+/// Device nodes: a block device or /dev/mem made with mknod (root keeps
+/// CAP_MKNOD, as in Docker) cannot be opened: runc's device rules.
+#[test]
+fn r11_device_nodes_made_in_run_cannot_be_read() {
+    let hoist = Hoist::with_busybox();
+    let disk = std::fs::metadata("/").map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.dev()
+    });
+    let (major, minor) = disk.map(|d| (libc_major(d), libc_minor(d))).unwrap();
+    let out = build_and_read(
+        &hoist,
+        &format!(
+            "FROM busybox\n\
+             RUN (mknod /tmp/disk b {major} {minor} && \
+                  (head -c 1 /tmp/disk >/dev/null 2>&1 && echo disk-read || echo disk-refused); \
+                  mknod /tmp/mem c 1 1 && \
+                  (head -c 1 /tmp/mem >/dev/null 2>&1 && echo mem-read || echo mem-refused); \
+                  rm /tmp/disk /tmp/mem; \
+                  head -c 1 /dev/zero | wc -c) > /out\n"
+        ),
+        &[],
+    );
+    assert_eq!(out, "disk-refused\nmem-refused\n1\n");
+}
+
+fn libc_major(dev: u64) -> u64 {
+    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)
+}
+
+fn libc_minor(dev: u64) -> u64 {
+    ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
+}
+
+/// A RUN that fills memory past `--memory` fails with "out of memory",
+/// and the store stays sound.
+#[test]
+fn r11_memory_fill_fails_clearly_with_memory() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\nRUN a=$(head -c 256m /dev/zero | tr '\\0' x); echo survived\n",
+    );
+    let stderr = hoist.fails(&[
+        "build",
+        "--memory",
+        "32m",
+        "--memory-swap",
+        "32m",
+        ctx.path().to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("out of memory: the run exceeded its memory limit of 33554432 bytes"),
+        "{stderr}"
+    );
+    assert_store_sound(&hoist);
+}
+
+/// A fork bomb ends at the pids limit, and the store stays sound.
+#[test]
+fn r11_fork_bomb_is_stopped_by_the_pids_limit() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\nRUN i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done\n",
+    );
+    let stderr = hoist.fails(&["build", "--pids-limit", "64", ctx.path().to_str().unwrap()]);
+    assert!(stderr.contains("can't fork"), "{stderr}");
+    assert_store_sound(&hoist);
+}

@@ -129,3 +129,49 @@ fn r10_run_environment_matches_buildkit_head() {
         assert_eq!(read(file), want, "/out/{file}");
     }
 }
+
+/// docker build's resource flags reach every RUN.
+#[test]
+fn r10_resource_flags_reach_run() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\n\
+         RUN (grep -E ':(memory|cpu,cpuacct|cpuset|pids):' /proc/self/cgroup | cut -d: -f3 | cut -c1-7 | sort -u; \
+              ulimit -n; ulimit -Hn; df -k /dev/shm | awk 'NR==2 {print $2}'; \
+              grep myhost /etc/hosts) > /out\n",
+    );
+    hoist.build(
+        ctx.path(),
+        &[
+            "-t",
+            "res:latest",
+            "--memory",
+            "256m",
+            "--cpu-shares",
+            "512",
+            "--cpu-period",
+            "100000",
+            "--cpu-quota",
+            "50000",
+            "--cpuset-cpus",
+            "0",
+            "--ulimit",
+            "nofile=300:400",
+            "--shm-size",
+            "16m",
+            "--add-host",
+            "myhost:10.1.2.3",
+        ],
+    );
+    let out = hoist.exec("res:latest", &["cat", "/out"]);
+    assert_eq!(out, "/hoist-\n300\n400\n16384\n10.1.2.3\tmyhost\n");
+    for (flag, value, want) in [
+        ("--memory", "12x", "invalid --memory \"12x\""),
+        ("--ulimit", "bogus=1", "invalid ulimit type: bogus"),
+        ("--add-host", "nohost", "invalid --add-host \"nohost\""),
+        ("--add-host", "h:not-an-ip", "invalid IP address"),
+    ] {
+        let err = hoist.fails(&["build", flag, value, ctx.path().to_str().unwrap()]);
+        assert!(err.contains(want), "{flag} {value}: {err}");
+    }
+}

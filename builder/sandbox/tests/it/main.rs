@@ -1,4 +1,5 @@
 //! hoist-sandbox's integration tests: one binary, one module per area.
 
+mod resources;
 mod sandbox;
 mod security;
