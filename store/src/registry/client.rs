@@ -13,6 +13,7 @@ use reqwest::header::{HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 
 use crate::registry::auth::{Challenge, TokenCache, TokenResponse, parse_challenge};
 use crate::registry::error::{error_detail, redact_url};
+use crate::registry::settings::is_loopback;
 use crate::registry::{Credential, CredentialSource, RegistryError, RegistrySettings};
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -150,11 +151,18 @@ impl Client {
         let host = match base {
             Some(base) => self.ping(name, base, http, false)?,
             // Docker's order for an insecure registry: HTTPS (any
-            // certificate) first, then plain HTTP.
+            // certificate) first, then plain HTTP. On loopback, where
+            // test and development registries speak plain HTTP, the other
+            // way round: a plain server may never answer a TLS hello.
             None if settings.insecure => {
-                match self.ping(name, format!("https://{api}"), http.clone(), true) {
+                let (first, second) = if is_loopback(name) {
+                    ("http", "https")
+                } else {
+                    ("https", "http")
+                };
+                match self.ping(name, format!("{first}://{api}"), http.clone(), true) {
                     Ok(host) => host,
-                    Err(_) => self.ping(name, format!("http://{api}"), http, false)?,
+                    Err(_) => self.ping(name, format!("{second}://{api}"), http, false)?,
                 }
             }
             None => self.ping(name, format!("https://{api}"), http, false)?,
@@ -178,8 +186,10 @@ impl Client {
     ) -> Result<Host> {
         let url = format!("{base}/v2/");
         let response = if probe {
-            // Probing HTTPS on an insecure host: no retries.
+            // Probing a scheme on an insecure host: no retries, and no
+            // long wait for a server that does not speak it.
             http.get(&url)
+                .timeout(Duration::from_secs(5))
                 .send()
                 .map_err(|err| RegistryError::transport(&url, &err))?
         } else {

@@ -378,3 +378,43 @@ fn r7_pull_multi_arch_index() {
     );
     assert!(!none.ok(&["images"]).contains("multi"));
 }
+
+#[test]
+fn r7_pull_resumes_broken_blobs_and_retries_throttling() {
+    use super::fault_proxy::{Fault, FaultProxy, Target};
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    let digest = skopeo_push(&source, &registry.host(), "lib/busybox:1");
+    let proxy = FaultProxy::start(&registry.host());
+    proxy.inject(
+        Target::Manifest,
+        Fault::TooManyRequests { retry_after: 1 },
+        1,
+    );
+    proxy.inject(Target::Manifest, Fault::ServerError, 1);
+    proxy.inject(Target::BlobGet, Fault::Drop, 1);
+    proxy.inject(Target::BlobGet, Fault::Truncate, 1);
+    let hoist = Hoist::new();
+    let reference = format!("{}/lib/busybox:1", proxy.host());
+    let out = hoist.ok(&["pull", &reference]);
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
+    assert_fsck_clean(&hoist);
+    let log = proxy.log();
+    let statuses: Vec<u16> = log
+        .iter()
+        .filter(|l| l.path.contains("/manifests/"))
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(statuses[..3], [429, 500, 200], "{log:?}");
+    // Both broken blobs were resumed where they broke off, not restarted.
+    let resumed = log
+        .iter()
+        .filter(|l| {
+            l.range
+                .as_deref()
+                .is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-")
+        })
+        .count();
+    assert_eq!(resumed, 2, "{log:?}");
+    assert_eq!(hoist.exec(&reference, &["echo", "ok"]), "ok\n");
+}
