@@ -494,10 +494,27 @@ fn r7_token_auth_pull_push_and_scopes() {
         tokens.counts()
     );
 
+    // hoist login goes through the token server: a wrong password is
+    // refused there and nothing is written.
     let puller = Client::new(Hoist::with_busybox());
-    puller.write_config(&serde_json::json!({
-        "auths": {&host: {"auth": basic_auth("puller", PULLER_PASSWORD)}},
-    }));
+    let (ok, stdout, stderr) = puller.run_with_stdin(
+        &["login", "-u", "puller", "--password-stdin", &host],
+        Some("not-the-s3cret\n"),
+    );
+    assert!(!ok, "{stdout}\n{stderr}");
+    assert!(stderr.to_lowercase().contains("unauthorized"), "{stderr}");
+    assert_no_secret("not-the-s3cret", &[&stdout, &stderr]);
+    assert!(!puller.config_path().exists());
+    let (ok, stdout, stderr) = puller.run_with_stdin(
+        &["login", "-u", "puller", "--password-stdin", &host],
+        Some(&format!("{PULLER_PASSWORD}\n")),
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(stdout, "Login Succeeded\n");
+    assert_eq!(
+        puller.read_config()["auths"][&host]["auth"],
+        basic_auth("puller", PULLER_PASSWORD)
+    );
     let (stdout, stderr) = puller.ok(&["pull", &image]);
     assert_no_secret(PULLER_PASSWORD, &[&stdout, &stderr]);
     puller.assert_store_clean();
