@@ -418,3 +418,50 @@ fn r7_pull_resumes_broken_blobs_and_retries_throttling() {
     assert_eq!(resumed, 2, "{log:?}");
     assert_eq!(hoist.exec(&reference, &["echo", "ok"]), "ok\n");
 }
+
+#[test]
+fn r7_docker_io_pulls_go_through_a_configured_mirror() {
+    let upstream = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    let digest = skopeo_push(&source, &upstream.host(), "library/busybox:latest");
+    let mirror = TestRegistry::start(RegistryOptions::mirror_of(&upstream));
+    let config = tempfile::tempdir().unwrap();
+    let config_file = config.path().join("config.json");
+    std::fs::write(
+        &config_file,
+        json!({"registries": {"docker.io": {"mirrors": [mirror.url()]}}}).to_string(),
+    )
+    .unwrap();
+
+    // Docker Hub itself is never asked: the mirror answers.
+    let hoist = Hoist::new();
+    let pulled = hoist
+        .command(&["pull", "busybox"])
+        .env("HOIST_CONFIG", &config_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&pulled.stdout);
+    assert!(
+        pulled.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert!(
+        stdout.contains("latest: Pulling from library/busybox\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("docker.io/library/busybox:latest\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        hoist.inspect("busybox")["RepoDigests"],
+        json!([format!("busybox@{digest}")])
+    );
+    let cached = walkdir::WalkDir::new(mirror.storage())
+        .into_iter()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name() == "data");
+    assert!(cached, "the mirror cached what it served");
+    assert_fsck_clean(&hoist);
+}
