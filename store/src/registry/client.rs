@@ -504,13 +504,28 @@ pub(crate) fn read_limited(response: Response, limit: u64, what: &str) -> Result
 pub(crate) fn status_error(response: Response, what: &str) -> RegistryError {
     let status = response.status().as_u16();
     let url = redact_url(response.url().as_str());
+    // A valid token without the scope: distribution says so in the
+    // challenge (`error="insufficient_scope"`), and Docker reports it as
+    // denied, not as a missing login.
+    let insufficient_scope = status == 401
+        && header_str(response.headers().get(WWW_AUTHENTICATE))
+            .is_some_and(|challenge| challenge.contains("insufficient_scope"));
     let detail = read_limited(response, 64 << 10, what)
         .map(|body| error_detail(&body))
         .unwrap_or_default();
     match status {
+        401 if insufficient_scope => RegistryError::Denied {
+            what: what.to_owned(),
+            detail: ": requested access to the resource is denied".to_owned(),
+        },
         401 => RegistryError::Unauthorized {
             what: what.to_owned(),
-            detail,
+            // The message already says this much.
+            detail: if detail == ": unauthorized: authentication required" {
+                String::new()
+            } else {
+                detail
+            },
         },
         403 => RegistryError::Denied {
             what: what.to_owned(),
