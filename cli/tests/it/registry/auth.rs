@@ -741,3 +741,81 @@ fn r7_pull_through_mirror_serves_an_image_only_upstream_has() {
     assert!(mirror.storage().join("docker/registry/v2/blobs").exists());
     client.assert_store_clean();
 }
+
+#[test]
+fn r7_credentials_never_follow_a_redirect_to_another_host() {
+    // The same image on a registry that needs a password and on an
+    // anonymous one standing in for blob storage on another host.
+    let registry = TestRegistry::start(RegistryOptions::htpasswd("alice", ALICE_PASSWORD));
+    let storage = TestRegistry::anonymous();
+    let path = "lib/busybox:1";
+    seed_image(
+        &format!("{}/{path}", registry.host()),
+        Some(&format!("alice:{ALICE_PASSWORD}")),
+    );
+    seed_image(&format!("{}/{path}", storage.host()), None);
+    let layer = layer_digests(&format!("{}/{path}", storage.host()), None)[0].clone();
+    let front = FaultProxy::start(&registry.host());
+    let other_host = FaultProxy::start(&storage.host());
+    front.inject_always(
+        Target::BlobGetOf(layer.clone()),
+        Fault::RedirectTo(other_host.host()),
+    );
+
+    let client = Client::new(Hoist::new());
+    client.write_config(&serde_json::json!({
+        "auths": {front.host(): {"auth": basic_auth("alice", ALICE_PASSWORD)}},
+    }));
+    client.ok(&["pull", &format!("{}/{path}", front.host())]);
+    client.assert_store_clean();
+    let front_log = front.log();
+    assert!(
+        front_log
+            .iter()
+            .any(|l| l.path.ends_with(&layer) && l.status == 307 && l.authorized),
+        "{front_log:#?}"
+    );
+    let other_log = other_host.log();
+    assert!(
+        other_log
+            .iter()
+            .any(|l| l.path.ends_with(&layer) && l.status == 200),
+        "the blob came from the other host: {other_log:#?}"
+    );
+    assert!(
+        other_log.iter().all(|l| !l.authorized),
+        "credentials crossed the redirect: {other_log:#?}"
+    );
+}
+
+#[test]
+fn r7_a_401_mid_pull_gets_a_fresh_token() {
+    let (tokens, registry) = token_registry();
+    let image = format!("{}/team/app:1", registry.host());
+    seed_image(&image, Some(&format!("pusher:{PUSHER_PASSWORD}")));
+    let layer = layer_digests(&image, Some(&format!("puller:{PULLER_PASSWORD}")))[0].clone();
+    let proxy = FaultProxy::start(&registry.host());
+    proxy.inject(Target::BlobGetOf(layer.clone()), Fault::Unauthorized, 1);
+
+    let config = serde_json::json!({
+        "auths": {proxy.host(): {"auth": basic_auth("puller", PULLER_PASSWORD)}},
+    });
+    let pull = |client: &Client| -> usize {
+        client.write_config(&config);
+        let before = tokens.counts().basic_get;
+        client.ok(&["pull", &format!("{}/team/app:1", proxy.host())]);
+        client.assert_store_clean();
+        tokens.counts().basic_get - before
+    };
+    let with_fault = pull(&Client::new(Hoist::new()));
+    let clean = pull(&Client::new(Hoist::new()));
+    let gets: Vec<_> = proxy
+        .log()
+        .into_iter()
+        .filter(|l| l.path.ends_with(&layer))
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(gets, [401, 200, 200], "{:#?}", proxy.log());
+    // The same tokens as a clean pull, and a fresh one after the 401.
+    assert_eq!(with_fault, clean + 1, "{:?}", tokens.counts());
+}

@@ -29,6 +29,12 @@ pub enum Fault {
     ServerError,
     /// Send the headers and half the body, then reset the connection.
     Drop,
+    /// Answer `401 Unauthorized` with no challenge, as a registry does when
+    /// a token expires mid-transfer.
+    Unauthorized,
+    /// Answer `307 Temporary Redirect` to the same path on `host`
+    /// (`127.0.0.1:PORT`), as a registry redirecting to blob storage.
+    RedirectTo(String),
 }
 
 /// Which requests a fault applies to.
@@ -70,6 +76,8 @@ pub struct Logged {
     pub fault: Option<Fault>,
     /// The request came in absolute form (as to a forward proxy).
     pub proxied: bool,
+    /// It carried an `Authorization` header.
+    pub authorized: bool,
 }
 
 struct Rule {
@@ -166,10 +174,19 @@ fn forward(
         status: 0,
         fault: fault.clone(),
         proxied: request.target.starts_with("http://"),
+        authorized: request.header("authorization").is_some(),
     };
+    if let Some(Fault::RedirectTo(host)) = &fault {
+        logged.status = 307;
+        state.lock().unwrap().log.push(logged);
+        let location = format!("http://{host}{}", request.path_and_query());
+        let _ = respond(&mut stream, 307, &[("Location", location.as_str())], b"");
+        return;
+    }
     let early = match &fault {
         Some(Fault::TooManyRequests { retry_after }) => Some((429, Some(*retry_after))),
         Some(Fault::ServerError) => Some((500, None)),
+        Some(Fault::Unauthorized) => Some((401, None)),
         _ => None,
     };
     if let Some((status, retry_after)) = early {
