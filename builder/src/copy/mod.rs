@@ -451,11 +451,20 @@ fn copy_match(
             .dir(&target, meta_of(&stat), false)
             .map_err(dest_err(&target))?;
         let entries = view.walk(&found.resolved, exclude)?;
+        // Directories, links and special files in walk order (parents
+        // first); then the plain files, which need no bookkeeping, on
+        // every core.
+        let mut plain = Vec::new();
         for entry in entries.iter().skip(1) {
             let src_path = found.resolved.join(&entry.rel);
             let dest_path = target.join(&entry.rel);
+            if entry.file_type() == FileType::RegularFile && entry.stat.st_nlink <= 1 {
+                plain.push((src_path, dest_path, entry));
+                continue;
+            }
             write_entry(src_root, &src_path, entry, &dest_path, writer, stats)?;
         }
+        copy_plain_files(src_root, &plain, writer, stats)?;
         return Ok(());
     }
     // A single non-directory: --exclude applies to its name.
@@ -499,6 +508,28 @@ fn copy_match(
         link: None,
     };
     write_entry(src_root, &found.resolved, &entry, &target, writer, stats)
+}
+
+/// Copies regular files with a single link each, in parallel.
+fn copy_plain_files(
+    src_root: &Root,
+    files: &[(PathBuf, PathBuf, &source::Entry)],
+    writer: &Writer<'_>,
+    stats: &mut CopyStats,
+) -> Result<(), CopyError> {
+    use rayon::prelude::*;
+    files.par_iter().try_for_each(|(src, dest, entry)| {
+        let file = open_source(src_root, src)?;
+        writer
+            .copy_single_link_file(dest, file, meta_of(&entry.stat))
+            .map_err(dest_err(dest))
+    })?;
+    stats.entries += files.len() as u64;
+    stats.bytes += files
+        .iter()
+        .map(|(_, _, entry)| entry.stat.st_size as u64)
+        .sum::<u64>();
+    Ok(())
 }
 
 fn open_source(root: &Root, path: &Path) -> Result<File, CopyError> {

@@ -119,7 +119,7 @@ impl<'a> Writer<'a> {
     }
 
     /// A new, empty regular file at `dest` (replacing a non-directory).
-    fn create_file(&mut self, dest: &Path) -> io::Result<File> {
+    fn create_file(&self, dest: &Path) -> io::Result<File> {
         let leaf = self.root.leaf(dest)?;
         clear_leaf(&leaf.dir, &leaf.name, dest)?;
         let fd = rustix::fs::openat(
@@ -136,7 +136,7 @@ impl<'a> Writer<'a> {
     pub fn copy_file(
         &mut self,
         dest: &Path,
-        mut src: File,
+        src: File,
         meta: Meta,
         link_key: Option<(u64, u64)>,
     ) -> io::Result<()> {
@@ -146,6 +146,12 @@ impl<'a> Writer<'a> {
             }
             self.links.insert(key, dest.to_owned());
         }
+        self.copy_single_link_file(dest, src, meta)
+    }
+
+    /// Copies a regular file that has no other links in this copy. It needs
+    /// no bookkeeping, so it takes `&self` and many can run at once.
+    pub fn copy_single_link_file(&self, dest: &Path, mut src: File, meta: Meta) -> io::Result<()> {
         let mut out = self.create_file(dest)?;
         // File to File: std copies with copy_file_range, in the kernel, and
         // filesystems with reflinks (XFS, btrfs) share the blocks instead.
