@@ -552,6 +552,26 @@ fn r7_identity_token_uses_the_oauth2_refresh_flow() {
     assert_eq!(after.basic_get, before.basic_get, "no Basic GET: {after:?}");
     client.assert_store_clean();
 
+    // A pusher's identity token pushes too (push and pull scopes in one
+    // token request, through the same POST).
+    let refresh = tokens.issue_refresh_token("pusher");
+    let pusher = Client::new(Hoist::with_busybox());
+    pusher.write_config(&serde_json::json!({
+        "auths": {&host: {"auth": basic_auth("pusher", ""), "identitytoken": refresh}},
+    }));
+    let target = format!("{host}/team/pushed:1");
+    pusher.ok(&["tag", "busybox:latest", &target]);
+    let before = tokens.counts();
+    let (stdout, stderr) = pusher.ok(&["push", &target]);
+    assert_no_secret(&refresh, &[&stdout, &stderr]);
+    let after = tokens.counts();
+    assert!(after.refresh_post > before.refresh_post, "{after:?}");
+    assert_eq!(after.basic_get, before.basic_get, "{after:?}");
+    assert_eq!(
+        layer_digests(&target, Some(&format!("puller:{PULLER_PASSWORD}"))).len(),
+        1
+    );
+
     // An unknown identity token is refused, and not shown.
     let other = Client::new(Hoist::new());
     other.write_config(&serde_json::json!({
@@ -818,4 +838,42 @@ fn r7_a_401_mid_pull_gets_a_fresh_token() {
     assert_eq!(gets, [401, 200, 200], "{:#?}", proxy.log());
     // The same tokens as a clean pull, and a fresh one after the 401.
     assert_eq!(with_fault, clean + 1, "{:?}", tokens.counts());
+}
+
+#[test]
+fn r7_bad_registry_settings_are_named_and_logout_needs_no_registry() {
+    let client = Client::new(Hoist::new());
+    let stderr = client.fails(&[
+        "pull",
+        "--insecure-registry",
+        "10.0.0.0/99",
+        "127.0.0.1:9/x:1",
+    ]);
+    assert!(stderr.contains("\"10.0.0.0/99\" is not a CIDR"), "{stderr}");
+
+    let hoist_config = client.docker_config.path().join("hoist.json");
+    std::fs::write(
+        &hoist_config,
+        r#"{"registries": {"r.example": {"insecur": true}}}"#,
+    )
+    .unwrap();
+    let stderr = client.fails(&["pull", "r.example/x:1"]);
+    assert!(
+        stderr.contains("hoist.json") && stderr.contains("unknown field `insecur`"),
+        "{stderr}"
+    );
+
+    // Docker Hub by default, named by its config key, as Docker does.
+    let (stdout, _) = client.ok(&["logout"]);
+    assert_eq!(stdout, "Not logged in to https://index.docker.io/v1/\n");
+    let stderr = client.fails(&["login", "--password-stdin", "127.0.0.1:9"]);
+    assert!(
+        stderr.contains("Must provide --username with --password-stdin"),
+        "{stderr}"
+    );
+    let stderr = client.fails(&["login", "-u", "someone", "127.0.0.1:9"]);
+    assert!(
+        stderr.contains("Cannot perform an interactive login from a non TTY device"),
+        "{stderr}"
+    );
 }
