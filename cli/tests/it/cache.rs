@@ -385,3 +385,196 @@ fn r8_builder_prune_until_collects_old_cache_and_cache_mounts() {
         String::from_utf8_lossy(&err.stderr)
     );
 }
+
+type Mutation = fn(&Path);
+
+/// Issue 8's hit/miss table: each case builds, changes one input, builds
+/// again and counts the steps taken from the cache.
+#[test]
+fn r8_hit_miss_table() {
+    // One store for every case: a case's commands are its own, so that no
+    // case hits what another built.
+    let hoist = Hoist::with_busybox();
+    let cases: &[(&str, &str, Mutation, usize)] = &[
+        (
+            "file content",
+            "FROM busybox\nCOPY a.txt /a\nRUN cat /a\n",
+            |d| write(d, "a.txt", "changed\n"),
+            0,
+        ),
+        (
+            "file mode",
+            "FROM busybox\nCOPY a.txt /a\nRUN cat /a\n",
+            |d| chmod(&d.join("a.txt"), 0o600),
+            0,
+        ),
+        (
+            "mtime only",
+            "FROM busybox\nCOPY a.txt /a\nRUN cat /a\n",
+            |d| touch(&d.join("a.txt"), "2001-01-01"),
+            2,
+        ),
+        (
+            "owner after --chown",
+            "FROM busybox\nCOPY --chown=1:1 a.txt /a\nRUN cat /a\n",
+            |d| edit_dockerfile(d, "--chown=1:1", "--chown=2:2"),
+            0,
+        ),
+        (
+            "a new file matched by a wildcard",
+            "FROM busybox\nCOPY *.txt /d/\nRUN ls /d\n",
+            |d| write(d, "b.txt", "new\n"),
+            0,
+        ),
+        (
+            "a new file excluded by .dockerignore",
+            "FROM busybox\nCOPY . /d/\nRUN ls /d\n",
+            |d| write(d, "ignored.log", "noise\n"),
+            2,
+        ),
+        (
+            "a file outside the sources",
+            "FROM busybox\nCOPY a.txt /a\nRUN cat /a\n",
+            |d| write(d, "other.txt", "noise\n"),
+            2,
+        ),
+        (
+            "build arg in scope",
+            "FROM busybox\nARG V=1\nCOPY a.txt /a\nRUN echo $V\n",
+            |d| edit_dockerfile(d, "ARG V=1", "ARG V=2"),
+            1,
+        ),
+        (
+            "build arg declared after the step",
+            "FROM busybox\nRUN echo one\nARG V=1\nRUN echo $V\n",
+            |d| edit_dockerfile(d, "ARG V=1", "ARG V=2"),
+            1,
+        ),
+        (
+            "env the step sees",
+            "FROM busybox\nENV E=1\nRUN echo $E\n",
+            |d| edit_dockerfile(d, "ENV E=1", "ENV E=2"),
+            0,
+        ),
+        (
+            "a config-only instruction",
+            "FROM busybox\nLABEL l=1\nRUN echo hi\nCMD [\"a\"]\n",
+            |d| edit_dockerfile(d, "CMD [\"a\"]", "CMD [\"b\"]"),
+            1,
+        ),
+        (
+            "the RUN command",
+            "FROM busybox\nRUN echo a\nRUN echo b\n",
+            |d| edit_dockerfile(d, "echo b", "echo c"),
+            1,
+        ),
+        (
+            "WORKDIR",
+            "FROM busybox\nWORKDIR /a\nRUN pwd\n",
+            |d| edit_dockerfile(d, "WORKDIR /a", "WORKDIR /b"),
+            0,
+        ),
+        (
+            "USER",
+            "FROM busybox\nRUN echo a\nUSER 1000\nRUN id -u\n",
+            |d| edit_dockerfile(d, "USER 1000", "USER 1001"),
+            1,
+        ),
+        (
+            "a heredoc",
+            "FROM busybox\nCOPY <<EOF /h\none\nEOF\nRUN cat /h\n",
+            |d| edit_dockerfile(d, "one", "two"),
+            0,
+        ),
+        (
+            "a RUN --mount flag",
+            "FROM busybox\nRUN --mount=type=tmpfs,target=/t echo mnt\n",
+            |d| edit_dockerfile(d, "target=/t", "target=/u"),
+            0,
+        ),
+        (
+            "the network mode",
+            "FROM busybox\nRUN --network=none echo net\n",
+            |d| edit_dockerfile(d, "--network=none", "--network=default"),
+            0,
+        ),
+    ];
+    for (case, dockerfile, mutate, cached) in cases {
+        let ctx = dockerfile_context(dockerfile);
+        write(ctx.path(), "a.txt", "a\n");
+        write(ctx.path(), ".dockerignore", "*.log\n");
+        let first = hoist.build(ctx.path(), &["-t", "table:1"]);
+        let again = hoist.build(ctx.path(), &["-t", "table:1"]);
+        // Vertex lines (`#2 [2/3] RUN ...`) other than FROM's.
+        let steps = first
+            .lines()
+            .filter(|l| l.contains("] ") && l.split(' ').nth(1).is_some_and(|w| w.starts_with('[')))
+            .count()
+            - 1;
+        assert_eq!(
+            again.matches("CACHED").count(),
+            steps,
+            "case {case:?}: an unchanged rebuild is all cached\n{first}\n{again}"
+        );
+        mutate(ctx.path());
+        let log = hoist.build(ctx.path(), &["-t", "table:2"]);
+        assert_eq!(
+            log.matches("CACHED").count(),
+            *cached,
+            "case {case:?}:\n{log}"
+        );
+        // CVE-2024-24557: an image differs when its config does, even if
+        // every filesystem step was reused.
+        if *case == "a config-only instruction" {
+            assert_ne!(
+                hoist.inspect("table:1")["Id"],
+                hoist.inspect("table:2")["Id"],
+                "case {case:?}"
+            );
+            assert_eq!(hoist.inspect("table:2")["Config"]["Cmd"][0], "b");
+        }
+    }
+}
+
+/// ONBUILD triggers of the base run as steps of the child; a changed
+/// trigger reruns them.
+#[test]
+fn r8_onbuild_triggers_are_in_the_key() {
+    let hoist = Hoist::with_busybox();
+    let base = dockerfile_context("FROM busybox\nONBUILD RUN echo one > /t\n");
+    hoist.build(base.path(), &["-t", "onbase:latest"]);
+    let child = dockerfile_context("FROM onbase\nRUN cat /t\n");
+    hoist.build(child.path(), &["-t", "onchild:1"]);
+    let log = hoist.build(child.path(), &["-t", "onchild:1"]);
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+    std::fs::write(
+        base.path().join("Dockerfile"),
+        "FROM busybox\nONBUILD RUN echo two > /t\n",
+    )
+    .unwrap();
+    hoist.build(base.path(), &["-t", "onbase:latest"]);
+    let log = hoist.build(child.path(), &["-t", "onchild:2"]);
+    assert_eq!(log.matches("CACHED").count(), 0, "{log}");
+    assert_eq!(hoist.exec("onchild:2", &["cat", "/t"]), "two\n");
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn touch(path: &Path, date: &str) {
+    let status = std::process::Command::new("touch")
+        .args(["-d", date])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn edit_dockerfile(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("Dockerfile");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from:?} in {text:?}");
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
