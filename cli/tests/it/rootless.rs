@@ -364,3 +364,43 @@ fn rootless_without_subordinate_ids_falls_back_to_one_id() {
         "hello from hoist\nbuilt by root on Linux\n"
     );
 }
+
+/// Issue 10, rootless: `hoist info` says so, and a relative `--root` works
+/// through the re-executed copy and RUN's overlay.
+#[test]
+fn r10_rootless_info_and_relative_root() {
+    let ws = Workspace::new(rootless_user(), &["hello"]);
+    let info: Value = serde_json::from_str(&ws.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!(info["Rootless"], true, "{info}");
+    assert_eq!(info["StoreRoot"], ws.store().to_str().unwrap(), "{info}");
+
+    let mut import = ws.command(&[
+        "--root",
+        "rel-store",
+        "import",
+        "busybox.tar",
+        "busybox:latest",
+    ]);
+    let out = import.env_remove("HOIST_ROOT").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut build = ws.command(&[
+        "--root",
+        "rel-store",
+        "build",
+        "-q",
+        "-t",
+        "hello:rel",
+        "hello",
+    ]);
+    let out = build.env_remove("HOIST_ROOT").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ws.path().join("rel-store").is_dir());
+}
