@@ -227,11 +227,11 @@ impl Drop for RunCgroup {
     /// run (PID 1's exit kills the rest of its namespace asynchronously).
     fn drop(&mut self) {
         for dir in &self.dirs {
-            for _ in 0..500 {
+            for _ in 0..5000 {
                 match std::fs::remove_dir(dir) {
                     Ok(()) => break,
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                     Err(_) => break,
                 }

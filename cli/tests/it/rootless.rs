@@ -3,9 +3,9 @@
 //! same layers as root, owners included; `hoist run` works too, and signals
 //! reach the re-executed copy.
 //!
-//! The tests run as root and drop to a dedicated user (made with `useradd`
-//! when missing, else `nobody`) through `setpriv`; a missing tool or range
-//! fails the test, it never skips.
+//! The tests run as root and drop to a dedicated user (made, with its
+//! ranges, by `scripts/test`'s set-up) through `setpriv`; a missing user,
+//! tool or range fails the test, it never skips.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -27,8 +27,7 @@ struct User {
     subuid: u32,
 }
 
-/// The dedicated test user, made once per machine; concurrent test
-/// processes are serialised by useradd's and usermod's own locks.
+/// The dedicated test user, made by scripts/test.
 fn rootless_user() -> User {
     require_root();
     for tool in ["setpriv", "newuidmap", "newgidmap"] {
@@ -37,42 +36,17 @@ fn rootless_user() -> User {
             "{tool} is required for the rootless tests (packages util-linux and uidmap)"
         );
     }
-    let name = if which("useradd").is_some() {
-        if id(TEST_USER, "-u").is_none() {
-            // Exit code 9: another test process made it first.
-            let status = Command::new("useradd")
-                .args(["--no-create-home", "--home-dir", "/nonexistent"])
-                .args(["--shell", "/usr/sbin/nologin", "--user-group", TEST_USER])
-                .status()
-                .expect("running useradd");
-            assert!(
-                status.success() || status.code() == Some(9),
-                "useradd {TEST_USER} failed: {status}"
-            );
-        }
-        TEST_USER
-    } else {
-        "nobody"
-    };
-    let uid = id(name, "-u").unwrap_or_else(|| panic!("user {name} does not exist"));
-    let gid = id(name, "-g").unwrap_or_else(|| panic!("user {name} has no group"));
-    let subuid = match sub_range("/etc/subuid", name, uid) {
-        Some(start) => start,
-        None => {
-            // useradd allocates ranges when login.defs says so; otherwise
-            // give the user one that nothing else on the test VM uses.
-            let status = Command::new("usermod")
-                .args(["--add-subuids", "300000-365535"])
-                .args(["--add-subgids", "300000-365535", name])
-                .status()
-                .expect("running usermod");
-            assert!(status.success(), "usermod --add-subuids {name}: {status}");
-            sub_range("/etc/subuid", name, uid).expect("a subuid range after usermod")
-        }
-    };
+    // scripts/test makes the user and its ranges: tests do not change the
+    // host (issue 11).
+    let name = TEST_USER;
+    let setup = "run scripts/test (its set-up makes the rootless test user and ranges)";
+    let uid = id(name, "-u").unwrap_or_else(|| panic!("user {name} does not exist: {setup}"));
+    let gid = id(name, "-g").unwrap_or_else(|| panic!("user {name} has no group: {setup}"));
+    let subuid = sub_range("/etc/subuid", name, uid)
+        .unwrap_or_else(|| panic!("{name} has no range in /etc/subuid: {setup}"));
     assert!(
         sub_range("/etc/subgid", name, uid).is_some(),
-        "{name} has a subuid range but no subgid range in /etc/subgid"
+        "{name} has no range in /etc/subgid: {setup}"
     );
     User { uid, gid, subuid }
 }

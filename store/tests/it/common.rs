@@ -102,7 +102,14 @@ pub fn spawn_child(test: &str, env: &[(&str, &str)]) -> Child {
     // /proc/self/exe still works when a concurrent `cargo test` has
     // replaced the binary on disk (the shared target dir).
     let mut command = Command::new("/proc/self/exe");
-    command.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    // The helpers are #[ignore]d so that they never count as tests.
+    command.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (k, v) in env {
         command.env(k, v);
     }
