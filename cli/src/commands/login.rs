@@ -81,13 +81,21 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         bail!("Password is required");
     }
     let credential = Credential::Basic { username, password };
-    verify(globals, &host, &credential)?;
+    // A token server that issues refresh tokens gets the identity token
+    // saved instead of the password, as Docker does.
+    let saved = match verify(globals, &host, &credential)? {
+        Some(token) => Credential::IdentityToken {
+            username: credential.username().to_owned(),
+            token,
+        },
+        None => credential,
+    };
     config
-        .store(&host, &credential)
+        .store(&host, &saved)
         .with_context(|| format!("saving the credentials for {}", auths_key(&host)))?;
     if !uses_helper(&config) {
         eprintln!(
-            "WARNING! Your password will be stored unencrypted in {}.\n\
+            "\nWARNING! Your credentials are stored unencrypted in '{}'.\n\
              Configure a credential helper to remove this warning. See\n\
              https://docs.docker.com/go/credential-store/\n",
             config.path().display()
@@ -106,8 +114,13 @@ fn uses_helper(config: &DockerConfig) -> bool {
 }
 
 /// `GET /v2/` with `credential` and nothing else: a wrong password fails
-/// here, before anything is written.
-fn verify(globals: &Globals, host: &str, credential: &Credential) -> anyhow::Result<()> {
+/// here, before anything is written. Returns the identity token a token
+/// server issued for it, if any.
+fn verify(
+    globals: &Globals,
+    host: &str,
+    credential: &Credential,
+) -> anyhow::Result<Option<String>> {
     let mut credentials = StaticCredentials::default();
     credentials.insert(host, credential.clone());
     let credentials: Arc<dyn CredentialSource> = Arc::new(credentials);

@@ -74,6 +74,20 @@ impl Host {
     }
 }
 
+impl Host {
+    /// How the registry asked to be authenticated on `/v2/`.
+    pub(crate) fn challenge(&self) -> Option<Challenge> {
+        self.challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::blocking::Client {
+        &self.http
+    }
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").finish_non_exhaustive()
@@ -97,6 +111,10 @@ impl Client {
 
     pub(crate) fn settings(&self) -> &RegistrySettings {
         &self.settings
+    }
+
+    pub(crate) fn credentials(&self) -> &dyn CredentialSource {
+        self.credentials.as_ref()
     }
 
     /// The endpoint of registry `domain` (as references name it),

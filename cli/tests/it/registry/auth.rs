@@ -511,11 +511,25 @@ fn r7_token_auth_pull_push_and_scopes() {
     );
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(stdout, "Login Succeeded\n");
-    assert_eq!(
-        puller.read_config()["auths"][&host]["auth"],
-        basic_auth("puller", PULLER_PASSWORD)
-    );
+    // The token server issues refresh tokens: the identity token is saved,
+    // never the password, and the pull uses the OAuth2 POST.
+    let saved = puller.read_config()["auths"][&host].clone();
+    assert_eq!(saved["auth"], basic_auth("puller", ""), "{saved}");
+    let identity = saved["identitytoken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!identity.is_empty(), "{saved}");
+    let text = std::fs::read_to_string(puller.config_path()).unwrap();
+    assert_no_secret(PULLER_PASSWORD, &[&text, &stdout, &stderr]);
+    assert!(stderr.contains("stored unencrypted"), "{stderr}");
+    let posts = tokens.counts().refresh_post;
     let (stdout, stderr) = puller.ok(&["pull", &image]);
+    assert!(
+        tokens.counts().refresh_post > posts,
+        "{:?}",
+        tokens.counts()
+    );
     assert_no_secret(PULLER_PASSWORD, &[&stdout, &stderr]);
     puller.assert_store_clean();
 
