@@ -54,6 +54,7 @@ mod cgroup;
 mod child;
 mod error;
 mod etc;
+pub mod fake;
 mod idmap;
 mod interrupt;
 mod io;

@@ -3,3 +3,4 @@
 mod context;
 mod copy;
 mod layer;
+mod orchestration;
