@@ -891,3 +891,121 @@ fn r7_bad_registry_settings_are_named_and_logout_needs_no_registry() {
         "{stderr}"
     );
 }
+
+/// The rootless test user scripts/test makes (see `rootless.rs`).
+const ROOTLESS_USER: &str = "hoist-rootless";
+
+#[test]
+fn r7_rootless_login_pull_push_logout_with_home_docker_config() {
+    crate::common::require_root();
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, ROOTLESS_USER])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "user {ROOTLESS_USER} does not exist: run scripts/test (its set-up makes it)"
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let registry = TestRegistry::start(RegistryOptions::htpasswd("alice", ALICE_PASSWORD));
+    let host = registry.host();
+    seed_image(
+        &format!("{host}/lib/busybox:1"),
+        Some(&format!("alice:{ALICE_PASSWORD}")),
+    );
+
+    // A directory the user owns: the binary, its HOME and its store.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("hoist");
+    std::fs::copy(env!("CARGO_BIN_EXE_hoist"), &bin).unwrap();
+    std::fs::create_dir(dir.path().join("home")).unwrap();
+    let status = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = |args: &[&str], stdin: Option<&str>| -> (bool, String, String) {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .args(["--clear-groups", "--"])
+            .arg(&bin)
+            .args(args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path().join("home"))
+            .env("HOIST_ROOT", dir.path().join("store"))
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOIST_CONFIG", dir.path().join("home/hoist.json"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("running setpriv (util-linux)");
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str], stdin: Option<&str>| -> String {
+        let (ok, stdout, stderr) = run(args, stdin);
+        assert!(ok, "rootless hoist {args:?}:\n{stdout}\n{stderr}");
+        assert_no_secret(ALICE_PASSWORD, &[&stdout, &stderr]);
+        stdout
+    };
+
+    let stdout = ok(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(ALICE_PASSWORD),
+    );
+    assert_eq!(stdout, "Login Succeeded\n");
+    let config = dir.path().join("home/.docker/config.json");
+    let meta = std::fs::metadata(&config).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(
+        (meta.uid(), meta.permissions().mode() & 0o777),
+        (uid, 0o600)
+    );
+
+    ok(&["pull", &format!("{host}/lib/busybox:1")], None);
+    ok(
+        &[
+            "tag",
+            &format!("{host}/lib/busybox:1"),
+            &format!("{host}/lib/rootless:1"),
+        ],
+        None,
+    );
+    ok(&["push", &format!("{host}/lib/rootless:1")], None);
+    assert_eq!(
+        layer_digests(
+            &format!("{host}/lib/rootless:1"),
+            Some(&format!("alice:{ALICE_PASSWORD}"))
+        ),
+        layer_digests(
+            &format!("{host}/lib/busybox:1"),
+            Some(&format!("alice:{ALICE_PASSWORD}"))
+        )
+    );
+    let stdout = ok(&["fsck"], None);
+    assert!(stdout.contains(": 0 problems"), "{stdout}");
+    let stdout = ok(&["logout", &host], None);
+    assert_eq!(stdout, format!("Removing login credentials for {host}\n"));
+}
