@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use hoist_store::Reference;
 use hoist_store::registry::{Platform, PullOptions};
 
@@ -44,9 +43,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let mut options = PullOptions::new(drawer.as_progress());
     options.platform = platform;
     options.max_concurrent_downloads = args.max_concurrent_downloads;
-    let pulled = client
-        .pull(&store, &reference, &options)
-        .with_context(|| format!("pulling {}", reference.familiar_string()))?;
+    // The client's errors name the reference or URL.
+    let pulled = client.pull(&store, &reference, &options)?;
     drawer.line(&format!("Digest: {}", pulled.repo_digest));
     let status = if pulled.up_to_date {
         "Image is up to date for"

@@ -77,12 +77,14 @@ pub fn push_one(
     line: impl Fn(&str),
 ) -> anyhow::Result<()> {
     let shown = reference.familiar_string();
-    let image = store.resolve(&reference.to_string()).with_context(|| {
-        format!(
+    let image = match store.resolve(&reference.to_string()) {
+        Ok(image) => image,
+        Err(err) if err.is_not_found() => anyhow::bail!(
             "an image does not exist locally with the tag: {}",
             reference.familiar_name()
-        )
-    })?;
+        ),
+        Err(err) => return Err(err.into()),
+    };
     let pushed = client
         .push(store, &image, reference, &PushOptions::new(progress))
         .with_context(|| format!("pushing {shown}"))?;

@@ -21,7 +21,7 @@ pub enum RegistryError {
     Unauthorized { what: String, detail: String },
     #[error("{what}: denied{detail}")]
     Denied { what: String, detail: String },
-    #[error("{0}: not found: manifest unknown")]
+    #[error("manifest for {0} not found: manifest unknown")]
     ManifestNotFound(String),
     #[error(
         "{reference}: schema1 manifests are no longer supported (the image is too old; push it again with a recent client)"

@@ -86,30 +86,19 @@ impl Client {
         let reference = reference.clone().with_default_tag();
         let platform = options.platform.clone().unwrap_or_else(Platform::host);
         let mirrors = self.settings().for_host(reference.domain()).mirrors;
-        let mut last_err = None;
         for mirror in &mirrors {
             // A mirror that fails in any way is skipped, as Docker does.
-            let attempt = self
-                .mirror(mirror)
-                .and_then(|host| Ok((self.resolve(&host, &reference, &platform)?, host)));
-            match attempt {
-                Ok((resolved, host)) => {
-                    match self.pull_resolved(store, &host, &reference, resolved, options) {
-                        Ok(pulled) => return Ok(pulled),
-                        Err(err) => last_err = Some(err),
-                    }
-                }
-                Err(err) => last_err = Some(err),
+            let pulled = self.mirror(mirror).and_then(|host| {
+                let resolved = self.resolve(&host, &reference, &platform)?;
+                self.pull_resolved(store, &host, &reference, resolved, options)
+            });
+            if let Ok(pulled) = pulled {
+                return Ok(pulled);
             }
         }
         let host = self.host(reference.domain())?;
-        match self.resolve(&host, &reference, &platform) {
-            Ok(resolved) => self.pull_resolved(store, &host, &reference, resolved, options),
-            Err(RegistryError::ManifestNotFound(what)) if last_err.is_some() => {
-                Err(RegistryError::ManifestNotFound(what))
-            }
-            Err(err) => Err(err),
-        }
+        let resolved = self.resolve(&host, &reference, &platform)?;
+        self.pull_resolved(store, &host, &reference, resolved, options)
     }
 
     /// The digest the registry names `reference` by, from a manifest HEAD
@@ -248,32 +237,37 @@ impl Client {
     ) -> Result<Pulled> {
         let scopes = [repository_scope(reference.path(), "pull")];
         let layers = resolved.manifest.layers().clone();
-        options.progress.resolved(&layers);
-        let mut jobs: Vec<(&Descriptor, bool)> = vec![(resolved.manifest.config(), false)];
-        jobs.extend(layers.iter().map(|l| (l, true)));
         let downloaded = AtomicBool::new(false);
-        for_each_parallel(
-            &jobs,
-            options.max_concurrent_downloads.max(1),
-            |(descriptor, is_layer)| {
-                let progress = is_layer.then_some(options.progress);
-                if lease_if_present(store, descriptor.digest())? {
-                    if let Some(progress) = progress {
-                        progress.exists(descriptor);
-                    }
-                    return Ok(());
-                }
-                downloaded.store(true, Ordering::Relaxed);
+        let fetch = |descriptor: &Descriptor, progress: Option<&dyn TransferProgress>| {
+            if lease_if_present(store, descriptor.digest())? {
                 if let Some(progress) = progress {
-                    progress.started(descriptor);
+                    progress.exists(descriptor);
                 }
-                self.download_blob(store, host, &scopes, reference, descriptor, progress)?;
-                if let Some(progress) = progress {
-                    progress.finished(descriptor);
-                }
-                Ok(())
-            },
-        )?;
+                return Ok(());
+            }
+            downloaded.store(true, Ordering::Relaxed);
+            if let Some(progress) = progress {
+                progress.started(descriptor);
+            }
+            self.download_blob(store, host, &scopes, reference, descriptor, progress)?;
+            if let Some(progress) = progress {
+                progress.finished(descriptor);
+            }
+            Ok(())
+        };
+        // The config first: it says whether the image is for the platform
+        // asked for before any layer is fetched.
+        let config = resolved.manifest.config();
+        fetch(config, None)?;
+        if resolved.index.is_none()
+            && let Some(wanted) = &options.platform
+        {
+            check_platform(store, config, wanted, reference)?;
+        }
+        options.progress.resolved(&layers);
+        for_each_parallel(&layers, options.max_concurrent_downloads.max(1), |layer| {
+            fetch(layer, Some(options.progress))
+        })?;
         let manifest_bytes = &resolved.manifest_bytes;
         store.put_blob(
             &manifest_bytes[..],
@@ -449,6 +443,42 @@ fn copy_body(
             progress.advanced(descriptor, *written);
         }
     }
+}
+
+/// Refuses a single-platform image that is not for the platform the user
+/// asked for, as Docker does.
+fn check_platform(
+    store: &Store,
+    config: &Descriptor,
+    wanted: &Platform,
+    reference: &Reference,
+) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct ConfigPlatform {
+        #[serde(default)]
+        os: String,
+        #[serde(default)]
+        architecture: String,
+        #[serde(default)]
+        variant: Option<String>,
+    }
+    let bytes = store.read_blob_bytes(config.digest())?;
+    let what = format!("config of {}", reference.familiar_string());
+    let found: ConfigPlatform =
+        serde_json::from_slice(&bytes).map_err(|err| RegistryError::invalid(&what, err))?;
+    let actual = Platform::normalized(&found.os, &found.architecture, found.variant.as_deref());
+    let matches = actual.os == wanted.os
+        && actual.architecture == wanted.architecture
+        && (wanted.variant.is_none() || actual.variant == wanted.variant);
+    if matches {
+        return Ok(());
+    }
+    Err(RegistryError::invalid(
+        format!("image with reference {}", reference.familiar_string()),
+        format!(
+            "it was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+        ),
+    ))
 }
 
 /// Leases a blob this session needs when the store already has it.

@@ -89,6 +89,15 @@ fn r7_pull_round_trip_keeps_the_registry_digest() {
         "{again}"
     );
 
+    // A single-platform image for another platform than asked for.
+    let other = Hoist::new();
+    let err = other.fails(&["pull", "--platform", "linux/s390x", &reference]);
+    assert!(
+        err.contains("does not match the specified platform: wanted linux/s390x, actual: linux/"),
+        "{err}"
+    );
+    assert!(!other.ok(&["images"]).contains("busybox"), "{err}");
+
     // By digest: untagged but listed, and the same image.
     let pinned = format!("{}/lib/busybox@{digest}", registry.host());
     let quiet = Hoist::new().ok(&["pull", "-q", &pinned]);
