@@ -87,6 +87,9 @@ pub struct StageResult {
     /// The ARGs the stage declared, inherited by `FROM <stage>` children
     /// (they show in RUN's history line).
     pub args: Vec<(String, Option<String>)>,
+    /// `--dry-run`: the step that would run first in this stage (or in a
+    /// stage it builds on), after which its filesystem is not known.
+    pub diverged: Option<StepId>,
 }
 
 /// Runs builds against one store with one sandbox.
@@ -114,6 +117,8 @@ pub(crate) struct BuildScope<'a> {
     pub created: String,
     /// The context, opened once with its ignore file.
     pub context: BuildContext,
+    /// `--dry-run`: look steps up, run none.
+    pub dry_run: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -146,6 +151,60 @@ impl<'a> Builder<'a> {
     }
 
     pub fn build(&self, request: &BuildRequest) -> Result<Built, BuildError> {
+        let Stages {
+            last,
+            steps,
+            cached,
+            latest_cached,
+            created: now,
+        } = self.run_stages(request, false)?;
+        let mut config = last.config;
+        if !request.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+            labels.extend(request.labels.clone());
+        }
+        // Nothing ran: keep the time of the build that made these layers,
+        // so an unchanged rebuild is the same image, as with BuildKit.
+        let created = match latest_cached {
+            Some(earlier) if steps == cached && request.source_date_epoch.is_none() => {
+                for entry in &mut config.history {
+                    if entry.created.as_deref() == Some(now.as_str()) {
+                        entry.created = Some(earlier.clone());
+                    }
+                }
+                earlier
+            }
+            _ => now,
+        };
+        config.created = Some(created);
+        config.rootfs.diff_ids = last
+            .stack
+            .layers()
+            .iter()
+            .map(|l| l.diff_id.clone())
+            .collect();
+        let image = self
+            .store
+            .put_image_config(&config, &last.stack.descriptors())?;
+        Ok(Built {
+            image,
+            steps,
+            cached,
+        })
+    }
+
+    /// `hoist build --dry-run`: looks every step up in the cache and
+    /// reports which would run and why, without running any or writing an
+    /// image. A step after one that would run is predicted to run too.
+    pub fn dry_run(&self, request: &BuildRequest) -> Result<Prediction, BuildError> {
+        let stages = self.run_stages(request, true)?;
+        Ok(Prediction {
+            steps: stages.steps,
+            cached: stages.cached,
+        })
+    }
+
+    fn run_stages(&self, request: &BuildRequest, dry_run: bool) -> Result<Stages, BuildError> {
         let parse_error = |error| BuildError::Parse {
             file: request.dockerfile_name.clone(),
             error: Box::new(error),
@@ -175,6 +234,7 @@ impl<'a> Builder<'a> {
             args,
             created: created_time(request.source_date_epoch),
             context,
+            dry_run,
         };
 
         let mut results: HashMap<StageIndex, StageResult> = HashMap::new();
@@ -200,41 +260,31 @@ impl<'a> Builder<'a> {
             .last()
             .and_then(|index| results.remove(index))
             .ok_or_else(|| BuildError::Invalid("the Dockerfile has no stage to build".into()))?;
-
-        let mut config = last.config;
-        if !request.labels.is_empty() {
-            let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
-            labels.extend(request.labels.clone());
-        }
-        // Nothing ran: keep the time of the build that made these layers,
-        // so an unchanged rebuild is the same image, as with BuildKit.
-        let created = match latest_cached {
-            Some(earlier) if steps == cached && request.source_date_epoch.is_none() => {
-                for entry in &mut config.history {
-                    if entry.created.as_deref() == Some(scope.created.as_str()) {
-                        entry.created = Some(earlier.clone());
-                    }
-                }
-                earlier
-            }
-            _ => scope.created.clone(),
-        };
-        config.created = Some(created);
-        config.rootfs.diff_ids = last
-            .stack
-            .layers()
-            .iter()
-            .map(|l| l.diff_id.clone())
-            .collect();
-        let image = self
-            .store
-            .put_image_config(&config, &last.stack.descriptors())?;
-        Ok(Built {
-            image,
+        Ok(Stages {
+            last,
             steps,
             cached,
+            latest_cached,
+            created: scope.created,
         })
     }
+}
+
+/// The stages of a build, done.
+struct Stages {
+    last: StageResult,
+    steps: usize,
+    cached: usize,
+    latest_cached: Option<String>,
+    created: String,
+}
+
+/// What `--dry-run` predicts.
+#[derive(Debug)]
+pub struct Prediction {
+    /// Steps that change the filesystem, and how many the cache has.
+    pub steps: usize,
+    pub cached: usize,
 }
 
 /// RFC 3339 with nanoseconds, as BuildKit writes `created`.

@@ -260,6 +260,11 @@ impl StageBuilder<'_> {
             // A stage's or image's filesystem is named by its chain ID.
             Some(stack) => {
                 self.sources = None;
+                self.copy_from_diverged = self.scope.dry_run
+                    && copy
+                        .from
+                        .as_deref()
+                        .is_some_and(|from| self.stage_diverged(from));
                 let top = stack
                     .top()
                     .map_or_else(|| "scratch".to_owned(), |c| c.to_string());
@@ -284,6 +289,75 @@ impl StageBuilder<'_> {
         Ok(inputs)
     }
 
+    /// `--dry-run`: whether `from` names a stage predicted to change.
+    fn stage_diverged(&self, from: &str) -> bool {
+        let graph = self.scope.graph;
+        let index = graph.stage_by_name(from).or_else(|| {
+            from.parse::<usize>()
+                .ok()
+                .filter(|i| *i < graph.stages.len())
+        });
+        index
+            .and_then(|i| self.results.get(&i))
+            .is_some_and(|r| r.diverged.is_some())
+    }
+
+    /// `--dry-run`: a hit is taken as in a build; a miss is explained as a
+    /// build would explain it and reported done without running, and every
+    /// later step of the stage (whose parent is then unknown) is predicted
+    /// to run. Returns `true`: the step needs nothing more.
+    fn predict_step(
+        &mut self,
+        step: &StepContext,
+        inputs: &StepInputs,
+        created_by: &str,
+    ) -> Result<bool, StepError> {
+        let skip_cache = self.scope.request.no_cache || self.no_cache_filtered();
+        let hit = match self.diverged {
+            Some(_) => false,
+            None if skip_cache || self.copy_from_diverged => false,
+            None => self.lookup_step(step, inputs, created_by)?,
+        };
+        if !hit {
+            let reason = match (self.diverged, self.prev_step) {
+                (Some(_), Some(prev)) => Some(format!("parent step #{} was rebuilt", prev.id.0)),
+                (Some(_), None) => match &self.stage.base {
+                    Base::Stage(index) => Some(format!(
+                        "the base stage {} changed",
+                        self.scope.graph.stages[*index].display_name()
+                    )),
+                    _ => Some("its parent changed".to_owned()),
+                },
+                (None, _) if self.copy_from_diverged => {
+                    Some("the stage or image it copies from changed".to_owned())
+                }
+                (None, _) if skip_cache => None,
+                (None, _) => {
+                    self.explain_miss(step, inputs);
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                let message = format!("{}: not cached: {reason}", step.text);
+                self.scope.builder.progress.event(Event::Status {
+                    step: step.id,
+                    message: &message,
+                });
+            }
+            self.diverged.get_or_insert(step.id);
+            self.scope.builder.progress.event(Event::Done {
+                step: step.id,
+                elapsed: step.started.elapsed(),
+            });
+        }
+        self.copy_from_diverged = false;
+        self.prev_step = Some(PrevStep {
+            id: step.id,
+            rebuilt: !hit,
+        });
+        Ok(true)
+    }
+
     /// `--no-cache-filter`: this stage, by name or index, is built without
     /// the cache (as Docker's flag: the stage's own steps, not its parents).
     fn no_cache_filtered(&self) -> bool {
@@ -303,6 +377,9 @@ impl StageBuilder<'_> {
         inputs: &StepInputs,
         created_by: &str,
     ) -> Result<bool, StepError> {
+        if self.scope.dry_run {
+            return self.predict_step(step, inputs, created_by);
+        }
         if self.scope.request.no_cache || self.no_cache_filtered() {
             return Ok(false);
         }

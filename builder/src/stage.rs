@@ -46,6 +46,11 @@ pub(crate) struct StageBuilder<'s> {
     /// The context files the current COPY/ADD selected, for explaining a
     /// miss file by file.
     pub(crate) sources: Option<crate::context::SourceChecksum>,
+    /// `--dry-run`: the first step predicted to run in this stage or the
+    /// stage it builds on; later steps run too.
+    pub(crate) diverged: Option<StepId>,
+    /// `--dry-run`: the current COPY reads a stage predicted to change.
+    pub(crate) copy_from_diverged: bool,
 }
 
 /// A filesystem step already done in this stage.
@@ -91,6 +96,8 @@ impl<'s> StageBuilder<'s> {
             prev_step: None,
             base_image: None,
             sources: None,
+            diverged: None,
+            copy_from_diverged: false,
         };
         builder.start_from_base()?;
         let own_steps = scope.dockerfile.instructions[stage.instructions.clone()]
@@ -111,6 +118,7 @@ impl<'s> StageBuilder<'s> {
             config: self.config,
             stack: self.stack,
             args: self.args,
+            diverged: self.diverged,
         }
     }
 
@@ -146,6 +154,7 @@ impl<'s> StageBuilder<'s> {
                 // Triggers do not carry over from a stage (BuildKit's rule).
                 config.config.on_build = None;
                 self.args = base.args.clone();
+                self.diverged = base.diverged;
                 let name = self.scope.graph.stages[*index].display_name();
                 (config, base.stack.clone(), format!("FROM {name}"))
             }

@@ -55,6 +55,10 @@ pub struct Args {
     /// Do not cache the specified stages
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
+    /// Predict which steps the cache has and why the others would run,
+    /// without running anything or writing an image
+    #[arg(long)]
+    dry_run: bool,
     /// Say why each step that runs was not taken from the cache, also when
     /// it never ran before
     #[arg(long)]
@@ -194,6 +198,30 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     hoist_sandbox::cancel_on_interrupt(sandbox.cancel_handle());
     let client = globals.registry_client()?;
     let builder = Builder::new(&store, &sandbox, drawer.as_ref()).with_registry(&client, args.pull);
+    if args.dry_run {
+        let predicted = match builder.dry_run(&request) {
+            Ok(predicted) => predicted,
+            Err(BuildError::Parse { error, .. }) => {
+                drawer.finish();
+                return Err(render::parse_error(&dockerfile, &error));
+            }
+            Err(err) => {
+                drawer.finish();
+                return Err(render::build_error(&dockerfile, &err));
+            }
+        };
+        drawer.note(
+            "dry run",
+            &[format!(
+                "{} of {} steps cached, {} would run",
+                predicted.cached,
+                predicted.steps,
+                predicted.steps - predicted.cached
+            )],
+        );
+        drawer.finish();
+        return Ok(ExitCode::SUCCESS);
+    }
     let built = match builder.build(&request) {
         Ok(built) => built,
         Err(BuildError::Parse { error, .. }) => {

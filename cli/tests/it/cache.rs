@@ -578,3 +578,69 @@ fn edit_dockerfile(dir: &Path, from: &str, to: &str) {
     assert!(text.contains(from), "{from:?} in {text:?}");
     std::fs::write(path, text.replace(from, to)).unwrap();
 }
+
+/// `--dry-run` predicts, line for line, what the build then does, and
+/// writes nothing.
+#[test]
+fn r8_dry_run_predicts_what_the_build_does() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox AS deps
+COPY dep.txt /dep
+RUN cat /dep > /d
+FROM busybox AS app
+COPY app.txt /app
+RUN cat /app
+COPY --from=deps /d /d
+RUN cat /d
+",
+    );
+    write(ctx.path(), "dep.txt", "one\n");
+    write(ctx.path(), "app.txt", "app\n");
+    hoist.build(ctx.path(), &["-t", "dry:1"]);
+    let log = hoist.build(ctx.path(), &["--dry-run", "-t", "dry:2"]);
+    assert!(log.contains("6 of 6 steps cached, 0 would run"), "{log}");
+
+    write(ctx.path(), "dep.txt", "two\n");
+    let cache_entries = || {
+        std::fs::read_dir(hoist.root().join("hoist/cache"))
+            .unwrap()
+            .count()
+    };
+    let entries = cache_entries();
+    let predicted = hoist.build(ctx.path(), &["--dry-run", "-t", "dry:2"]);
+    assert!(
+        predicted.contains("2 of 6 steps cached, 4 would run"),
+        "{predicted}"
+    );
+    assert!(
+        !predicted.lines().any(|l| l.ends_with(" two")),
+        "RUN cat /d does not run:\n{predicted}"
+    );
+    assert_eq!(cache_entries(), entries, "a dry run stores nothing");
+    let images = hoist.ok(&["images"]);
+    assert!(
+        !images.contains("dry") || !images.contains(" 2 "),
+        "{images}"
+    );
+    let out = hoist.run(&["inspect", "dry:2"]);
+    assert!(!out.status.success(), "a dry run tags nothing");
+
+    let built = hoist.build(ctx.path(), &["-t", "dry:2"]);
+    assert_eq!(
+        explanations(&predicted),
+        [
+            "#2 COPY dep.txt /dep: not cached: 1 of 1 file changed (dep.txt)",
+            "#3 RUN cat /dep > /d: not cached: parent step #2 was rebuilt",
+            "#7 COPY --from=deps /d /d: not cached: the stage or image it copies from changed",
+            "#8 RUN cat /d: not cached: parent step #7 was rebuilt",
+        ],
+        "{predicted}"
+    );
+    assert_eq!(explanations(&built), explanations(&predicted), "{built}");
+    assert!(built.lines().any(|l| l.ends_with(" two")), "{built}");
+    assert_eq!(
+        built.matches("CACHED").count(),
+        predicted.matches("CACHED").count()
+    );
+}
