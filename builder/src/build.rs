@@ -224,7 +224,7 @@ impl<'a> Builder<'a> {
             .stages_for_target(request.target.as_deref())
             .map_err(parse_error)?;
         let context = BuildContext::from_dir(&request.context, request.dockerfile_path.as_deref())
-            .map_err(|err| BuildError::Invalid(format!("build context: {err}")))?;
+            .map_err(BuildError::Context)?;
         crate::cache::load_context_index(self.store, &context);
         let scope = BuildScope {
             builder: self,

@@ -279,7 +279,7 @@ impl StageBuilder<'_> {
                     .scope
                     .context
                     .checksum(&copy.sources, &options)
-                    .map_err(|err| StepError::Invalid(err.to_string()))?;
+                    .map_err(StepError::Context)?;
                 inputs
                     .content
                     .insert("context".into(), sum.digest.to_string());
@@ -494,7 +494,7 @@ impl StageBuilder<'_> {
             layer,
             created: Some(self.scope.created.clone()),
         })
-        .map_err(|e| StepError::Invalid(format!("encoding a cache entry: {e}")))?;
+        .map_err(StepError::CacheEncode)?;
         store.cache_put(&CacheEntry::new(key.clone(), payload, blobs, chains))?;
         self.remember_key(&key);
         self.remember_sources();

@@ -29,6 +29,9 @@ pub enum BuildError {
     Store(#[from] hoist_store::StoreError),
     #[error("{0}")]
     Invalid(String),
+    /// The build context cannot be read.
+    #[error("build context: {0}")]
+    Context(#[source] crate::context::ContextError),
     #[error("build cancelled")]
     Cancelled,
 }
@@ -73,6 +76,18 @@ pub enum StepError {
     Expand(#[from] ParseError),
     #[error("{0}")]
     Invalid(String),
+    /// An image config that does not decode.
+    #[error("{what}: {source}")]
+    ImageConfig {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A cache entry that does not encode.
+    #[error("encoding a cache entry: {0}")]
+    CacheEncode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
     /// BuildKit's refusal of a step that needs an entitlement the build
     /// was not given (`--allow security.insecure`).
     #[error("{0} is not allowed")]

@@ -43,8 +43,13 @@ pub fn run_image(
     options: &RunOptions,
     io: &mut dyn RunIo,
 ) -> Result<ExitStatus, StepError> {
-    let config: ImageConfig = serde_json::from_value(image.config_json().clone())
-        .map_err(|e| StepError::Invalid(format!("image config: {e}")))?;
+    let config: ImageConfig =
+        serde_json::from_value(image.config_json().clone()).map_err(|source| {
+            StepError::ImageConfig {
+                what: "image config".into(),
+                source,
+            }
+        })?;
     let runtime = &config.config;
     let mut argv: Vec<String> = match &options.entrypoint {
         Some(entrypoint) if entrypoint.is_empty() => Vec::new(),

@@ -173,7 +173,10 @@ impl<'s> StageBuilder<'s> {
                         self.step_error(
                             from_span,
                             &step,
-                            StepError::Invalid(format!("image config of {reference}: {err}")),
+                            StepError::ImageConfig {
+                                what: format!("image config of {reference}"),
+                                source: err,
+                            },
                         )
                     })?;
                 if config.os != platform.os || config.architecture != platform.architecture {
