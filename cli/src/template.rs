@@ -1,10 +1,11 @@
 //! The part of Go's text/template that `docker ... --format` users write:
 //! field paths (`{{.ID}}`, `{{.Config.Env}}`, `{{.}}`), string and number
 //! literals, the functions `json`, `index`, `join`, `upper`, `lower`,
-//! pipes (`{{.Config | json}}`), `{{- -}}` trimming, docker's `\t` and `\n`
-//! escapes and its `table` prefix. Anything else (`range`, `if`, variables)
-//! is refused with an error that says what is supported, rather than
-//! printing something subtly different from docker.
+//! pipes (`{{.Config | json}}`), `{{range}}`, `{{if}}` and `{{with}}` with
+//! `{{else}}` and `{{end}}`, `{{- -}}` trimming, docker's `\t` and `\n`
+//! escapes and its `table` prefix. Anything else (variables, `printf`,
+//! comparisons) is refused with an error that says what is supported,
+//! rather than printing something subtly different from docker.
 //!
 //! Values are JSON values, printed as Go prints the decoded JSON docker
 //! falls back to: strings bare, lists as `[a b]`, objects as `map[k:v]`.
@@ -16,7 +17,8 @@ use crate::commands::images::go_json;
 
 /// What the template language here supports, for error messages.
 const SUPPORTED: &str = "hoist's --format supports field paths ({{.ID}}, {{.Config.Env}}), \
-     string and number literals, pipes, and the functions json, index, join, upper and lower";
+     string and number literals, pipes, range, if and with (with else and end), \
+     and the functions json, index, join, upper and lower";
 
 /// A parsed `--format` template.
 #[derive(Debug)]
@@ -30,6 +32,20 @@ pub struct Template {
 enum Node {
     Text(String),
     Action(Vec<Command>),
+    /// `range`, `if` or `with`, its pipeline, and the two branches.
+    Block {
+        kind: BlockKind,
+        pipeline: Vec<Command>,
+        body: Vec<Node>,
+        otherwise: Vec<Node>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Range,
+    If,
+    With,
 }
 
 /// One command of a pipeline: a function and its arguments, or one operand.
@@ -76,15 +92,7 @@ impl Template {
     /// The template applied to `value`.
     pub fn render(&self, value: &Value, missing: Missing) -> anyhow::Result<String> {
         let mut out = String::new();
-        for node in &self.nodes {
-            match node {
-                Node::Text(text) => out.push_str(text),
-                Node::Action(pipeline) => {
-                    let v = eval_pipeline(pipeline, value, missing)?;
-                    out.push_str(&go_print(&v));
-                }
-            }
-        }
+        render_nodes(&self.nodes, value, missing, &mut out)?;
         Ok(out)
     }
 
@@ -96,7 +104,7 @@ impl Template {
         for node in &self.nodes {
             match node {
                 Node::Text(text) => out.push_str(text),
-                Node::Action(pipeline) => {
+                Node::Block { pipeline, .. } | Node::Action(pipeline) => {
                     let field = pipeline.iter().flat_map(|c| &c.args).find_map(|a| match a {
                         Arg::Field(path) => path.first().cloned(),
                         _ => None,
@@ -125,7 +133,96 @@ pub fn render_one(format: &str, value: &Value) -> anyhow::Result<String> {
     Ok(out)
 }
 
+fn render_nodes(
+    nodes: &[Node],
+    dot: &Value,
+    missing: Missing,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    for node in nodes {
+        match node {
+            Node::Text(text) => out.push_str(text),
+            Node::Action(pipeline) => {
+                let v = eval_pipeline(pipeline, dot, missing)?;
+                out.push_str(&go_print(&v));
+            }
+            Node::Block {
+                kind,
+                pipeline,
+                body,
+                otherwise,
+            } => {
+                let v = eval_pipeline(pipeline, dot, missing)?;
+                match kind {
+                    BlockKind::Range => {
+                        // Go ranges over a map in sorted key order.
+                        let items: Vec<&Value> = match &v {
+                            Value::Array(items) => items.iter().collect(),
+                            Value::Object(map) => {
+                                let mut keys: Vec<&String> = map.keys().collect();
+                                keys.sort();
+                                keys.into_iter().map(|k| &map[k]).collect()
+                            }
+                            Value::Null => Vec::new(),
+                            other => bail!("range can't iterate over {}", go_print(other)),
+                        };
+                        if items.is_empty() {
+                            render_nodes(otherwise, dot, missing, out)?;
+                        }
+                        for item in items {
+                            render_nodes(body, item, missing, out)?;
+                        }
+                    }
+                    BlockKind::If | BlockKind::With => {
+                        if !truthy(&v) {
+                            render_nodes(otherwise, dot, missing, out)?;
+                        } else if *kind == BlockKind::With {
+                            render_nodes(body, &v, missing, out)?;
+                        } else {
+                            render_nodes(body, dot, missing, out)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Go's template truth: false, 0, nil and empty values are false.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(map) => !map.is_empty(),
+    }
+}
+
+/// An open `range`/`if`/`with` while its body is parsed.
+struct Frame {
+    kind: BlockKind,
+    pipeline: Vec<Command>,
+    body: Vec<Node>,
+    otherwise: Option<Vec<Node>>,
+}
+
+/// The list parsed nodes go to: the innermost open block's, else the top.
+fn target<'a>(stack: &'a mut [Frame], nodes: &'a mut Vec<Node>) -> &'a mut Vec<Node> {
+    match stack.last_mut() {
+        Some(Frame {
+            otherwise: Some(list),
+            ..
+        }) => list,
+        Some(frame) => &mut frame.body,
+        None => nodes,
+    }
+}
+
 fn parse_nodes(body: &str) -> anyhow::Result<Vec<Node>> {
+    let mut stack: Vec<Frame> = Vec::new();
     let mut nodes = Vec::new();
     let mut rest = body;
     let mut trim_next = false;
@@ -149,14 +246,59 @@ fn parse_nodes(body: &str) -> anyhow::Result<Vec<Node>> {
             inner = stripped;
         }
         if !text.is_empty() {
-            nodes.push(Node::Text(text.to_owned()));
+            target(&mut stack, &mut nodes).push(Node::Text(text.to_owned()));
         }
-        nodes.push(Node::Action(parse_pipeline(inner)?));
+        let trimmed = inner.trim();
+        let (keyword, args) = match trimmed.split_once(char::is_whitespace) {
+            Some((k, a)) => (k, a),
+            None => (trimmed, ""),
+        };
+        match keyword {
+            "range" | "if" | "with" => {
+                let kind = match keyword {
+                    "range" => BlockKind::Range,
+                    "if" => BlockKind::If,
+                    _ => BlockKind::With,
+                };
+                stack.push(Frame {
+                    kind,
+                    pipeline: parse_pipeline(args)?,
+                    body: Vec::new(),
+                    otherwise: None,
+                });
+            }
+            "else" => {
+                if !args.trim().is_empty() {
+                    bail!("\"else {}\" is not supported: {SUPPORTED}", args.trim());
+                }
+                match stack.last_mut() {
+                    Some(frame) if frame.otherwise.is_none() => frame.otherwise = Some(Vec::new()),
+                    _ => bail!("unexpected {{{{else}}}}"),
+                }
+            }
+            "end" => {
+                let frame = stack.pop().context("unexpected {{end}}")?;
+                let block = Node::Block {
+                    kind: frame.kind,
+                    pipeline: frame.pipeline,
+                    body: frame.body,
+                    otherwise: frame.otherwise.unwrap_or_default(),
+                };
+                target(&mut stack, &mut nodes).push(block);
+            }
+            _ => {
+                let action = Node::Action(parse_pipeline(inner)?);
+                target(&mut stack, &mut nodes).push(action);
+            }
+        }
         rest = &after[close + 2..];
     }
     let text = if trim_next { rest.trim_start() } else { rest };
     if !text.is_empty() {
-        nodes.push(Node::Text(text.to_owned()));
+        target(&mut stack, &mut nodes).push(Node::Text(text.to_owned()));
+    }
+    if !stack.is_empty() {
+        bail!("unexpected EOF: a range, if or with has no {{{{end}}}}");
     }
     Ok(nodes)
 }
@@ -489,6 +631,25 @@ mod tests {
             ("  {{- .ID -}}  !", "abc!"),
             ("{{.Missing}}", "<no value>"),
             (
+                "{{range .RepoTags}}[{{.}}]{{end}}",
+                "[busybox:latest][bb:1]",
+            ),
+            ("{{range .Config.Labels}}{{.}},{{end}}", "2,1,"),
+            ("{{range .Nothing}}x{{else}}none{{end}}", "none"),
+            ("{{if .Config.User}}user{{else}}root{{end}}", "root"),
+            (
+                "{{if .Tag}}{{.Repository}}:{{.Tag}}{{end}}",
+                "busybox:latest",
+            ),
+            (
+                "{{with .Config}}{{json .Env}}{{end}}",
+                r#"["A=1","B=\u003c2\u003e"]"#,
+            ),
+            (
+                "{{range .RepoTags}}{{if .}}{{upper .}} {{end}}{{end}}",
+                "BUSYBOX:LATEST BB:1 ",
+            ),
+            (
                 "{{.}}",
                 "map[Config:map[Env:[A=1 B=<2>] Labels:map[a:2 z:1] User:] ID:abc RepoTags:[busybox:latest bb:1] Repository:busybox Size:42 Tag:latest]",
             ),
@@ -506,11 +667,11 @@ mod tests {
     fn r10_format_errors() {
         let v = json!({"ID": "abc", "RepoTags": []});
         let cases = [
-            (
-                "{{range .RepoTags}}{{.}}{{end}}",
-                "\"range\" is not supported",
-            ),
-            ("{{if .ID}}x{{end}}", "\"if\" is not supported"),
+            ("{{range $i, $t := .RepoTags}}{{end}}", "is not supported"),
+            ("{{if .ID}}x", "has no {{end}}"),
+            ("{{end}}", "unexpected {{end}}"),
+            ("{{range .ID}}{{end}}", "range can't iterate over abc"),
+            ("{{if eq .ID \"x\"}}{{end}}", "\"eq\" is not supported"),
             ("{{$x := .ID}}", "is not supported"),
             ("{{nope .ID}}", "function \"nope\" not defined"),
             ("{{.ID", "unclosed action"),

@@ -346,8 +346,18 @@ fn r10_images_and_inspect_format() {
     let out = hoist.ok(&["inspect", "-f", "json", "busybox:latest"]);
     assert!(out.starts_with("[\n"), "{out}");
 
-    let err = hoist.fails(&["images", "--format", "{{range .Tags}}{{.}}{{end}}"]);
-    assert!(err.contains("\"range\" is not supported"), "{err}");
+    let out = hoist.ok(&[
+        "inspect",
+        "-f",
+        "{{range .RepoTags}}{{.}} {{end}}",
+        "busybox:latest",
+    ]);
+    let mut tags: Vec<&str> = out.split_whitespace().collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["bb:one", "busybox:latest"]);
+
+    let err = hoist.fails(&["images", "--format", "{{printf \"%s\" .ID}}"]);
+    assert!(err.contains("\"printf\" is not supported"), "{err}");
     let err = hoist.fails(&["images", "--format", "{{.Nope}}"]);
     assert!(err.contains("can't evaluate field Nope"), "{err}");
 }
