@@ -10,7 +10,7 @@
 use reqwest::StatusCode;
 
 use crate::registry::auth::Challenge;
-use crate::registry::client::{Client, read_limited};
+use crate::registry::client::{Client, read_limited, status_error};
 use crate::registry::error::{error_detail, redact_url};
 use crate::registry::{Credential, RegistryError};
 
@@ -62,16 +62,7 @@ impl Client {
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok(offline.and_then(|(_, refresh)| refresh));
         }
-        let detail = error_detail(&read_limited(response, 64 << 10, &what)?);
-        Err(match status {
-            StatusCode::UNAUTHORIZED => RegistryError::Unauthorized { what, detail },
-            StatusCode::FORBIDDEN => RegistryError::Denied { what, detail },
-            status => RegistryError::Status {
-                url: what,
-                status: status.as_u16(),
-                detail,
-            },
-        })
+        Err(status_error(response, &what))
     }
 
     /// `GET realm?service=S&offline_token=true&client_id=hoist&account=U`
