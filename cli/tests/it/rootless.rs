@@ -378,3 +378,37 @@ fn r10_rootless_info_and_relative_root() {
     );
     assert!(ws.path().join("rel-store").is_dir());
 }
+
+/// Issue 11, rootless: runs get the same seccomp profile and masks, user
+/// namespaces and mounts are refused, no runtime binary is reachable, and
+/// the store stays sound.
+#[test]
+fn r11_rootless_runs_refuse_the_same_breakouts() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    let ctx = ws.path().join("probe");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN (grep '^Seccomp:' /proc/self/status; \
+              unshare -U true 2>/dev/null && echo unshare-ok || echo unshare-refused; \
+              mount -t tmpfs none /mnt 2>/dev/null && echo mount-ok || echo mount-refused; \
+              wc -c < /proc/keys; \
+              for p in /proc/[0-9]*; do readlink $p/exe; done | sort -u) > /out\n",
+    )
+    .unwrap();
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
+        .arg(&ctx)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    ws.ok(&["build", "-q", "-t", "probe:latest", "probe"]);
+    assert_eq!(
+        ws.ok(&["run", "--rm", "probe:latest", "cat", "/out"]),
+        "Seccomp:\t2\nunshare-refused\nmount-refused\n0\n/bin/busybox\n"
+    );
+    ws.ok(&["fsck"]);
+}
