@@ -447,6 +447,22 @@ fn r7_credentials_from_a_credential_helper() {
     let actions = std::fs::read_to_string(bin.path().join("actions")).unwrap();
     assert!(actions.lines().any(|a| a == "get"), "{actions}");
 
+    // credHelpers names the helper per host, over credsStore (which here
+    // names a helper that does not exist).
+    let mut per_host = Client::new(Hoist::new());
+    per_host.path_prefix.push(bin.path().to_owned());
+    per_host.write_config(&serde_json::json!({
+        "credsStore": "not-installed",
+        "credHelpers": {&host: "hoisttest"},
+    }));
+    per_host.ok(&["pull", &image]);
+    per_host.write_config(&serde_json::json!({"credsStore": "not-installed"}));
+    let stderr = per_host.fails(&["pull", &image]);
+    assert!(
+        stderr.contains("docker-credential-not-installed is not on PATH"),
+        "{stderr}"
+    );
+
     // login stores through the helper: the file keeps no secret.
     let (ok, stdout, stderr) = client.run_with_stdin(
         &["login", "-u", "alice", "--password-stdin", &host],
