@@ -43,11 +43,23 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         .and_then(|n| n.parse::<u64>().ok())
         .is_some_and(|n| n > 0);
 
+    // Rootless, the user namespace's map: one line (a single ID) means
+    // there was no subordinate range to use.
+    let uid_map: Vec<String> = if rootless {
+        read_trimmed("/proc/self/uid_map")
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let info = json!({
         "StoreRoot": store.root().display().to_string(),
         "StorageUsed": used,
         "Images": usage.images,
         "Rootless": rootless,
+        "UidMap": uid_map,
         "KernelVersion": kernel,
         "OperatingSystem": std::env::consts::OS,
         "Architecture": crate::commands::version::go_arch(std::env::consts::ARCH),
@@ -70,6 +82,14 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                         ("Storage used", human_size(used, 3)),
                         ("Images", usage.images.to_string()),
                         ("Rootless", rootless.to_string()),
+                        (
+                            "UID map",
+                            match uid_map.len() {
+                                0 => "-".to_owned(),
+                                1 => format!("{} (a single ID: no subordinate range)", uid_map[0]),
+                                _ => uid_map.join(", "),
+                            },
+                        ),
                     ],
                 ),
                 (

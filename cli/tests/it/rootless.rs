@@ -347,6 +347,11 @@ fn r10_rootless_info_and_relative_root() {
     let info: Value = serde_json::from_str(&ws.ok(&["info", "--format", "json"])).unwrap();
     assert_eq!(info["Rootless"], true, "{info}");
     assert_eq!(info["StoreRoot"], ws.store().to_str().unwrap(), "{info}");
+    // The test user has a subordinate range: root of the namespace is the
+    // user, and more IDs follow.
+    let map = info["UidMap"].as_array().unwrap();
+    assert!(map.len() >= 2, "{info}");
+    assert_eq!(map[0], format!("0 {} 1", ws.user.uid), "{info}");
 
     let mut import = ws.command(&[
         "--root",
@@ -411,4 +416,35 @@ fn r11_rootless_runs_refuse_the_same_breakouts() {
         "Seccomp:\t2\nunshare-refused\nmount-refused\n0\n/bin/busybox\n"
     );
     ws.ok(&["fsck"]);
+}
+
+/// Issue 10: without a subordinate range `hoist info` shows the single-ID
+/// map, the first thing to check when a rootless step cannot chown.
+#[test]
+fn r10_rootless_info_without_subordinate_ids() {
+    require_root();
+    let uid = 54322;
+    assert!(
+        sub_range("/etc/subuid", &uid.to_string(), uid).is_none(),
+        "uid {uid} unexpectedly has a subordinate range"
+    );
+    let ws = Workspace::new(
+        User {
+            uid,
+            gid: uid,
+            subuid: 0,
+        },
+        &[],
+    );
+    let info: Value = serde_json::from_str(&ws.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!(
+        info["UidMap"],
+        serde_json::json!([format!("0 {uid} 1")]),
+        "{info}"
+    );
+    let text = ws.ok(&["info"]);
+    assert!(
+        text.contains(&format!("0 {uid} 1 (a single ID: no subordinate range)")),
+        "{text}"
+    );
 }
