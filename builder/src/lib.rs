@@ -5,6 +5,7 @@
 pub mod args;
 pub mod build;
 pub mod cache;
+mod cache_mount;
 pub mod config;
 pub mod context;
 pub mod copy;

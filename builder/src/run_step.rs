@@ -65,7 +65,8 @@ impl StageBuilder<'_> {
         let mut env = env;
         let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint, Some(&mut env))?;
         let mut guards = Vec::new();
-        let mut mounts = self.run_mounts(run, &scratch, &mut guards)?;
+        let leases = crate::cache_mount::Leases::default();
+        let mut mounts = self.run_mounts(run, &scratch, &mut guards, &leases)?;
         let secrets = crate::secrets::RunSecrets::prepare(
             &run.mounts,
             &self.workdir_path(),
@@ -109,6 +110,7 @@ impl StageBuilder<'_> {
         let status = self.scope.builder.sandbox.run(&spec, &mut io)?;
         drop(guards);
         drop(secrets);
+        drop(leases);
         if !status.success() {
             let code = status
                 .code()
@@ -192,6 +194,7 @@ impl StageBuilder<'_> {
         run: &Run,
         scratch: &Scratch,
         guards: &mut Vec<MountGuard>,
+        leases: &crate::cache_mount::Leases,
     ) -> Result<Vec<Mount>, StepError> {
         let mut mounts = Vec::new();
         for mount in &run.mounts {
@@ -206,7 +209,7 @@ impl StageBuilder<'_> {
                     mode: 0o1777,
                 },
                 MountType::Cache => {
-                    let dir = self.cache_mount_dir(mount, &target)?;
+                    let dir = self.cache_mount_dir(mount, &target, leases)?;
                     MountKind::Bind {
                         source: dir,
                         read_only: mount.readonly,
@@ -252,36 +255,27 @@ impl StageBuilder<'_> {
     }
 
     /// A cache mount's directory: `hoist/mounts/<sha256(id)>` in the store,
-    /// where `id` defaults to the target path, as in BuildKit.
-    fn cache_mount_dir(&self, mount: &RunMount, target: &str) -> Result<PathBuf, StepError> {
+    /// where `id` defaults to the target path, as in BuildKit; held for
+    /// the RUN as its `sharing` says.
+    fn cache_mount_dir(
+        &self,
+        mount: &RunMount,
+        target: &str,
+        leases: &crate::cache_mount::Leases,
+    ) -> Result<PathBuf, StepError> {
         let id = mount.id.clone().unwrap_or_else(|| target.to_owned());
-        let hex = hoist_store::digest::sha256_bytes(id.as_bytes());
-        let dir = self
-            .scope
-            .builder
-            .store
-            .root()
-            .join("hoist")
-            .join("mounts")
-            .join(&hex.to_string()["sha256:".len()..]);
-        if dir.is_dir() {
-            // Its mtime is its last use, for `prune --filter until=`.
-            let now = std::time::SystemTime::now();
-            let _ = std::fs::File::open(&dir).and_then(|d| d.set_modified(now));
-        } else {
-            fs_err::create_dir_all(&dir).map_err(StepError::io("creating a cache mount"))?;
-            let uid = mount.uid.unwrap_or(0);
-            let gid = mount.gid.unwrap_or(0);
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
-                .map_err(StepError::io("chown of a cache mount"))?;
-            use std::os::unix::fs::PermissionsExt;
-            fs_err::set_permissions(
-                &dir,
-                std::fs::Permissions::from_mode(mount.mode.unwrap_or(0o755)),
-            )
-            .map_err(StepError::io("chmod of a cache mount"))?;
-        }
-        Ok(dir)
+        let store = self.scope.builder.store;
+        leases.acquire(
+            &store.root().join("hoist/mounts"),
+            store.tmp_dir(),
+            &id,
+            mount.sharing.unwrap_or(hoist_parser::Sharing::Shared),
+            crate::cache_mount::Owner {
+                uid: mount.uid.unwrap_or(0),
+                gid: mount.gid.unwrap_or(0),
+                mode: mount.mode.unwrap_or(0o755),
+            },
+        )
     }
 }
 
