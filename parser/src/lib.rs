@@ -15,6 +15,7 @@ mod flags;
 pub mod graph;
 pub mod instruction;
 mod json;
+mod lint;
 pub mod mount;
 mod suggest;
 pub mod syntax;
@@ -66,10 +67,13 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
         Ok(())
     })?;
     instructions.shrink_to_fit();
-    if !trigger_warnings.is_empty() {
-        warnings.extend(trigger_warnings);
-        warnings.sort_by_key(|w| w.span.offset);
+    let skip = lint::Skip::from_directive(directives.check.as_deref());
+    warnings.retain(|w| w.rule.is_empty() || !skip.skips(w.rule));
+    for spanned in &instructions {
+        lint::check(spanned, &skip, &mut warnings);
     }
+    warnings.extend(trigger_warnings);
+    warnings.sort_by_key(|w| w.span.offset);
     Ok(Dockerfile {
         directives,
         instructions,

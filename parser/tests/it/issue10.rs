@@ -204,3 +204,37 @@ fn r10_error_locations() {
     );
     assert_eq!(err.start, None);
 }
+
+/// BuildKit's build checks that need only the parse, in its words, on the
+/// instruction's first line; `# check=skip=` turns them off.
+#[test]
+fn r10_build_checks() {
+    let src = "FROM a AS Build\nfrom b AS c\nFROM c as d\nMAINTAINER me\nENV k v\nLABEL \\\n  l v\nENV ok=1\n";
+    let got: Vec<String> = parse(src)
+        .expect("parses")
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "1: StageNameCasing: Stage name 'Build' should be lowercase",
+            "2: FromAsCasing: 'AS' and 'from' keywords' casing do not match",
+            "3: FromAsCasing: 'as' and 'FROM' keywords' casing do not match",
+            "4: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label",
+            "5: LegacyKeyValueFormat: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format",
+            "6: LegacyKeyValueFormat: \"LABEL key=value\" should be used instead of legacy \"LABEL key value\" format",
+        ]
+    );
+    let skipped = format!("# check=skip=FromAsCasing,LegacyKeyValueFormat\n{src}");
+    let rules: Vec<&str> = parse(&skipped)
+        .expect("parses")
+        .warnings
+        .iter()
+        .map(|w| w.rule)
+        .collect();
+    assert_eq!(rules, ["StageNameCasing", "MaintainerDeprecated"]);
+    let all = format!("# check=skip=all\nFROM a\nRUN x \\\n\n  y\n{src}");
+    assert!(parse(&all).expect("parses").warnings.is_empty());
+}

@@ -1,0 +1,135 @@
+//! BuildKit's build checks that need nothing but the parse
+//! (`frontend/dockerfile/linter`): `MaintainerDeprecated`,
+//! `StageNameCasing`, `FromAsCasing` and `LegacyKeyValueFormat`, in
+//! BuildKit's words and on the instruction's first line, as `docker build`
+//! prints them. `# check=skip=RULE,...` and `# check=skip=all` turn them off
+//! (`NoEmptyContinuation` too), as in BuildKit.
+
+use crate::instruction::Spanned;
+use crate::syntax::Warning;
+
+/// The rules `# check=skip=` turns off.
+pub(crate) struct Skip {
+    all: bool,
+    rules: Vec<String>,
+}
+
+impl Skip {
+    /// From the `# check=` directive's value (`skip=A,B;error=true`).
+    pub(crate) fn from_directive(check: Option<&str>) -> Self {
+        let mut skip = Skip {
+            all: false,
+            rules: Vec::new(),
+        };
+        for part in check.unwrap_or("").split(';') {
+            let Some((key, value)) = part.split_once('=') else {
+                continue;
+            };
+            if key.trim() != "skip" {
+                continue;
+            }
+            let value = value.trim();
+            if value == "all" {
+                skip.all = true;
+            } else {
+                skip.rules
+                    .extend(value.split(',').map(|r| r.trim().to_owned()));
+            }
+        }
+        skip
+    }
+
+    pub(crate) fn skips(&self, rule: &str) -> bool {
+        self.all || self.rules.iter().any(|r| r == rule)
+    }
+}
+
+/// The checks for one instruction, appended to `out`.
+pub(crate) fn check(spanned: &Spanned, skip: &Skip, out: &mut Vec<Warning>) {
+    let node = &spanned.node;
+    let mut warn = |rule: &'static str, message: String| {
+        if !skip.skips(rule) {
+            out.push(Warning {
+                span: spanned.span,
+                rule,
+                message,
+            });
+        }
+    };
+    match node.name.to_ascii_lowercase().as_str() {
+        "maintainer" => warn(
+            "MaintainerDeprecated",
+            "Maintainer instruction is deprecated in favor of using label".to_owned(),
+        ),
+        "from" => {
+            if let [_, as_, stage] = node.args.as_slice() {
+                if *stage != stage.to_lowercase() {
+                    warn(
+                        "StageNameCasing",
+                        format!("Stage name '{stage}' should be lowercase"),
+                    );
+                }
+                let from = &node.name;
+                let matches = if *from == from.to_lowercase() {
+                    *as_ == as_.to_lowercase()
+                } else if *from == from.to_uppercase() {
+                    *as_ == as_.to_uppercase()
+                } else {
+                    true
+                };
+                if !matches {
+                    warn(
+                        "FromAsCasing",
+                        format!("'{as_}' and '{from}' keywords' casing do not match"),
+                    );
+                }
+            }
+        }
+        // The legacy `ENV key value` form: the node's triples have no `=`.
+        "env" | "label" if node.args.len() == 3 && node.args[2].is_empty() => {
+            let name = &node.name;
+            warn(
+                "LegacyKeyValueFormat",
+                format!(
+                    "\"{name} key=value\" should be used instead of legacy \"{name} key value\" format"
+                ),
+            );
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_directive() {
+        let cases = [
+            (None, "FromAsCasing", false),
+            (Some("skip=all"), "FromAsCasing", true),
+            (
+                Some("skip=FromAsCasing, StageNameCasing"),
+                "StageNameCasing",
+                true,
+            ),
+            (
+                Some("skip=FromAsCasing;error=true"),
+                "StageNameCasing",
+                false,
+            ),
+            (
+                Some("error=true;skip=StageNameCasing"),
+                "StageNameCasing",
+                true,
+            ),
+        ];
+        for (check, rule, want) in cases {
+            assert_eq!(
+                Skip::from_directive(check).skips(rule),
+                want,
+                "case {check:?} {rule}"
+            );
+        }
+    }
+}
