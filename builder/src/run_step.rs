@@ -216,11 +216,6 @@ impl StageBuilder<'_> {
                     }
                 }
                 MountType::Bind => {
-                    if !mount.readonly {
-                        return Err(StepError::Invalid(
-                            "RUN --mount=type=bind,rw is not supported yet".into(),
-                        ));
-                    }
                     let root = match &mount.from {
                         None => self.scope.request.context.clone(),
                         Some(from) => {
@@ -242,9 +237,16 @@ impl StageBuilder<'_> {
                     let source = mount.source.as_deref().unwrap_or("/");
                     let path =
                         crate::copy::resolve_in_root(&root, source).map_err(StepError::Copy)?;
-                    MountKind::Bind {
-                        source: path,
-                        read_only: true,
+                    if mount.readonly {
+                        MountKind::Bind {
+                            source: path,
+                            read_only: true,
+                        }
+                    } else {
+                        MountKind::Bind {
+                            source: writable_copy(&path, scratch, guards)?,
+                            read_only: false,
+                        }
                     }
                 }
                 MountType::Secret | MountType::Ssh => continue,
@@ -277,6 +279,30 @@ impl StageBuilder<'_> {
             },
         )
     }
+}
+
+/// `bind,rw`: a view of `path` the RUN may write to, whose writes are
+/// discarded with the step's scratch space (BuildKit's rule): an overlay
+/// with a throwaway upperdir for a directory, a copy for a file.
+fn writable_copy(
+    path: &Path,
+    scratch: &Scratch,
+    guards: &mut Vec<MountGuard>,
+) -> Result<PathBuf, StepError> {
+    let n = guards.len();
+    let meta = fs_err::metadata(path).map_err(StepError::io("reading a bind mount source"))?;
+    if !meta.is_dir() {
+        let dir = scratch.side_dir(&format!("bind{n}"))?;
+        let copy = dir.join("file");
+        fs_err::copy(path, &copy).map_err(StepError::io("copying a bind mount source"))?;
+        return Ok(copy);
+    }
+    let upper = scratch.side_dir(&format!("bind{n}-upper"))?;
+    let work = scratch.side_dir(&format!("bind{n}-work"))?;
+    let target = scratch.side_dir(&format!("bind{n}"))?;
+    let guard = hoist_sandbox::mount_overlay(&[path.to_owned()], &upper, &work, &target)?;
+    guards.push(guard);
+    Ok(target)
 }
 
 /// Where BuildKit mounts a shebang heredoc for RUN to execute.

@@ -644,3 +644,38 @@ RUN cat /d
         predicted.matches("CACHED").count()
     );
 }
+
+/// `bind,rw`: the RUN may write to a bind mount; the writes are discarded,
+/// never reaching the context or the image.
+#[test]
+fn r8_bind_rw_writes_are_discarded() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox
+RUN --mount=type=bind,source=conf,target=/conf,rw sh -c 'echo w > /conf/new && echo changed > /conf/a && cat /conf/a > /seen && ls /conf > /list'
+RUN --mount=type=bind,source=f.txt,target=/f,rw sh -c 'echo more >> /f && cat /f > /fseen'
+",
+    );
+    write(ctx.path(), "conf/a", "one\n");
+    write(ctx.path(), "f.txt", "file\n");
+    hoist.build(ctx.path(), &["-t", "bindrw:1"]);
+    assert_eq!(hoist.exec("bindrw:1", &["cat", "/seen"]), "changed\n");
+    assert_eq!(hoist.exec("bindrw:1", &["cat", "/list"]), "a\nnew\n");
+    assert_eq!(hoist.exec("bindrw:1", &["cat", "/fseen"]), "file\nmore\n");
+    assert_eq!(
+        hoist
+            .exec("bindrw:1", &["sh", "-c", "ls /conf /f 2>&1 | wc -l"])
+            .trim(),
+        "2",
+        "only ls's two errors: no mount point left in the image"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("conf/a")).unwrap(),
+        "one\n"
+    );
+    assert!(!ctx.path().join("conf/new").exists());
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("f.txt")).unwrap(),
+        "file\n"
+    );
+}
