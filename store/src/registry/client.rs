@@ -578,6 +578,88 @@ mod tests {
         }
     }
 
+    /// A one-thread HTTP/1.1 server answering with `answer(head)`; every
+    /// request head it saw is kept (lowercased).
+    fn serve(
+        answer: impl Fn(&str) -> String + Send + 'static,
+    ) -> (String, Arc<Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line.to_lowercase());
+                }
+                let response = answer(&head);
+                log.lock().unwrap().push(head);
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        (addr, seen)
+    }
+
+    #[test]
+    fn credentials_never_follow_a_redirect_to_another_host() {
+        let (storage, storage_seen) = serve(|_| {
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nblob".to_owned()
+        });
+        let (registry, registry_seen) = serve(move |head| {
+            if !head.contains("authorization: basic") {
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"t\"\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
+            } else if head.starts_with("get /v2/ ") {
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+            } else {
+                format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{storage}/data?sig=s3cret\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            }
+        });
+        let mut credentials = crate::registry::StaticCredentials::default();
+        credentials.insert(
+            registry.clone(),
+            Credential::Basic {
+                username: "u".into(),
+                password: "pw".into(),
+            },
+        );
+        let client = Client::new(Arc::new(credentials), RegistrySettings::default());
+        let host = client.host(&registry).unwrap();
+        assert_eq!(
+            host.base,
+            format!("http://{registry}"),
+            "loopback speaks plain HTTP"
+        );
+        let url = format!("{}/v2/r/blobs/sha256:{}", host.base, "a".repeat(64));
+        let response = client.get_following(&host, &[], &url, &[]).unwrap();
+        assert_eq!(response.text().unwrap(), "blob");
+        let registry_seen = registry_seen.lock().unwrap();
+        assert!(
+            registry_seen
+                .iter()
+                .any(|h| h.starts_with("get /v2/r/blobs/") && h.contains("authorization: basic")),
+            "the registry gets the credentials: {registry_seen:?}"
+        );
+        let storage_seen = storage_seen.lock().unwrap();
+        assert_eq!(storage_seen.len(), 1, "{storage_seen:?}");
+        assert!(
+            !storage_seen[0].contains("authorization"),
+            "the storage host never does: {storage_seen:?}"
+        );
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let policy = RetryPolicy {
