@@ -38,7 +38,11 @@ impl RunCgroup {
     /// Creates the cgroups with `resources`' limits and moves `pid` in.
     /// `None` when nothing is asked and cgroups cannot be used here
     /// (rootless, or a v2 host): the default pids limit is then skipped.
-    pub(crate) fn create(resources: &Resources, pid: Pid) -> Result<Option<Self>, SandboxError> {
+    pub(crate) fn create(
+        resources: &Resources,
+        insecure: bool,
+        pid: Pid,
+    ) -> Result<Option<Self>, SandboxError> {
         let explicit = resources.has_limits();
         if !is_v1() {
             if explicit {
@@ -87,6 +91,10 @@ impl RunCgroup {
         ] {
             devices.push(("devices.allow", rule.to_owned()));
         }
+        // BuildKit's insecure mode allows every device.
+        if insecure {
+            devices.clear();
+        }
         let mut wanted: Vec<(&str, Vec<(&str, String)>)> = vec![
             ("devices", devices),
             (
@@ -133,6 +141,9 @@ impl RunCgroup {
             wanted.push(("cpuset", vec![("cpuset.cpus", cpus.clone())]));
         }
         for (controller, files) in wanted {
+            if files.is_empty() {
+                continue;
+            }
             let dir = cg.make_dir(controller, resources.cgroup_parent.as_deref(), &name)?;
             for (file, value) in files {
                 let path = dir.join(file);

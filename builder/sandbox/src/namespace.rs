@@ -260,7 +260,8 @@ impl NamespaceSandbox {
             map.apply(pid.as_raw_nonzero().get())?;
         }
         // Limits are in place before the child may exec.
-        let cgroup = crate::cgroup::RunCgroup::create(&spec.resources, pid)?;
+        let cgroup =
+            crate::cgroup::RunCgroup::create(&spec.resources, spec.security.insecure, pid)?;
         for ulimit in &spec.resources.ulimits {
             let resource = crate::cgroup_resource(&ulimit.name).ok_or_else(|| {
                 SandboxError::InvalidSpec(format!("invalid ulimit type: {}", ulimit.name))
