@@ -72,6 +72,7 @@ pub fn parse(source: &str) -> Result<Dockerfile, ParseError> {
     for spanned in &instructions {
         lint::check(spanned, &skip, &mut warnings);
     }
+    lint::check_file(&instructions, &skip, &mut warnings);
     warnings.extend(trigger_warnings);
     warnings.sort_by_key(|w| w.span.offset);
     Ok(Dockerfile {

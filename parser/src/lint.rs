@@ -1,6 +1,7 @@
 //! BuildKit's build checks that need nothing but the parse
 //! (`frontend/dockerfile/linter`): `MaintainerDeprecated`,
-//! `StageNameCasing`, `FromAsCasing` and `LegacyKeyValueFormat`, in
+//! `StageNameCasing`, `FromAsCasing`, `LegacyKeyValueFormat`,
+//! `ConsistentInstructionCasing` and `ReservedStageName`, in
 //! BuildKit's words and on the instruction's first line, as `docker build`
 //! prints them. `# check=skip=RULE,...` and `# check=skip=all` turn them off
 //! (`NoEmptyContinuation` too), as in BuildKit.
@@ -96,6 +97,66 @@ pub(crate) fn check(spanned: &Spanned, skip: &Skip, out: &mut Vec<Warning>) {
             );
         }
         _ => {}
+    }
+}
+
+/// The checks over the whole file: BuildKit's `validateCommandCasing`
+/// (instructions from the first FROM on, against the majority's case) and
+/// `ReservedStageName`.
+pub(crate) fn check_file(instructions: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
+    let first_from = instructions
+        .iter()
+        .position(|s| s.node.name.eq_ignore_ascii_case("from"))
+        .unwrap_or(instructions.len());
+    let staged = &instructions[first_from..];
+    let consistent = |name: &str| name == name.to_lowercase() || name == name.to_uppercase();
+    let (mut lower, mut upper) = (0usize, 0usize);
+    for s in staged {
+        let name = &s.node.name;
+        if consistent(name) {
+            if *name == name.to_lowercase() {
+                lower += 1;
+            } else {
+                upper += 1;
+            }
+        }
+    }
+    let majority_lower = lower > upper;
+    for s in staged {
+        let name = &s.node.name;
+        let casing = if majority_lower && *name != name.to_lowercase() {
+            "lowercase"
+        } else if !majority_lower && *name != name.to_uppercase() {
+            "uppercase"
+        } else {
+            continue;
+        };
+        if !skip.skips("ConsistentInstructionCasing") {
+            out.push(Warning {
+                span: s.span,
+                rule: "ConsistentInstructionCasing",
+                message: format!(
+                    "Command '{name}' should match the case of the command majority ({casing})"
+                ),
+            });
+        }
+    }
+    for s in staged {
+        if let crate::Instruction::From(from) = &s.instruction
+            && let Some(stage) = from
+                .name
+                .as_deref()
+                .filter(|n| ["context", "scratch"].contains(n))
+            && !skip.skips("ReservedStageName")
+        {
+            out.push(Warning {
+                span: s.span,
+                rule: "ReservedStageName",
+                message: format!(
+                    "Stage name should not use the same name as reserved stage \"{stage}\""
+                ),
+            });
+        }
     }
 }
 

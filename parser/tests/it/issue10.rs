@@ -209,7 +209,7 @@ fn r10_error_locations() {
 /// instruction's first line; `# check=skip=` turns them off.
 #[test]
 fn r10_build_checks() {
-    let src = "FROM a AS Build\nfrom b AS c\nFROM c as d\nMAINTAINER me\nENV k v\nLABEL \\\n  l v\nENV ok=1\n";
+    let src = "FROM a AS Build\nfrom b AS c\nFROM c as d\nMAINTAINER me\nENV k v\nLABEL \\\n  l v\nENV ok=1\nFROM d AS scratch\n";
     let got: Vec<String> = parse(src)
         .expect("parses")
         .warnings
@@ -221,10 +221,12 @@ fn r10_build_checks() {
         [
             "1: StageNameCasing: Stage name 'Build' should be lowercase",
             "2: FromAsCasing: 'AS' and 'from' keywords' casing do not match",
+            "2: ConsistentInstructionCasing: Command 'from' should match the case of the command majority (uppercase)",
             "3: FromAsCasing: 'as' and 'FROM' keywords' casing do not match",
             "4: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label",
             "5: LegacyKeyValueFormat: \"ENV key=value\" should be used instead of legacy \"ENV key value\" format",
             "6: LegacyKeyValueFormat: \"LABEL key=value\" should be used instead of legacy \"LABEL key value\" format",
+            "9: ReservedStageName: Stage name should not use the same name as reserved stage \"scratch\"",
         ]
     );
     let skipped = format!("# check=skip=FromAsCasing,LegacyKeyValueFormat\n{src}");
@@ -234,7 +236,18 @@ fn r10_build_checks() {
         .iter()
         .map(|w| w.rule)
         .collect();
-    assert_eq!(rules, ["StageNameCasing", "MaintainerDeprecated"]);
+    assert_eq!(
+        rules,
+        [
+            "StageNameCasing",
+            "ConsistentInstructionCasing",
+            "MaintainerDeprecated",
+            "ReservedStageName"
+        ]
+    );
+    // Global ARGs before the first FROM do not count toward the majority.
+    let src = "arg a\narg b\narg c\nFROM x\nRUN y\n";
+    assert!(parse(src).expect("parses").warnings.is_empty());
     let all = format!("# check=skip=all\nFROM a\nRUN x \\\n\n  y\n{src}");
     assert!(parse(&all).expect("parses").warnings.is_empty());
 }
