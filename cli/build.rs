@@ -21,9 +21,14 @@ fn main() {
     println!("cargo:rustc-env=HOIST_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-env-changed=HOIST_GIT_COMMIT");
     // A new commit moves HEAD's reflog; rebuild the string then.
+    // (Only files that exist: a missing one would rerun this every build.)
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
-        println!("cargo:rerun-if-changed={dir}/logs/HEAD");
+        for file in ["HEAD", "logs/HEAD"] {
+            let path = std::path::Path::new(&dir).join(file);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
     }
 
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
