@@ -103,6 +103,9 @@ pub struct Builder<'a> {
     /// has one.
     pub always_pull: bool,
     next_step: AtomicUsize,
+    /// The cache keys this builder's builds used or made, in order (for
+    /// `--cache-to`).
+    used_keys: std::sync::Mutex<Vec<String>>,
 }
 
 /// What every stage of one build shares.
@@ -130,6 +133,7 @@ impl<'a> Builder<'a> {
             registry: None,
             always_pull: false,
             next_step: AtomicUsize::new(1),
+            used_keys: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -143,6 +147,17 @@ impl<'a> Builder<'a> {
         self.registry = Some(client);
         self.always_pull = always_pull;
         self
+    }
+
+    /// The cache keys the builds so far used or made, in order.
+    pub fn used_cache_keys(&self) -> Vec<String> {
+        self.used_keys.lock().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn record_cache_key(&self, key: &str) {
+        if let Ok(mut keys) = self.used_keys.lock() {
+            keys.push(key.to_owned());
+        }
     }
 
     /// A new progress id, numbered like BuildKit's `#N`.

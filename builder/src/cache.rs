@@ -625,6 +625,7 @@ impl StageBuilder<'_> {
     /// Puts `key` first in this position's recent keys. Best effort: the
     /// record only serves explanations.
     fn remember_key(&self, key: &str) {
+        self.scope.builder.record_cache_key(key);
         let mut recent = self.recent_keys();
         if recent.keys.first().map(String::as_str) == Some(key) {
             return;

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod build;
 pub mod cache;
+pub mod cache_export;
 mod cache_mount;
 pub mod config;
 pub mod context;

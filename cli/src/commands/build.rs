@@ -52,6 +52,12 @@ pub struct Args {
     /// `default=SOCKET`, `ID=SOCKET`)
     #[arg(long = "ssh", value_name = "SPEC")]
     ssh: Vec<String>,
+    /// Export the build cache: `type=local,dest=DIR[,mode=min|max]`
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
+    /// Import a build cache: `type=local,src=DIR`
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
     /// Do not cache the specified stages
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
@@ -197,6 +203,20 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let sandbox = NamespaceSandbox::new(store.tmp_dir().join("sandbox"))?;
     hoist_sandbox::cancel_on_interrupt(sandbox.cancel_handle());
     let client = globals.registry_client()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|spec| parse_cache_to(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for spec in &args.cache_from {
+        let dir = parse_cache_from(spec)?;
+        let imported = hoist_builder::cache_export::import_local(&store, &dir)
+            .with_context(|| format!("importing the build cache from {}", dir.display()))?;
+        drawer.note(
+            &format!("importing cache from {}", dir.display()),
+            &[format!("{imported} cache records")],
+        );
+    }
     let builder = Builder::new(&store, &sandbox, drawer.as_ref()).with_registry(&client, args.pull);
     if args.dry_run {
         let predicted = match builder.dry_run(&request) {
@@ -235,6 +255,25 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     };
 
     let image = &built.image;
+    for (dir, mode) in &cache_to {
+        let layers: Vec<_> = image
+            .layers()
+            .iter()
+            .map(|l| l.descriptor.digest().clone())
+            .collect();
+        let exported = hoist_builder::cache_export::export_local(
+            &store,
+            &builder.used_cache_keys(),
+            &layers,
+            *mode,
+            dir,
+        )
+        .with_context(|| format!("exporting the build cache to {}", dir.display()))?;
+        drawer.note(
+            &format!("exporting cache to {}", dir.display()),
+            &[format!("{exported} cache records")],
+        );
+    }
     let id = image.id().to_string();
     let mut lines = vec![format!("writing image {id} done")];
     for tag in &args.tags {
@@ -427,5 +466,44 @@ impl hoist_store::registry::TransferProgress for PushLines<'_> {
     }
     fn mounted(&self, layer: &oci_spec::image::Descriptor, from: &str) {
         self.push(format!("{}: mounted from {from}", layer.digest()));
+    }
+}
+
+/// `--cache-to type=local,dest=DIR[,mode=min|max]`.
+fn parse_cache_to(
+    spec: &str,
+) -> anyhow::Result<(PathBuf, hoist_builder::cache_export::ExportMode)> {
+    use hoist_builder::cache_export::ExportMode;
+    let (mut kind, mut dest, mut mode) = (None, None, ExportMode::Min);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("type", value)) => kind = Some(value),
+            Some(("dest", value)) => dest = Some(PathBuf::from(value)),
+            Some(("mode", "min")) => mode = ExportMode::Min,
+            Some(("mode", "max")) => mode = ExportMode::Max,
+            _ => bail!("invalid --cache-to {spec:?}: unexpected {field:?}"),
+        }
+    }
+    match (kind, dest) {
+        (Some("local"), Some(dest)) => Ok((dest, mode)),
+        (Some("local"), None) => bail!("invalid --cache-to {spec:?}: dest=DIR is required"),
+        _ => bail!("invalid --cache-to {spec:?}: only type=local is supported"),
+    }
+}
+
+/// `--cache-from type=local,src=DIR`.
+fn parse_cache_from(spec: &str) -> anyhow::Result<PathBuf> {
+    let (mut kind, mut src) = (None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("type", value)) => kind = Some(value),
+            Some(("src", value)) => src = Some(PathBuf::from(value)),
+            _ => bail!("invalid --cache-from {spec:?}: unexpected {field:?}"),
+        }
+    }
+    match (kind, src) {
+        (Some("local"), Some(src)) => Ok(src),
+        (Some("local"), None) => bail!("invalid --cache-from {spec:?}: src=DIR is required"),
+        _ => bail!("invalid --cache-from {spec:?}: only type=local is supported"),
     }
 }

@@ -679,3 +679,80 @@ RUN --mount=type=bind,source=f.txt,target=/f,rw sh -c 'echo more >> /f && cat /f
         "file\n"
     );
 }
+
+/// `--cache-to type=local` in one store, `--cache-from` in a fresh one:
+/// the second build takes every step from the imported cache. `mode=min`
+/// keeps the final image's steps only; `mode=max` intermediate stages too.
+#[test]
+fn r8_cache_round_trips_between_two_stores_through_a_directory() {
+    let first = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox AS deps
+RUN echo deps > /d && touch /other
+FROM busybox
+COPY a.txt /a
+RUN cat /a > /b
+COPY --from=deps /d /d
+",
+    );
+    write(ctx.path(), "a.txt", "a\n");
+    let out = tempfile::tempdir().unwrap();
+    let (min, max) = (out.path().join("min"), out.path().join("max"));
+    let to_min = format!("type=local,dest={},mode=min", min.display());
+    let to_max = format!("type=local,dest={},mode=max", max.display());
+    let log = first.build(
+        ctx.path(),
+        &[
+            "-t",
+            "shared:1",
+            "--cache-to",
+            &to_min,
+            "--cache-to",
+            &to_max,
+        ],
+    );
+    assert!(
+        log.contains("3 cache records"),
+        "min: COPY, RUN, COPY --from\n{log}"
+    );
+    assert!(
+        log.contains("4 cache records"),
+        "max: and the deps stage's RUN\n{log}"
+    );
+
+    // BuildKit's envelope.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(max.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(max.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.buildkit.cacheconfig.v0"
+    );
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().last().unwrap()["mediaType"],
+        "application/vnd.hoist.cache.steps.v1+json"
+    );
+
+    let from_max = format!("type=local,src={}", max.display());
+    let second = Hoist::with_busybox();
+    let log = second.build(ctx.path(), &["-t", "shared:2", "--cache-from", &from_max]);
+    assert_eq!(log.matches("CACHED").count(), 4, "{log}");
+    assert_eq!(second.exec("shared:2", &["cat", "/b", "/d"]), "a\ndeps\n");
+    assert_eq!(
+        second.inspect("shared:2")["RootFS"],
+        first.inspect("shared:1")["RootFS"]
+    );
+
+    let from_min = format!("type=local,src={}", min.display());
+    let third = Hoist::with_busybox();
+    let log = third.build(ctx.path(), &["-t", "shared:3", "--cache-from", &from_min]);
+    assert_eq!(
+        log.matches("CACHED").count(),
+        2,
+        "the deps stage runs, so COPY --from and only it follows:\n{log}"
+    );
+}
