@@ -1,7 +1,8 @@
 //! BuildKit's build checks that need nothing but the parse
 //! (`frontend/dockerfile/linter`): `MaintainerDeprecated`,
 //! `StageNameCasing`, `FromAsCasing`, `LegacyKeyValueFormat`,
-//! `ConsistentInstructionCasing` and `ReservedStageName`, in
+//! `ConsistentInstructionCasing`, `ReservedStageName`,
+//! `MultipleInstructionsDisallowed` and `JSONArgsRecommended`, in
 //! BuildKit's words and on the instruction's first line, as `docker build`
 //! prints them. `# check=skip=RULE,...` and `# check=skip=all` turn them off
 //! (`NoEmptyContinuation` too), as in BuildKit.
@@ -141,6 +142,7 @@ pub(crate) fn check_file(instructions: &[Spanned], skip: &Skip, out: &mut Vec<Wa
             });
         }
     }
+    check_stages(staged, skip, out);
     for s in staged {
         if let crate::Instruction::From(from) = &s.instruction
             && let Some(stage) = from
@@ -156,6 +158,88 @@ pub(crate) fn check_file(instructions: &[Spanned], skip: &Skip, out: &mut Vec<Wa
                     "Stage name should not use the same name as reserved stage \"{stage}\""
                 ),
             });
+        }
+    }
+}
+
+/// Per stage: a second CMD, ENTRYPOINT or HEALTHCHECK makes the earlier
+/// one useless (reported where that one is, as BuildKit does), and a
+/// shell-form CMD or ENTRYPOINT without a SHELL is not signal-safe.
+/// BuildKit looks at the base image's SHELL too; a stage built FROM a stage
+/// of this file inherits its SHELL here, an image's is not known before
+/// the build (images that set one are rare outside Windows).
+fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
+    use crate::Instruction;
+    let mut shell_set: Vec<(String, bool)> = Vec::new();
+    let mut current_shell = false;
+    let mut current_name: Option<String> = None;
+    let mut last: [Option<crate::Span>; 3] = [None; 3];
+    let mut warn = |rule: &'static str, span: crate::Span, message: String| {
+        if !skip.skips(rule) {
+            out.push(Warning {
+                span,
+                rule,
+                message,
+            });
+        }
+    };
+    for s in staged {
+        let name = &s.node.name;
+        match &s.instruction {
+            Instruction::From(from) => {
+                if let Some(done) = current_name.take() {
+                    shell_set.push((done, current_shell));
+                }
+                current_shell = shell_set
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&from.image))
+                    .is_some_and(|(_, set)| *set);
+                current_name = from.name.clone();
+                last = [None; 3];
+            }
+            Instruction::Shell(_) => current_shell = true,
+            Instruction::Cmd(command)
+            | Instruction::Entrypoint(command)
+            | Instruction::Healthcheck(crate::Healthcheck::Cmd { test: command, .. }) => {
+                let slot = match &s.instruction {
+                    Instruction::Cmd(_) => 0,
+                    Instruction::Entrypoint(_) => 1,
+                    _ => 2,
+                };
+                if let Some(previous) = last[slot] {
+                    warn(
+                        "MultipleInstructionsDisallowed",
+                        previous,
+                        format!(
+                            "Multiple {name} instructions should not be used in the same stage because only the last one will be used"
+                        ),
+                    );
+                }
+                last[slot] = Some(s.span);
+                if slot < 2 && matches!(command, crate::ShellOrExec::Shell(_)) && !current_shell {
+                    warn(
+                        "JSONArgsRecommended",
+                        s.span,
+                        format!(
+                            "JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"
+                        ),
+                    );
+                }
+            }
+            Instruction::Healthcheck(crate::Healthcheck::None) => {
+                if let Some(previous) = last[2] {
+                    warn(
+                        "MultipleInstructionsDisallowed",
+                        previous,
+                        format!(
+                            "Multiple {name} instructions should not be used in the same stage because only the last one will be used"
+                        ),
+                    );
+                }
+                last[2] = Some(s.span);
+            }
+            _ => {}
         }
     }
 }

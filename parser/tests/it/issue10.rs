@@ -251,3 +251,29 @@ fn r10_build_checks() {
     let all = format!("# check=skip=all\nFROM a\nRUN x \\\n\n  y\n{src}");
     assert!(parse(&all).expect("parses").warnings.is_empty());
 }
+
+/// The per-stage build checks: a repeated CMD/ENTRYPOINT/HEALTHCHECK is
+/// reported where the ignored one is, and shell-form CMD/ENTRYPOINT asks
+/// for JSON unless the stage (or the stage it is built from) set a SHELL.
+#[test]
+fn r10_build_checks_per_stage() {
+    let src = "FROM a AS base\nCMD one\nCMD [\"two\"]\nENTRYPOINT [\"e\"]\n\
+               HEALTHCHECK NONE\nHEALTHCHECK CMD true\n\
+               FROM base AS shelled\nSHELL [\"/bin/bash\", \"-c\"]\nCMD three\n\
+               FROM shelled\nENTRYPOINT four\nFROM base\nCMD five\n";
+    let got: Vec<String> = parse(src)
+        .expect("parses")
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "2: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals",
+            "2: MultipleInstructionsDisallowed: Multiple CMD instructions should not be used in the same stage because only the last one will be used",
+            "5: MultipleInstructionsDisallowed: Multiple HEALTHCHECK instructions should not be used in the same stage because only the last one will be used",
+            "13: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals",
+        ]
+    );
+}
