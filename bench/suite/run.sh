@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# The whole-build benchmark suite of issue 9: hoist against BuildKit HEAD
+# (buildctl + buildkitd with the OCI worker on overlayfs, from
+# ../shared/tools/bkref) as the reference peer and Debian's docker as a
+# secondary peer, on the same busybox base and contexts, in the same run.
+#
+#   bench/suite/run.sh [--runs N] [--only REGEX] [--no-docker] [--record FILE] [--ci]
+#
+# Every workload is measured RUNS times (default 3), the builders taking
+# turns within each round (interleaved, so that a noisy minute hurts all of
+# them alike); the table shows medians, the ratio hoist / fastest peer, and
+# hoist's peak RSS (/usr/bin/time; the peers' work happens in their daemons,
+# so their client RSS would mean nothing). RUN steps have no network on
+# every side (--network none, BuildKit's force-network-mode=none).
+#
+# --ci runs a short version (small contexts, one RUN of 48 MB, 2 rounds) and
+# fails only when hoist takes over 2x the fastest peer in the same run, so
+# that machine noise cannot fail it.
+#
+# Env: HOIST (a hoist binary; default: cargo build --release), HOIST_BEFORE
+# (another hoist binary, e.g. an older commit's, measured in the same run
+# with a store of its own: before/after figures), BKREF (default
+# /opt/bkref), BENCH_DIR (scratch; default a temp dir).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+runs=3 only=. use_docker=1 record="" ci=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --runs) runs=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --no-docker) use_docker=0; shift ;;
+    --record) record=$2; shift 2 ;;
+    --ci) ci=1; runs=2; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+die() { echo "bench: $*" >&2; exit 1; }
+[[ $(id -u) == 0 ]] || die "needs root (overlayfs, namespaces, the peers' daemons)"
+bkref=${BKREF:-/opt/bkref}
+[[ -x $bkref/bin/buildctl ]] || die "BuildKit HEAD is missing: run ../shared/tools/bkref/setup.sh (see its README)"
+[[ -x /usr/bin/time ]] || die "/usr/bin/time is required (apt-get install time)"
+hoist=${HOIST:-}
+if [[ -z $hoist ]]; then
+  cargo build --release --locked -q -p hoist
+  hoist=$PWD/target/release/hoist
+fi
+
+work=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$work"
+cleanup() {
+  [[ -n ${dockerd_pid:-} ]] && kill "$dockerd_pid" 2>/dev/null
+  [[ -z ${BENCH_DIR:-} ]] && rm -rf "$work"
+  return 0
+}
+trap cleanup EXIT
+export HOIST_ROOT=$work/hoist-store
+before=${HOIST_BEFORE:-}
+
+# ---------------------------------------------------------------- peers
+bk_addr=unix:///run/bkref/buildkitd.sock
+buildctl=("$bkref/bin/buildctl" --addr "$bk_addr")
+docker=${DOCKER_CLI:-/usr/bin/docker}
+export DOCKER_BUILDKIT=1
+if [[ $use_docker == 1 ]] && ! "$docker" info >/dev/null 2>&1; then
+  dockerd --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  for _ in $(seq 60); do "$docker" info >/dev/null 2>&1 && break; sleep 1; done
+  "$docker" info >/dev/null 2>&1 || die "dockerd did not start (see $work/dockerd.log)"
+fi
+
+# ---------------------------------------------------------------- base image
+testdata/base/make-busybox-rootfs.sh "$work/busybox.tar" 2>/dev/null
+"$hoist" import "$work/busybox.tar" busybox:latest >/dev/null
+[[ -n $before ]] && HOIST_ROOT=$work/before-store "$before" import "$work/busybox.tar" busybox:latest >/dev/null
+"$hoist" save --format oci busybox:latest -o "$work/busybox-oci.tar"
+mkdir -p "$work/busybox-layout"
+tar -xf "$work/busybox-oci.tar" -C "$work/busybox-layout"
+base_digest=$(jq -r '.manifests[0].digest' "$work/busybox-layout/index.json")
+if [[ $use_docker == 1 ]]; then
+  "$hoist" save busybox:latest -o "$work/busybox-docker.tar"
+  "$docker" load -i "$work/busybox-docker.tar" >/dev/null
+fi
+
+# ---------------------------------------------------------------- workloads
+if [[ $ci == 1 ]]; then
+  small_files=50 runs_steps=10 big_mb=48 ctx_files=2000 stage_loops=60000
+else
+  small_files=200 runs_steps=30 big_mb=237 ctx_files=20000 stage_loops=300000
+fi
+
+mk() { mkdir -p "$work/ctx/$1"; printf '%s\n' "${@:2}" >"$work/ctx/$1/Dockerfile"; }
+
+mk small "FROM busybox" "COPY . /app" "RUN cat /app/src/* | wc -c > /app/bytes" \
+  "RUN mkdir /out && cp -r /app/src /out/" "RUN ls /out/src | wc -l > /out/count"
+mkdir -p "$work/ctx/small/src"
+for i in $(seq "$small_files"); do
+  seq -f "small file $i line %g" 1 40 >"$work/ctx/small/src/f$i.txt"
+done
+
+lines=("FROM busybox")
+for i in $(seq "$runs_steps"); do lines+=("RUN echo step $i > /step$i"); done
+mk many-runs "${lines[@]}"
+
+# Half random (incompressible), half text: what real RUN outputs look like.
+half=$((big_mb / 2))
+mk big-run "FROM busybox" \
+  "RUN mkdir /data && head -c $((half * 1000000)) /dev/urandom > /data/random && yes 'a line of text that compresses like source code or logs do' | head -c $(((big_mb - half) * 1000000)) > /data/text"
+
+mk big-context "FROM busybox" "COPY . /app" "RUN ls -R /app | wc -l > /files"
+for d in $(seq 0 $(((ctx_files - 1) / 500))); do
+  mkdir -p "$work/ctx/big-context/d$d"
+done
+# 4 KiB files, each different: ctx_files x 4 KiB (80 MB for 20,000).
+head -c $((ctx_files * 4096)) /dev/urandom | split -b 4096 -a 5 -d - "$work/ctx/big-context/part-"
+i=0
+for f in "$work/ctx/big-context"/part-*; do
+  mv "$f" "$work/ctx/big-context/d$((i / 500))/f$i"
+  i=$((i + 1))
+done
+
+lines=()
+for s in 1 2 3 4; do
+  lines+=("FROM busybox AS s$s" "RUN i=0; while [ \$i -lt $stage_loops ]; do i=\$((i+1)); done; echo $s > /done$s")
+done
+lines+=("FROM busybox")
+for s in 1 2 3 4; do lines+=("COPY --from=s$s /done$s /"); done
+mk stages "${lines[@]}"
+
+# ---------------------------------------------------------------- builders
+# Each prints nothing and fails loudly; $1 = context name, $2 = cold|noop|changed.
+build_hoist() {
+  local flags=(--network none -q -t "bench-$1:latest")
+  [[ $2 == cold ]] && flags+=(--no-cache)
+  /usr/bin/time -f '%M' -o "$work/rss" "$hoist" build "${flags[@]}" "$work/ctx/$1" >/dev/null
+}
+build_before() {
+  local flags=(--network none -q -t "bench-$1:latest")
+  [[ $2 == cold ]] && flags+=(--no-cache)
+  HOIST_ROOT=$work/before-store /usr/bin/time -f '%M' -o "$work/rss-before" \
+    "$before" build "${flags[@]}" "$work/ctx/$1" >/dev/null
+}
+build_buildkit() {
+  local flags=()
+  [[ $2 == cold ]] && flags+=(--no-cache)
+  "${buildctl[@]}" build --progress=quiet --frontend dockerfile.v0 \
+    --local "context=$work/ctx/$1" --local "dockerfile=$work/ctx/$1" \
+    --opt force-network-mode=none --opt cmdline= \
+    --oci-layout "base=$work/busybox-layout" \
+    --opt "context:busybox=oci-layout://base@$base_digest" \
+    --output "type=image,name=bench/$1:latest" "${flags[@]}" >/dev/null 2>"$work/bk.err" ||
+    { cat "$work/bk.err" >&2; return 1; }
+}
+build_docker() {
+  local flags=(--network none -q -t "bench-$1:latest")
+  [[ $2 == cold ]] && flags+=(--no-cache)
+  "$docker" build "${flags[@]}" "$work/ctx/$1" >/dev/null
+}
+builders=(hoist buildkit)
+[[ $use_docker == 1 ]] && builders+=(docker)
+[[ -n $before ]] && builders+=(before)
+
+# Starts buildkitd through bkbuild.sh (which knows how) with a first build.
+BKREF_QUIET=1 "$bkref/bkbuild.sh" --base "busybox=$work/busybox-layout" \
+  "$work/ctx/small" "$work/bk-warm.tar" >/dev/null
+
+# ms of one call.
+timed() {
+  local start end
+  start=$(date +%s%N)
+  "$@" || die "failed: $*"
+  end=$(date +%s%N)
+  echo $(((end - start) / 1000000))
+}
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# The one-file change: a new content for one file before each build.
+change_one() { echo "changed $RANDOM $(date +%s%N)" >"$work/ctx/big-context/d0/f0"; }
+
+workloads=(
+  "small cold|small project, cold ($small_files files, 3 RUNs)"
+  "small noop|same, no-op rebuild"
+  "many-runs cold|$runs_steps small RUN steps, cold"
+  "big-run cold|one RUN writing $big_mb MB"
+  "big-context cold|$ctx_files-file context ($((ctx_files * 4096 / 1000000)) MB), COPY + one RUN, cold"
+  "big-context noop|same, no-op rebuild"
+  "big-context changed|same, after changing one file"
+  "stages cold|four independent CPU-bound stages"
+)
+
+results=()
+failed=0
+printf '%-62s %9s %9s %9s %6s %8s%s\n' workload hoist buildkit docker ratio "rss MiB" \
+  "$([[ -n $before ]] && echo "    before  ratio")"
+for entry in "${workloads[@]}"; do
+  spec=${entry%%|*} label=${entry#*|}
+  [[ $spec =~ $only ]] || continue
+  read -r ctx mode <<<"$spec"
+  # Warm every builder once (page cache, base image, and for no-op and
+  # changed builds the cache the timed runs reuse).
+  for b in "${builders[@]}"; do "build_$b" "$ctx" "$mode" || die "$b failed on $ctx"; done
+  declare -A times=()
+  rss=()
+  for _ in $(seq "$runs"); do
+    for b in "${builders[@]}"; do
+      [[ $mode == changed ]] && change_one
+      times[$b]+=" $(timed "build_$b" "$ctx" "$mode")"
+      [[ $b == hoist ]] && rss+=("$(($(cat "$work/rss") / 1024))")
+    done
+  done
+  h=$(median ${times[hoist]})
+  k=$(median ${times[buildkit]})
+  d=-
+  peer=$k
+  if [[ $use_docker == 1 ]]; then
+    d=$(median ${times[docker]})
+    ((d < peer)) && peer=$d
+  fi
+  ratio=$(awk -v h="$h" -v p="$peer" 'BEGIN { printf "%.2f", h / (p > 0 ? p : 1) }')
+  peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
+  extra="" row_extra=""
+  if [[ -n $before ]]; then
+    bt=$(median ${times[before]})
+    bratio=$(awk -v h="$bt" -v p="$peer" 'BEGIN { printf "%.2f", h / (p > 0 ? p : 1) }')
+    extra=$(printf ' %7sms %6s' "$bt" "$bratio")
+    row_extra=" $bt ms | $bratio |"
+  fi
+  line=$(printf '%-62s %7sms %7sms %7s%s %6s %8s%s' "$label" "$h" "$k" "$d" "$([[ $d == - ]] || echo ms)" "$ratio" "$peak" "$extra")
+  echo "$line"
+  results+=("| $label | $h ms | $k ms | $([[ $d == - ]] && echo - || echo "$d ms") | $ratio | $peak |$row_extra")
+  if [[ $ci == 1 ]] && awk -v r="$ratio" 'BEGIN { exit !(r > 2) }'; then
+    echo "  regression: hoist takes over 2x the fastest peer" >&2
+    failed=1
+  fi
+  unset times
+done
+
+if [[ -n $record ]]; then
+  {
+    echo "# Whole-build figures (bench/suite/run.sh)"
+    echo
+    echo "$(date -u +%Y-%m-%d), hoist $(git rev-parse --short HEAD 2>/dev/null || echo '?'), BuildKit $("${buildctl[@]}" --version | awk '{print $3}'), docker $("$docker" version -f '{{.Server.Version}}' 2>/dev/null || echo -)."
+    echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; medians of $runs interleaved runs;"
+    echo "ratio = hoist / fastest peer; RSS = hoist's peak."
+    echo
+    if [[ -n $before ]]; then
+      echo "| workload | hoist | BuildKit HEAD | docker | ratio | hoist RSS MiB | hoist before | ratio before |"
+      echo "|---|---|---|---|---|---|---|---|"
+    else
+      echo "| workload | hoist | BuildKit HEAD | docker | ratio | hoist RSS MiB |"
+      echo "|---|---|---|---|---|---|"
+    fi
+    printf '%s\n' "${results[@]}"
+  } >"$record"
+  echo "figures written to $record"
+fi
+exit $failed
