@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.buildkit.cacheconfig.v0";
 /// hoist's step records in an exported cache.
 pub const STEPS_MEDIA_TYPE: &str = "application/vnd.hoist.cache.steps.v1+json";
+/// The contents of one `RUN --mount=type=cache` directory, as a tar
+/// (`mounts=true`); the annotation [`MOUNT_ANNOTATION`] names it.
+pub const MOUNT_MEDIA_TYPE: &str = "application/vnd.hoist.cache.mount.v1.tar";
+const MOUNT_ANNOTATION: &str = "dev.hoist.cache.mount";
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
@@ -90,6 +94,7 @@ pub fn export_local(
     keys: &[String],
     final_layers: &[Digest],
     mode: ExportMode,
+    mounts: bool,
     dest: &Path,
 ) -> Result<usize, CacheExportError> {
     let blobs_dir = dest.join("blobs/sha256");
@@ -152,6 +157,9 @@ pub fn export_local(
             .collect(),
     };
     let count = entries.len();
+    if mounts {
+        layer_descriptors.extend(export_mounts(store, &blobs_dir)?);
+    }
     let config = put_json(&blobs_dir, &config)?;
     let steps = put_json(&blobs_dir, &Steps { entries })?;
     layer_descriptors.push(serde_json::json!({
@@ -217,6 +225,18 @@ pub fn import_local(store: &Store, src: &Path) -> Result<usize, CacheExportError
                 .and_then(|l| l["digest"].as_str())
         })
         .ok_or_else(|| invalid(src, "it has no hoist step records"))?;
+    for layer in manifest["layers"].as_array().into_iter().flatten() {
+        if layer["mediaType"] != MOUNT_MEDIA_TYPE {
+            continue;
+        }
+        let (Some(digest), Some(name)) = (
+            layer["digest"].as_str(),
+            layer["annotations"][MOUNT_ANNOTATION].as_str(),
+        ) else {
+            return Err(invalid(src, "a cache mount without its name"));
+        };
+        import_mount(store, &blob_path(digest)?, digest, name, src)?;
+    }
     let steps_bytes = read(&blob_path(steps_digest)?)?;
     if sha256_bytes(&steps_bytes).to_string() != steps_digest {
         return Err(invalid(src, "the step records do not match their digest"));
@@ -236,6 +256,97 @@ pub fn import_local(store: &Store, src: &Path) -> Result<usize, CacheExportError
         imported += 1;
     }
     Ok(imported)
+}
+
+/// Tars every cache mount directory into a blob; returns their
+/// descriptors.
+fn export_mounts(
+    store: &Store,
+    blobs_dir: &Path,
+) -> Result<Vec<serde_json::Value>, CacheExportError> {
+    let mounts = store.root().join("hoist/mounts");
+    let mut names: Vec<String> = match std::fs::read_dir(&mounts) {
+        Ok(dir) => dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(err) => return Err(io_error(&mounts)(err)),
+    };
+    names.sort();
+    let mut descriptors = Vec::new();
+    for name in names {
+        let dir = mounts.join(&name);
+        let mut tmp = tempfile::NamedTempFile::new_in(blobs_dir).map_err(io_error(blobs_dir))?;
+        {
+            let mut tar = tar::Builder::new(std::io::BufWriter::new(tmp.as_file_mut()));
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", &dir).map_err(io_error(&dir))?;
+            tar.into_inner()
+                .and_then(|mut w| w.flush())
+                .map_err(io_error(&dir))?;
+        }
+        let (digest, size) = hash_file(tmp.path())?;
+        let target = blobs_dir.join(&digest["sha256:".len()..]);
+        tmp.persist(&target)
+            .map_err(|e| io_error(&target)(e.error))?;
+        descriptors.push(serde_json::json!({
+            "mediaType": MOUNT_MEDIA_TYPE,
+            "digest": digest,
+            "size": size,
+            "annotations": {MOUNT_ANNOTATION: name},
+        }));
+    }
+    Ok(descriptors)
+}
+
+/// Restores one cache mount directory, unless the store has it already.
+/// The tar is checked against its digest first, and unpacked inside the
+/// directory only (the tar crate refuses `..` and absolute paths).
+fn import_mount(
+    store: &Store,
+    blob: &Path,
+    digest: &str,
+    name: &str,
+    src: &Path,
+) -> Result<(), CacheExportError> {
+    if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid(src, format!("invalid cache mount name {name:?}")));
+    }
+    let target = store.root().join("hoist/mounts").join(name);
+    if target.exists() {
+        return Ok(());
+    }
+    if hash_file(blob)?.0 != digest {
+        return Err(invalid(src, format!("cache mount {digest} is corrupt")));
+    }
+    let staged = store.temp_path("cache-mount");
+    std::fs::create_dir_all(&staged).map_err(io_error(&staged))?;
+    let file = std::fs::File::open(blob).map_err(io_error(blob))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.unpack(&staged).map_err(io_error(blob))?;
+    let parent = store.root().join("hoist/mounts");
+    std::fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+    match std::fs::rename(&staged, &target) {
+        Ok(()) => Ok(()),
+        // Another build restored it first.
+        Err(_) if target.is_dir() => {
+            let _ = std::fs::remove_dir_all(&staged);
+            Ok(())
+        }
+        Err(err) => Err(io_error(&target)(err)),
+    }
+}
+
+/// A file's sha256 digest and size, streamed.
+fn hash_file(path: &Path) -> Result<(String, u64), CacheExportError> {
+    use sha2::Digest as _;
+    let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+    let mut hasher = sha2::Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher).map_err(io_error(path))?;
+    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
 }
 
 fn invalid(path: &Path, reason: impl ToString) -> CacheExportError {

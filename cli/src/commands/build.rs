@@ -52,7 +52,7 @@ pub struct Args {
     /// `default=SOCKET`, `ID=SOCKET`)
     #[arg(long = "ssh", value_name = "SPEC")]
     ssh: Vec<String>,
-    /// Export the build cache: `type=local,dest=DIR[,mode=min|max]`
+    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]`
     #[arg(long = "cache-to", value_name = "SPEC")]
     cache_to: Vec<String>,
     /// Import a build cache: `type=local,src=DIR`
@@ -265,7 +265,8 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
             &store,
             &builder.used_cache_keys(),
             &layers,
-            *mode,
+            mode.0,
+            mode.1,
             dir,
         )
         .with_context(|| format!("exporting the build cache to {}", dir.display()))?;
@@ -469,23 +470,25 @@ impl hoist_store::registry::TransferProgress for PushLines<'_> {
     }
 }
 
-/// `--cache-to type=local,dest=DIR[,mode=min|max]`.
+/// `--cache-to type=local,dest=DIR[,mode=min|max][,mounts=true]`.
 fn parse_cache_to(
     spec: &str,
-) -> anyhow::Result<(PathBuf, hoist_builder::cache_export::ExportMode)> {
+) -> anyhow::Result<(PathBuf, (hoist_builder::cache_export::ExportMode, bool))> {
     use hoist_builder::cache_export::ExportMode;
-    let (mut kind, mut dest, mut mode) = (None, None, ExportMode::Min);
+    let (mut kind, mut dest, mut mode, mut mounts) = (None, None, ExportMode::Min, false);
     for field in spec.split(',') {
         match field.split_once('=') {
             Some(("type", value)) => kind = Some(value),
             Some(("dest", value)) => dest = Some(PathBuf::from(value)),
             Some(("mode", "min")) => mode = ExportMode::Min,
             Some(("mode", "max")) => mode = ExportMode::Max,
+            Some(("mounts", "true")) => mounts = true,
+            Some(("mounts", "false")) => mounts = false,
             _ => bail!("invalid --cache-to {spec:?}: unexpected {field:?}"),
         }
     }
     match (kind, dest) {
-        (Some("local"), Some(dest)) => Ok((dest, mode)),
+        (Some("local"), Some(dest)) => Ok((dest, (mode, mounts))),
         (Some("local"), None) => bail!("invalid --cache-to {spec:?}: dest=DIR is required"),
         _ => bail!("invalid --cache-to {spec:?}: only type=local is supported"),
     }

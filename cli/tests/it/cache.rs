@@ -756,3 +756,38 @@ COPY --from=deps /d /d
         "the deps stage runs, so COPY --from and only it follows:\n{log}"
     );
 }
+
+/// `--cache-to ...,mounts=true` carries `type=cache` mount contents to a
+/// fresh store, so its first build starts warm (buildkit#1474).
+#[test]
+fn r8_cache_mount_contents_travel_with_mounts_true() {
+    let first = Hoist::with_busybox();
+    let fill = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=cache,id=warm,target=/c sh -c 'echo filled > /c/state'\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let (with, without) = (out.path().join("with"), out.path().join("without"));
+    first.build(
+        fill.path(),
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mounts=true", with.display()),
+            "--cache-to",
+            &format!("type=local,dest={}", without.display()),
+        ],
+    );
+    let read = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=cache,id=warm,target=/c sh -c 'cat /c/state > /seen 2>/dev/null || echo cold > /seen'\n",
+    );
+    for (dir, seen) in [(&without, "cold\n"), (&with, "filled\n")] {
+        let fresh = Hoist::with_busybox();
+        let from = format!("type=local,src={}", dir.display());
+        fresh.build(read.path(), &["-t", "warm:1", "--cache-from", &from]);
+        assert_eq!(
+            fresh.exec("warm:1", &["cat", "/seen"]),
+            seen,
+            "{}",
+            dir.display()
+        );
+    }
+}
