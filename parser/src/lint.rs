@@ -2,7 +2,8 @@
 //! (`frontend/dockerfile/linter`): `MaintainerDeprecated`,
 //! `StageNameCasing`, `FromAsCasing`, `LegacyKeyValueFormat`,
 //! `ConsistentInstructionCasing`, `ReservedStageName`,
-//! `MultipleInstructionsDisallowed` and `JSONArgsRecommended`, in
+//! `MultipleInstructionsDisallowed`, `JSONArgsRecommended`,
+//! `WorkdirRelativePath` and `SecretsUsedInArgOrEnv`, in
 //! BuildKit's words and on the instruction's first line, as `docker build`
 //! prints them. `# check=skip=RULE,...` and `# check=skip=all` turn them off
 //! (`NoEmptyContinuation` too), as in BuildKit.
@@ -174,6 +175,7 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
     let mut current_shell = false;
     let mut current_name: Option<String> = None;
     let mut last: [Option<crate::Span>; 3] = [None; 3];
+    let mut workdir_set = false;
     let mut warn = |rule: &'static str, span: crate::Span, message: String| {
         if !skip.skips(rule) {
             out.push(Warning {
@@ -197,6 +199,44 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
                     .is_some_and(|(_, set)| *set);
                 current_name = from.name.clone();
                 last = [None; 3];
+                workdir_set = false;
+            }
+            // Only the stage's first WORKDIR: fixing it fixes the rest. A
+            // path from a variable is known only at build time.
+            Instruction::Workdir(path) => {
+                if !workdir_set && !path.starts_with('/') && !path.starts_with('$') {
+                    warn(
+                        "WorkdirRelativePath",
+                        s.span,
+                        format!(
+                            "Relative workdir {} can have unexpected results if the base image changes",
+                            crate::dump::go_quote(path)
+                        ),
+                    );
+                }
+                workdir_set = true;
+            }
+            Instruction::Env(pairs) => {
+                for kv in pairs {
+                    if is_secret_name(&kv.key) {
+                        warn(
+                            "SecretsUsedInArgOrEnv",
+                            s.span,
+                            secret_message("ENV", &kv.key),
+                        );
+                    }
+                }
+            }
+            Instruction::Arg(decls) => {
+                for decl in decls {
+                    if is_secret_name(&decl.name) {
+                        warn(
+                            "SecretsUsedInArgOrEnv",
+                            s.span,
+                            secret_message("ARG", &decl.name),
+                        );
+                    }
+                }
             }
             Instruction::Shell(_) => current_shell = true,
             Instruction::Cmd(command)
@@ -244,9 +284,60 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
     }
 }
 
+fn secret_message(instruction: &str, key: &str) -> String {
+    format!(
+        "Do not use ARG or ENV instructions for sensitive data ({instruction} {})",
+        crate::dump::go_quote(key)
+    )
+}
+
+/// BuildKit's secret-name patterns: an `_`-separated word of the name is a
+/// secret word (`API_KEY`, `GITHUB_TOKEN`), and none is an allowed one
+/// (`PUBLIC_KEY`, `KEY_FILE`, `TOKEN_VERSION`).
+fn is_secret_name(name: &str) -> bool {
+    const SECRET: &[&str] = &[
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    const ALLOW: &[&str] = &["public", "file", "version"];
+    let has = |words: &[&str]| {
+        name.split('_')
+            .any(|w| words.iter().any(|t| w.eq_ignore_ascii_case(t)))
+    };
+    has(SECRET) && !has(ALLOW)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_names() {
+        let cases = [
+            ("API_KEY", true),
+            ("github_token", true),
+            ("DATABASE_PASSWORD", true),
+            ("secret_MESSAGE", true),
+            ("AUTH", true),
+            ("PUBLIC_KEY", false),
+            ("KEY_FILE", false),
+            ("TOKEN_VERSION", false),
+            ("KEYBOARD", false),
+            ("MONKEY", false),
+            ("PATH", false),
+        ];
+        for (name, want) in cases {
+            assert_eq!(is_secret_name(name), want, "case {name}");
+        }
+    }
 
     #[test]
     fn skip_directive() {
