@@ -15,8 +15,8 @@ use crate::progress::{Event, Progress, StepId, Stream};
 use crate::rootfs::Scratch;
 use crate::stage::{StageBuilder, StepContext};
 use hoist_sandbox::{
-    DEFAULT_PATH, EtcFiles, Mount, MountGuard, MountKind, Network, Rootfs, RunIo, RunSpec, User,
-    mount_overlay_read_only,
+    DEFAULT_PATH, EtcFiles, Mount, MountGuard, MountKind, Network, Rootfs, RunIo, RunSpec, Stdin,
+    User, mount_overlay_read_only,
 };
 
 /// How many trailing lines of output a failed RUN shows.
@@ -443,5 +443,11 @@ impl RunIo for StepIo<'_> {
             stream: Stream::Stderr,
             data: chunk,
         });
+    }
+
+    /// An empty pipe, closed at once, as BuildKit's RUN gets: a program
+    /// that tests whether stdin is a pipe sees what it sees there.
+    fn stdin(&mut self) -> Stdin {
+        Stdin::Bytes(Vec::new())
     }
 }

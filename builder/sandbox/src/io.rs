@@ -9,8 +9,8 @@ pub trait RunIo {
     fn stdout(&mut self, chunk: &[u8]);
     /// A chunk of the process's stderr (arbitrary boundaries).
     fn stderr(&mut self, chunk: &[u8]);
-    /// The process's stdin, asked for once per run. RUN steps get /dev/null,
-    /// as in Docker.
+    /// The process's stdin, asked for once per run; /dev/null unless the
+    /// caller says otherwise (RUN steps get an empty pipe, as in BuildKit).
     fn stdin(&mut self) -> Stdin {
         Stdin::Null
     }

@@ -89,7 +89,8 @@ fn r10_run_environment_matches_buildkit_head() {
            cat /etc/hostname > etchostname && \
            awk '{print $5, $6}' /proc/self/mountinfo | grep -E '^/(proc|sys|dev/shm|dev/mqueue|dev/pts|etc/hosts|etc/resolv.conf|proc/sys|proc/keys|sys/firmware) ' | sort > mounts && \
            grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status > status && \
-           wc -c < /proc/keys > keys && ls -A /sys/firmware | wc -l > firmware\n",
+           wc -c < /proc/keys > keys && ls -A /sys/firmware | wc -l > firmware && \
+           ((test -p /dev/stdin && echo pipe || echo not-a-pipe); wc -c) > stdin\n",
     );
     hoist.build(ctx.path(), &["--network", "none", "-t", "env:latest"]);
     let read = |f: &str| hoist.exec("env:latest", &["cat", &format!("/out/{f}")]);
@@ -124,6 +125,8 @@ fn r10_run_environment_matches_buildkit_head() {
         ),
         ("keys", "0\n"),
         ("firmware", "0\n"),
+        // An empty pipe, as BuildKit's.
+        ("stdin", "pipe\n0\n"),
     ];
     for (file, want) in cases {
         assert_eq!(read(file), want, "/out/{file}");
