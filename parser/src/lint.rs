@@ -3,7 +3,8 @@
 //! `StageNameCasing`, `FromAsCasing`, `LegacyKeyValueFormat`,
 //! `ConsistentInstructionCasing`, `ReservedStageName`,
 //! `MultipleInstructionsDisallowed`, `JSONArgsRecommended`,
-//! `WorkdirRelativePath` and `SecretsUsedInArgOrEnv`, in
+//! `WorkdirRelativePath`, `SecretsUsedInArgOrEnv`, `ExposeProtoCasing` and
+//! `ExposeInvalidFormat`, in
 //! BuildKit's words and on the instruction's first line, as `docker build`
 //! prints them. `# check=skip=RULE,...` and `# check=skip=all` turn them off
 //! (`NoEmptyContinuation` too), as in BuildKit.
@@ -84,6 +85,30 @@ pub(crate) fn check(spanned: &Spanned, skip: &Skip, out: &mut Vec<Warning>) {
                     warn(
                         "FromAsCasing",
                         format!("'{as_}' and '{from}' keywords' casing do not match"),
+                    );
+                }
+            }
+        }
+        // Ports from variables are known only at build time.
+        "expose" => {
+            for raw in node.args.iter().filter(|p| !p.contains('$')) {
+                let parts: Vec<&str> = raw.split(':').collect();
+                let container = parts.last().copied().unwrap_or_default();
+                let proto = container.split_once('/').map_or("", |(_, p)| p);
+                if proto != proto.to_lowercase() {
+                    warn(
+                        "ExposeProtoCasing",
+                        format!(
+                            "Defined protocol '{raw}' in EXPOSE instruction should be lowercase"
+                        ),
+                    );
+                }
+                if parts.len() > 1 {
+                    warn(
+                        "ExposeInvalidFormat",
+                        format!(
+                            "EXPOSE instruction should not define an IP address or host-port mapping, found '{raw}'"
+                        ),
                     );
                 }
             }

@@ -299,3 +299,21 @@ fn r10_build_checks_workdir_and_secrets() {
         ]
     );
 }
+
+#[test]
+fn r10_build_checks_expose() {
+    let src = "FROM a\nEXPOSE 80/TCP 443/udp\nEXPOSE 127.0.0.1:8080:80 $PORT\n";
+    let got: Vec<String> = parse(src)
+        .expect("parses")
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "2: ExposeProtoCasing: Defined protocol '80/TCP' in EXPOSE instruction should be lowercase",
+            "3: ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:8080:80'",
+        ]
+    );
+}
