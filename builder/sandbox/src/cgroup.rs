@@ -62,6 +62,17 @@ impl RunCgroup {
             }
             return Ok(None);
         }
+        match Self::create_v1(resources, insecure, pid) {
+            Ok(cg) => Ok(Some(cg)),
+            // Only the defaults were asked for, and the cgroupfs is not
+            // writable here (a container's read-only /sys/fs/cgroup): run
+            // without them rather than not at all.
+            Err(_) if !explicit => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_v1(resources: &Resources, insecure: bool, pid: Pid) -> Result<Self, SandboxError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "hoist-{}-{}",
@@ -157,7 +168,7 @@ impl RunCgroup {
             }
             write(&dir.join("cgroup.procs"), &pid.as_raw_nonzero().to_string())?;
         }
-        Ok(Some(cg))
+        Ok(cg)
     }
 
     /// `<hierarchy>/<parent>/<name>`, parents created as needed (cpuset
@@ -183,6 +194,7 @@ impl RunCgroup {
                 parent.unwrap_or_default()
             )));
         }
+        sweep_stale(&base);
         let dir = base.join(name);
         // Create each missing level, so cpuset levels can be initialised.
         let rel = dir.strip_prefix(&hierarchy).unwrap_or(&dir).to_owned();
@@ -247,6 +259,37 @@ impl Drop for RunCgroup {
                     Err(_) => break,
                 }
             }
+        }
+    }
+}
+
+/// Removes the run cgroups of builders that are gone (a SIGKILLed builder
+/// cannot remove its own), once per parent directory and process.
+fn sweep_stale(parent: &Path) {
+    static SWEPT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.iter().any(|p| p == parent) {
+            return;
+        }
+        swept.push(parent.to_owned());
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("hoist-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            // Fails harmlessly (EBUSY) if a process still lives in it.
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }

@@ -188,3 +188,15 @@ fn r10_ulimit_and_shm_size_apply() {
         assert!(err.contains(want), "{spec}: {err}");
     }
 }
+
+/// A SIGKILLed builder cannot remove its runs' cgroups; the next builder
+/// removes those of builders that are gone.
+#[test]
+fn r11_cgroups_of_killed_builders_are_swept() {
+    // No process has a pid this high (pid_max is at most 2^22).
+    let stale = std::path::Path::new("/sys/fs/cgroup/pids/hoist-99999999-0");
+    std::fs::create_dir(stale).unwrap();
+    let (code, _, err) = run_with(Resources::default(), "true");
+    assert_eq!(code, 0, "{err}");
+    assert!(!stale.exists(), "the stale cgroup is removed");
+}
