@@ -193,6 +193,16 @@ impl Store {
             marks.cache(entry);
         }
 
+        // The builder's records beside the cache (explanations' indexes)
+        // go with the entries they describe: all of them with `--all`,
+        // those unused for `until` with it.
+        if options.all_cache || options.cache_unused_for.is_some() {
+            self.remove_cache_records(if options.all_cache {
+                None
+            } else {
+                options.cache_unused_for
+            })?;
+        }
         if options.cache_mounts {
             let mut doomed = Vec::new();
             report.cache_mounts =
@@ -337,6 +347,32 @@ impl Store {
 
     /// Splits `entries` (least recently used first) into kept and evicted so
     /// that the bytes referenced only by kept entries fit in `limit`.
+    /// Removes the builder's cache records (`hoist/cache-recent`,
+    /// `hoist/cache-files`) not written for `age` (all when `None`).
+    fn remove_cache_records(&self, age: Option<std::time::Duration>) -> Result<()> {
+        let cutoff = age.map(|age| {
+            std::time::SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(std::time::UNIX_EPOCH)
+        });
+        for dir in ["hoist/cache-recent", "hoist/cache-files"] {
+            let dir = self.root().join(dir);
+            for name in list_dir_names(&dir)? {
+                let path = dir.join(name);
+                if let Some(cutoff) = cutoff {
+                    let written = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .map_err(StoreError::io(&path))?;
+                    if written >= cutoff {
+                        continue;
+                    }
+                }
+                remove_file_if_exists(&path)?;
+            }
+        }
+        Ok(())
+    }
+
     /// `hoist/mounts`: the builder's `RUN --mount=type=cache` directories,
     /// whose mtime is their last use.
     fn cache_mounts_dir(&self) -> std::path::PathBuf {

@@ -376,6 +376,17 @@ fn r8_builder_prune_until_collects_old_cache_and_cache_mounts() {
     let log = hoist.build(ctx.path(), &["-t", "pruned:2"]);
     assert_eq!(log.matches("CACHED").count(), 0, "{log}");
 
+    let records = |dir: &str| std::fs::read_dir(hoist.root().join(dir)).unwrap().count();
+    assert!(records("hoist/cache-recent") > 0);
+    hoist.ok(&["builder", "prune", "-f", "--all"]);
+    assert_eq!(records("hoist/cache"), 0);
+    assert_eq!(
+        records("hoist/cache-recent"),
+        0,
+        "explanation records go too"
+    );
+    assert_eq!(records("hoist/mounts"), 0);
+
     let err = hoist.run(&["builder", "prune", "-f", "--filter", "until=1d"]);
     assert!(!err.status.success());
     assert!(
