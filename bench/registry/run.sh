@@ -6,11 +6,14 @@
 #   bench/registry/run.sh [SIZE_MIB...] (default: 200 1024)
 #
 # Each image has 4 uncompressed layers, half random and half text-like
-# files (as bench/archive makes them), loaded into a fresh hoist store; the
-# same docker archive is copied by skopeo into an oci: layout. Then, per
+# files (as bench/archive makes them), loaded into a fresh hoist store;
+# skopeo pushes the same docker archive (skopeo's blob-info cache is
+# cleared before each of its pushes, so neither tool reuses an earlier
+# compression). Then, per
 # size and run:
-#   push:  hoist push (compresses with gzip, uploads) vs skopeo copy oci: ->
-#          docker:// (compresses with gzip, uploads), each to a new repository
+#   push:  hoist push (compresses with gzip, uploads) vs skopeo copy
+#          docker-archive: -> docker:// (compresses with gzip, uploads), each
+#          to a new repository
 #   pull:  hoist pull into an empty store vs skopeo copy docker:// -> oci:
 #   no-op: hoist push of the unchanged image again (HEADs only)
 # Reports medians of wall time, MB/s of image bytes, ratios to skopeo and
@@ -119,8 +122,6 @@ for size in "${sizes[@]}"; do
   make_image "$size" "$work/image.tar"
   bytes=$(stat -c %s "$work/image.tar")
   echo "image: $((bytes >> 20)) MiB, 4 uncompressed layers" >&2
-  rm -rf "$work/layout"
-  skopeo copy -q "docker-archive:$work/image.tar" "oci:$work/layout:bench:latest"
   rm -f "$work"/*-"$size".txt
   for run in $(seq 1 "$runs"); do
     echo "  run $run/$runs" >&2
@@ -129,8 +130,13 @@ for size in "${sizes[@]}"; do
     HOIST_ROOT=$work/push-root "$hoist" load -q -i "$work/image.tar"
     HOIST_ROOT=$work/push-root "$hoist" tag bench:latest "$reg/hoist-$size-$run/bench:latest"
     measure "hoist-push-$size" env HOIST_ROOT="$work/push-root" "$hoist" push -q "$reg/hoist-$size-$run/bench:latest"
+    # skopeo remembers compressed digests in its blob-info cache and would
+    # mount instead of compressing again: forget them, as hoist's fresh
+    # store does.
+    rm -f /var/lib/containers/cache/blob-info-cache-v1.* \
+      "${XDG_DATA_HOME:-$HOME/.local/share}"/containers/cache/blob-info-cache-v1.*
     measure "skopeo-push-$size" skopeo copy -q --dest-tls-verify=false \
-      "oci:$work/layout:bench:latest" "docker://$reg/skopeo-$size-$run/bench:latest"
+      "docker-archive:$work/image.tar" "docker://$reg/skopeo-$size-$run/bench:latest"
     measure "noop-push-$size" env HOIST_ROOT="$work/push-root" "$hoist" push -q "$reg/hoist-$size-$run/bench:latest"
     measure "hoist-pull-$size" env HOIST_ROOT="$work/pull-root" "$hoist" pull -q "$reg/hoist-$size-$run/bench:latest"
     measure "skopeo-pull-$size" skopeo copy -q --src-tls-verify=false \

@@ -474,3 +474,35 @@ fn r7_docker_io_pulls_go_through_a_configured_mirror() {
     assert!(cached, "the mirror cached what it served");
     assert_fsck_clean(&hoist);
 }
+
+#[test]
+fn r7_push_all_tags() {
+    let registry = TestRegistry::anonymous();
+    let hoist = Hoist::with_busybox();
+    let repo = format!("{}/many", registry.host());
+    for tag in ["a", "b"] {
+        hoist.ok(&["tag", "busybox:latest", &format!("{repo}:{tag}")]);
+    }
+    let refused = hoist.fails(&["push", "--all-tags", &format!("{repo}:a")]);
+    assert!(
+        refused.contains("tag can't be used with --all-tags/-a"),
+        "{refused}"
+    );
+    let out = hoist.ok(&["push", "--all-tags", &repo]);
+    assert!(out.contains("\na: digest: sha256:"), "{out}");
+    assert!(out.contains("\nb: digest: sha256:"), "{out}");
+    let tags: Value = serde_json::from_str(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{repo}"),
+    ]))
+    .unwrap();
+    let mut tags: Vec<&str> = tags["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["a", "b"]);
+}
