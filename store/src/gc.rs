@@ -128,6 +128,9 @@ impl Store {
             report.reclaimed += dir_size(&dir);
             std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
         }
+        let trash = self.trash_dir();
+        report.reclaimed += dir_size(&trash);
+        crate::store::empty_trash(&trash);
         Ok(report)
     }
 

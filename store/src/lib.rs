@@ -12,6 +12,7 @@
 //! <root>/hoist/compressed/<diffid>/<gzip|zstd>  the compressed blob made for a layer on export
 //! <root>/hoist/context-index/, cache-recent/, cache-files/   the builder's cache records
 //! <root>/hoist/unsynced/<boot-id>/<chainid>     snapshots whose data was left to the kernel
+//! <root>/hoist/trash/               trees nobody needs, deleted off the critical path
 //! ```
 //!
 //! Guarantees: every write goes to a temp file in the session directory, is
@@ -52,7 +53,7 @@ pub use compress::Compression;
 pub use error::StoreError;
 pub use image::{Image, ImageRecord, Layer};
 pub use reference::{Reference, ReferenceError};
-pub use store::{Store, default_root};
+pub use store::{Store, default_root, empty_trash};
 
 /// The annotation holding the familiar `name:tag` that skopeo and umoci match
 /// (`skopeo inspect oci:<root>:busybox:latest`).

@@ -61,6 +61,7 @@ impl Store {
             "hoist/cache",
             "hoist/compressed",
             "hoist/unsynced",
+            "hoist/trash",
         ] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
@@ -156,7 +157,7 @@ impl Store {
         let _guard = self.lock_shared()?;
         self.session.lease_chain_id(chain_id)?;
         if target.exists() {
-            std::fs::remove_dir_all(staged).map_err(StoreError::io(staged))?;
+            self.discard_tree(staged)?;
             return Ok(target);
         }
         self.record_unsynced(chain_id)?;
@@ -164,7 +165,7 @@ impl Store {
             Ok(()) => {}
             // ENOTEMPTY/EEXIST: a concurrent commit of the same chain won.
             Err(_) if target.is_dir() => {
-                std::fs::remove_dir_all(staged).map_err(StoreError::io(staged))?;
+                self.discard_tree(staged)?;
                 return Ok(target);
             }
             Err(err) => return Err(StoreError::io(&target)(err)),
@@ -172,6 +173,27 @@ impl Store {
         // No fsync of snapshots/: a rename lost in a crash leaves the tree
         // in a dead session's directory, removed by the next open.
         Ok(target)
+    }
+
+    /// `hoist/trash`: trees nobody needs, deleted off the critical path
+    /// (see [`empty_trash`]).
+    pub fn trash_dir(&self) -> PathBuf {
+        self.root.join("hoist/trash")
+    }
+
+    /// Moves a tree nobody needs (a duplicate of a snapshot that already
+    /// exists, as a `--no-cache` rebuild makes) to the trash: one rename,
+    /// where deleting 20,000 just-written files can take many seconds.
+    fn discard_tree(&self, dir: &Path) -> Result<()> {
+        let name = dir
+            .strip_prefix(self.tmp_root())
+            .map(|rel| rel.to_string_lossy().replace('/', "-"))
+            .unwrap_or_else(|_| "tree".to_owned());
+        let trash = self.trash_dir().join(format!("{name}-{}", nanos_now()));
+        if std::fs::rename(dir, &trash).is_err() {
+            std::fs::remove_dir_all(dir).map_err(StoreError::io(dir))?;
+        }
+        Ok(())
     }
 
     /// `hoist/unsynced/<boot-id>`: snapshots published during that boot.
@@ -299,6 +321,30 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::io(dir))
+}
+
+/// Deletes what is in the trash directory `trash` ([`Store::trash_dir`]).
+/// It needs no lock and no open store, so callers may run it on a thread
+/// of its own while they work, and leave the rest to the next call if the
+/// process ends first; several may run at once. Returns the trees deleted.
+pub fn empty_trash(trash: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(trash) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        // Gone already (another process emptying it) is fine too.
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn nanos_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// This boot's ID (`/proc/sys/kernel/random/boot_id`), read once.

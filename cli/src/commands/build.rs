@@ -107,6 +107,10 @@ pub struct Args {
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = globals.open_store()?;
+    // What earlier builds threw away (duplicate snapshots) is deleted while
+    // this one works; whatever is left when it ends waits for the next.
+    let trash = store.trash_dir();
+    std::thread::spawn(move || hoist_store::empty_trash(&trash));
     let outputs = args
         .outputs
         .iter()

@@ -99,3 +99,48 @@ fn fsck_reports_and_repairs_strays() {
     store.fsck(true).unwrap();
     assert_valid(&store);
 }
+
+/// A duplicate snapshot (a `--no-cache` rebuild of the same layer) goes to
+/// the trash with one rename instead of being deleted file by file; the
+/// trash is emptied later, by anyone, and by GC (issue 9).
+#[test]
+fn r9_duplicate_snapshots_go_to_the_trash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hoist_store::Store::open(dir.path().join("root")).unwrap();
+    let chain: hoist_store::digest::ChainId =
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
+    let stage = |content: &[u8]| {
+        let staged = store.temp_path("snap");
+        std::fs::create_dir_all(staged.join("d")).unwrap();
+        for i in 0..50 {
+            std::fs::write(staged.join(format!("d/{i}")), content).unwrap();
+        }
+        staged
+    };
+    let first = store.commit_snapshot(&stage(b"one"), &chain).unwrap();
+    let staged = stage(b"two");
+    let second = store.commit_snapshot(&staged, &chain).unwrap();
+    assert_eq!(first, second);
+    assert!(!staged.exists(), "the duplicate left the session");
+    assert_eq!(
+        std::fs::read(first.join("d/7")).unwrap(),
+        b"one",
+        "the first one stays"
+    );
+    let trash = store.trash_dir();
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 1);
+    crate::common::assert_valid(&store);
+
+    assert_eq!(hoist_store::empty_trash(&trash), 1);
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+    assert_eq!(hoist_store::empty_trash(&trash), 0, "nothing twice");
+
+    // GC empties it too.
+    store.commit_snapshot(&stage(b"three"), &chain).unwrap();
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 1);
+    store.gc(&hoist_store::gc::GcOptions::default()).unwrap();
+    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+    crate::common::assert_valid(&store);
+}
