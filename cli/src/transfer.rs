@@ -182,8 +182,15 @@ impl TransferProgress for Bars {
 
 impl TransferDrawer for Bars {
     fn line(&self, text: &str) {
-        // Before the first bar or after the last one finished: plain output.
+        // Before the first bar or after the last one finished: plain
+        // output, below the bars (indicatif leaves the cursor at the end of
+        // the last one).
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
+        if !bars.is_empty() {
+            bars.clear();
+            let _ = writeln!(out);
+        }
         let _ = writeln!(out, "{text}");
     }
     fn as_progress(&self) -> &dyn TransferProgress {
