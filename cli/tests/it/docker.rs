@@ -293,3 +293,32 @@ fn docker_loads_and_runs_what_hoist_saves() {
     assert_eq!(out, "hello from hoist\nbuilt by root on Linux\n");
     let _ = run(docker().args(["rmi", "-f", "hoist-saved:test"]));
 }
+
+#[test]
+#[ignore = "opt-in: needs a running dockerd (see the module docs)"]
+fn r7_docker_pulls_and_runs_what_hoist_pushes() {
+    // dockerd treats 127.0.0.0/8 as an insecure registry: plain HTTP works.
+    let registry = crate::registry::harness::TestRegistry::anonymous();
+    let hoist = Hoist::with_busybox();
+    let reference = format!("{}/hoist-pushed:test", registry.host());
+    hoist.ok(&[
+        "build",
+        "-q",
+        "--push",
+        "-t",
+        &reference,
+        context("hello").to_str().unwrap(),
+    ]);
+    let pulled = run(docker().args(["pull", &reference]));
+    let digest = hoist.inspect(&reference)["RepoDigests"][0]
+        .as_str()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
+    let out = run(docker().args(["run", "--rm", "--network", "none", &reference]));
+    assert_eq!(out, "hello from hoist\nbuilt by root on Linux\n");
+    let _ = run(docker().args(["rmi", "-f", &reference]));
+}
