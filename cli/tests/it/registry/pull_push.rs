@@ -506,3 +506,46 @@ fn r7_push_all_tags() {
     tags.sort_unstable();
     assert_eq!(tags, ["a", "b"]);
 }
+
+#[test]
+fn r7_pull_of_a_docker_schema2_image_keeps_its_manifest() {
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    let reference = format!("{}/lib/v2s2:1", registry.host());
+    skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:busybox:latest", source.root().display()),
+        &format!("docker://{reference}"),
+    ]);
+    let remote = format!("docker://{reference}");
+    let raw: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &remote,
+    ]))
+    .unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        json!("application/vnd.docker.distribution.manifest.v2+json")
+    );
+    let hoist = Hoist::new();
+    let out = hoist.ok(&["pull", &reference]);
+    assert!(
+        out.contains(&format!("Digest: {}", remote_digest(&remote))),
+        "{out}"
+    );
+    assert_fsck_clean(&hoist);
+    assert_eq!(hoist.exec(&reference, &["echo", "v2s2"]), "v2s2\n");
+    // And back out: the registry gets the same manifest.
+    let again = format!("{}/lib/v2s2-copy:1", registry.host());
+    hoist.ok(&["tag", &reference, &again]);
+    hoist.ok(&["push", &again]);
+    assert_eq!(
+        remote_digest(&format!("docker://{again}")),
+        remote_digest(&remote)
+    );
+}
