@@ -8,6 +8,16 @@ fn testdata() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
 }
 
+/// The warnings `parse` gives for `src`, as they are printed.
+fn warnings(src: &str) -> Vec<String> {
+    parse(src)
+        .expect("parses")
+        .warnings
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 /// `hoist debug ast --json` serialises every instruction: every golden
 /// Dockerfile that parses gives JSON whose instructions carry their kind
 /// and, but for `HEALTHCHECK NONE`-like unit values, a value.
@@ -210,14 +220,8 @@ fn r10_error_locations() {
 #[test]
 fn r10_build_checks() {
     let src = "FROM a AS Build\nfrom b AS c\nFROM c as d\nMAINTAINER me\nENV k v\nLABEL \\\n  l v\nENV ok=1\nFROM d AS scratch\n";
-    let got: Vec<String> = parse(src)
-        .expect("parses")
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
     assert_eq!(
-        got,
+        warnings(src),
         [
             "1: StageNameCasing: Stage name 'Build' should be lowercase",
             "2: FromAsCasing: 'AS' and 'from' keywords' casing do not match",
@@ -247,9 +251,9 @@ fn r10_build_checks() {
     );
     // Global ARGs before the first FROM do not count toward the majority.
     let src = "arg a\narg b\narg c\nFROM x\nRUN y\n";
-    assert!(parse(src).expect("parses").warnings.is_empty());
+    assert_eq!(warnings(src), Vec::<String>::new());
     let all = format!("# check=skip=all\nFROM a\nRUN x \\\n\n  y\n{src}");
-    assert!(parse(&all).expect("parses").warnings.is_empty());
+    assert_eq!(warnings(&all), Vec::<String>::new());
 }
 
 /// The per-stage build checks: a repeated CMD/ENTRYPOINT/HEALTHCHECK is
@@ -261,14 +265,8 @@ fn r10_build_checks_per_stage() {
                HEALTHCHECK NONE\nHEALTHCHECK CMD true\n\
                FROM base AS shelled\nSHELL [\"/bin/bash\", \"-c\"]\nCMD three\n\
                FROM shelled\nENTRYPOINT four\nFROM base\nCMD five\n";
-    let got: Vec<String> = parse(src)
-        .expect("parses")
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
     assert_eq!(
-        got,
+        warnings(src),
         [
             "2: JSONArgsRecommended: JSON arguments recommended for CMD to prevent unintended behavior related to OS signals",
             "2: MultipleInstructionsDisallowed: Multiple CMD instructions should not be used in the same stage because only the last one will be used",
@@ -284,14 +282,8 @@ fn r10_build_checks_per_stage() {
 fn r10_build_checks_workdir_and_secrets() {
     let src = "FROM a\nWORKDIR app\nWORKDIR sub\nARG API_KEY PUBLIC_KEY\nENV DB_PASSWORD=x\n\
                FROM b\nWORKDIR /abs\nWORKDIR rel\nFROM c\nWORKDIR $HOME/x\n";
-    let got: Vec<String> = parse(src)
-        .expect("parses")
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
     assert_eq!(
-        got,
+        warnings(src),
         [
             "2: WorkdirRelativePath: Relative workdir \"app\" can have unexpected results if the base image changes",
             "4: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ARG \"API_KEY\")",
@@ -303,14 +295,8 @@ fn r10_build_checks_workdir_and_secrets() {
 #[test]
 fn r10_build_checks_expose() {
     let src = "FROM a\nEXPOSE 80/TCP 443/udp\nEXPOSE 127.0.0.1:8080:80 $PORT\n";
-    let got: Vec<String> = parse(src)
-        .expect("parses")
-        .warnings
-        .iter()
-        .map(ToString::to_string)
-        .collect();
     assert_eq!(
-        got,
+        warnings(src),
         [
             "2: ExposeProtoCasing: Defined protocol '80/TCP' in EXPOSE instruction should be lowercase",
             "3: ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:8080:80'",
