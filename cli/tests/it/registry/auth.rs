@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use super::fault_proxy::{Fault, FaultProxy, Target};
+use super::fault_proxy::{Fault, FaultProxy, Logged, Target};
 use super::harness::{RegistryOptions, TestRegistry, skopeo};
 use super::token_server::{TokenServer, TokenUser};
 use crate::common::Hoist;
@@ -682,10 +682,12 @@ fn r7_429_and_500_are_retried() {
     );
 }
 
-#[test]
-fn r7_truncated_blob_resumes_with_range() {
+/// Pulls through the fault proxy with `fault` on the first GET of a layer;
+/// the pull succeeds, the layer is stored, the store stays sound. Returns
+/// the GETs of that layer, which must be two: the faulty one and a retry.
+fn pull_through_one_blob_fault(fault: Fault) -> Vec<Logged> {
     let (_registry, proxy, layer) = faulty_registry();
-    proxy.inject(Target::BlobGetOf(layer.clone()), Fault::Truncate, 1);
+    proxy.inject(Target::BlobGetOf(layer.clone()), fault.clone(), 1);
     let client = Client::new(Hoist::new());
     client.ok(&["pull", &format!("{}/lib/busybox:1", proxy.host())]);
     assert!(blob_in_store(&client, &layer));
@@ -696,7 +698,13 @@ fn r7_truncated_blob_resumes_with_range() {
         .filter(|l| l.path.ends_with(&layer) && l.method == "GET")
         .collect();
     assert_eq!(gets.len(), 2, "{gets:#?}");
-    assert_eq!(gets[0].fault, Some(Fault::Truncate));
+    assert_eq!(gets[0].fault, Some(fault));
+    gets
+}
+
+#[test]
+fn r7_truncated_blob_resumes_with_range() {
+    let gets = pull_through_one_blob_fault(Fault::Truncate);
     let range = gets[1].range.as_deref().unwrap_or("");
     let from: u64 = range
         .strip_prefix("bytes=")
@@ -709,19 +717,7 @@ fn r7_truncated_blob_resumes_with_range() {
 
 #[test]
 fn r7_dropped_connection_mid_blob_is_retried() {
-    let (_registry, proxy, layer) = faulty_registry();
-    proxy.inject(Target::BlobGetOf(layer.clone()), Fault::Drop, 1);
-    let client = Client::new(Hoist::new());
-    client.ok(&["pull", &format!("{}/lib/busybox:1", proxy.host())]);
-    assert!(blob_in_store(&client, &layer));
-    client.assert_store_clean();
-    let gets: Vec<_> = proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.path.ends_with(&layer) && l.method == "GET")
-        .collect();
-    assert_eq!(gets.len(), 2, "{gets:#?}");
-    assert_eq!(gets[0].fault, Some(Fault::Drop));
+    let gets = pull_through_one_blob_fault(Fault::Drop);
     assert!(matches!(gets[1].status, 200 | 206), "{gets:#?}");
 }
 
