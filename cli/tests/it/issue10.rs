@@ -2,6 +2,7 @@
 //! a new user meets.
 
 use crate::common::{Hoist, dockerfile_context};
+use crate::registry::http::{Server, respond};
 
 fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -127,32 +128,11 @@ fn r10_onbuild_unknown_trigger_fails_in_the_child() {
     assert!(err.contains("1 | FROM parent:test"), "{err}");
 }
 
-/// Serves `body` over HTTP on 127.0.0.1 to `requests` clients.
-fn serve(body: Vec<u8>, requests: usize) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(requests) {
-            let mut stream = stream.unwrap();
-            let mut req = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = stream.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                req.extend_from_slice(&buf[..n]);
-            }
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            stream.write_all(head.as_bytes()).unwrap();
-            stream.write_all(&body).unwrap();
-        }
-    });
-    format!("http://{addr}")
+/// Serves `body` over HTTP on 127.0.0.1 to every request, until dropped.
+fn serve(body: Vec<u8>) -> Server {
+    Server::start(move |_, mut stream| {
+        respond(&mut stream, 200, &[], &body).unwrap();
+    })
 }
 
 /// A gzipped tar holding `top/file` ("payload").
@@ -178,7 +158,8 @@ fn archive() -> Vec<u8> {
 fn r10_add_unpack_builds() {
     let hoist = Hoist::with_busybox();
     let tgz = archive();
-    let base = serve(tgz.clone(), 2);
+    let server = serve(tgz.clone());
+    let base = format!("http://{}", server.host());
     let ctx = dockerfile_context(&format!(
         "FROM busybox\n\
          ADD --unpack=true {base}/dl/a.tar.gz /remote-unpacked/\n\

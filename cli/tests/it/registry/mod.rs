@@ -8,7 +8,7 @@ mod auth;
 mod build;
 #[allow(dead_code)]
 pub mod fault_proxy;
-mod http;
+pub mod http;
 mod pull_push;
 #[allow(dead_code)]
 pub mod token_server;
