@@ -223,17 +223,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     }
     let builder = Builder::new(&store, &sandbox, drawer.as_ref()).with_registry(&client, args.pull);
     if args.dry_run {
-        let predicted = match builder.dry_run(&request) {
-            Ok(predicted) => predicted,
-            Err(BuildError::Parse { error, .. }) => {
-                drawer.finish();
-                return Err(render::parse_error(&dockerfile, &error));
-            }
-            Err(err) => {
-                drawer.finish();
-                return Err(render::build_error(&dockerfile, &err));
-            }
-        };
+        let predicted = builder
+            .dry_run(&request)
+            .map_err(|err| failed(drawer.as_ref(), &dockerfile, &err))?;
         drawer.note(
             "dry run",
             &[format!(
@@ -246,17 +238,9 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         drawer.finish();
         return Ok(ExitCode::SUCCESS);
     }
-    let built = match builder.build(&request) {
-        Ok(built) => built,
-        Err(BuildError::Parse { error, .. }) => {
-            drawer.finish();
-            return Err(render::parse_error(&dockerfile, &error));
-        }
-        Err(err) => {
-            drawer.finish();
-            return Err(render::build_error(&dockerfile, &err));
-        }
-    };
+    let built = builder
+        .build(&request)
+        .map_err(|err| failed(drawer.as_ref(), &dockerfile, &err))?;
 
     let image = &built.image;
     for (dir, mode) in &cache_to {
@@ -382,6 +366,20 @@ impl BuildInputs {
 
 /// `--secret` and `--ssh`, as `docker buildx build` reads them. A secret's
 /// content never shows in a message.
+/// A failed build or dry run as the user sees it, with the progress
+/// display closed first.
+fn failed(
+    drawer: &dyn progress::Drawer,
+    dockerfile: &render::Source,
+    err: &BuildError,
+) -> anyhow::Error {
+    drawer.finish();
+    match err {
+        BuildError::Parse { error, .. } => render::parse_error(dockerfile, error),
+        err => render::build_error(dockerfile, err),
+    }
+}
+
 fn build_secrets(
     secrets: &[String],
     ssh: &[String],
