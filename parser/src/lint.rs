@@ -264,13 +264,11 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
                 }
             }
             Instruction::Shell(_) => current_shell = true,
-            Instruction::Cmd(command)
-            | Instruction::Entrypoint(command)
-            | Instruction::Healthcheck(crate::Healthcheck::Cmd { test: command, .. }) => {
-                let slot = match &s.instruction {
-                    Instruction::Cmd(_) => 0,
-                    Instruction::Entrypoint(_) => 1,
-                    _ => 2,
+            Instruction::Cmd(_) | Instruction::Entrypoint(_) | Instruction::Healthcheck(_) => {
+                let (slot, command) = match &s.instruction {
+                    Instruction::Cmd(command) => (0, Some(command)),
+                    Instruction::Entrypoint(command) => (1, Some(command)),
+                    _ => (2, None),
                 };
                 if let Some(previous) = last[slot] {
                     warn(
@@ -282,7 +280,7 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
                     );
                 }
                 last[slot] = Some(s.span);
-                if slot < 2 && matches!(command, crate::ShellOrExec::Shell(_)) && !current_shell {
+                if matches!(command, Some(crate::ShellOrExec::Shell(_))) && !current_shell {
                     warn(
                         "JSONArgsRecommended",
                         s.span,
@@ -291,18 +289,6 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
                         ),
                     );
                 }
-            }
-            Instruction::Healthcheck(crate::Healthcheck::None) => {
-                if let Some(previous) = last[2] {
-                    warn(
-                        "MultipleInstructionsDisallowed",
-                        previous,
-                        format!(
-                            "Multiple {name} instructions should not be used in the same stage because only the last one will be used"
-                        ),
-                    );
-                }
-                last[2] = Some(s.span);
             }
             _ => {}
         }
