@@ -93,7 +93,7 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     config
         .store(&host, &saved)
         .with_context(|| format!("saving the credentials for {}", auths_key(&host)))?;
-    if !uses_helper(&config) {
+    if config.helper(&host)?.is_none() {
         eprintln!(
             "\nWARNING! Your credentials are stored unencrypted in '{}'.\n\
              Configure a credential helper to remove this warning. See\n\
@@ -103,14 +103,6 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     }
     println!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether the saved secret went to a credential helper.
-fn uses_helper(config: &DockerConfig) -> bool {
-    std::fs::read(config.path())
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .is_some_and(|root| root.get("credsStore").is_some() || root.get("credHelpers").is_some())
 }
 
 /// `GET /v2/` with `credential` and nothing else: a wrong password fails

@@ -137,6 +137,13 @@ impl DockerConfig {
         Ok(())
     }
 
+    /// The credential helper that keeps `host`'s secret (`credHelpers`
+    /// for the host, else `credsStore`), or `None` when the secret is kept
+    /// in the file itself.
+    pub fn helper(&self, host: &str) -> Result<Option<String>, CredentialError> {
+        Ok(helper_for(&self.read()?, host))
+    }
+
     /// Whether the file has an `auths` entry for `host` (under any of the
     /// keys that match it): what `hoist logout` checks before erasing.
     pub fn has_entry(&self, host: &str) -> Result<bool, CredentialError> {
@@ -677,6 +684,27 @@ mod tests {
         assert_eq!(written["psFormat"], "table {{.ID}}");
         assert!(written["auths"].get("localhost:5000").is_none());
         assert!(written["auths"].get("other.example").is_some());
+    }
+
+    #[test]
+    fn helper_is_chosen_per_host() {
+        for (text, want) in [
+            ("{}", None),
+            (r#"{"credsStore": ""}"#, None),
+            (r#"{"credHelpers": {"other.example": "x"}}"#, None),
+            (r#"{"credHelpers": {"reg.example": "x"}}"#, Some("x")),
+            (
+                r#"{"credsStore": "s", "credHelpers": {"other.example": "x"}}"#,
+                Some("s"),
+            ),
+        ] {
+            let (_dir, source) = config_with(text);
+            assert_eq!(
+                source.helper("reg.example").unwrap().as_deref(),
+                want,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -479,6 +479,18 @@ fn r7_credentials_from_a_credential_helper() {
         "{stored}"
     );
 
+    // A helper for another host keeps nothing of this one's: the secret is
+    // in the file, and login says so.
+    let elsewhere = Client::new(Hoist::new());
+    elsewhere.write_config(&serde_json::json!({"credHelpers": {"other.example": "hoisttest"}}));
+    let (ok, stdout, stderr) = elsewhere.run_with_stdin(
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(ALICE_PASSWORD),
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stderr.contains("stored unencrypted"), "{stderr}");
+    assert!(elsewhere.read_config()["auths"][&host]["auth"].is_string());
+
     // logout erases in the helper.
     let (stdout, _) = client.ok(&["logout", &host]);
     assert_eq!(stdout, format!("Removing login credentials for {host}\n"));
