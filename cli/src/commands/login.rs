@@ -13,7 +13,7 @@ use hoist_store::registry::{Credential, CredentialSource, DockerConfig, StaticCr
 
 use crate::globals::Globals;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Args {
     /// Username
     #[arg(short, long)]
@@ -28,6 +28,18 @@ pub struct Args {
     /// The registry (default: Docker Hub)
     #[arg(value_name = "SERVER")]
     server: Option<String>,
+}
+
+/// The password never shows, not even in a debug dump of the command line.
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_stdin", &self.password_stdin)
+            .field("server", &self.server)
+            .finish()
+    }
 }
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -176,6 +188,22 @@ fn prompt(label: &str, secret: bool) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cli = <Cli as clap::Parser>::parse_from(["login", "-u", "me", "-p", "s3cret", "reg"]);
+        let debug = format!("{:?}", cli.args);
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(
+            debug.contains("<redacted>") && debug.contains("me"),
+            "{debug}"
+        );
+    }
 
     #[test]
     fn registry_hosts() {
