@@ -58,8 +58,9 @@ impl Client {
                 &|http, base| Ok(http.get(format!("{base}/v2/"))),
             )?,
         };
-        let status = response.status();
-        if status.is_success() || status == StatusCode::NOT_FOUND {
+        // Only 200 proves the credential, as Docker's login has it: a pull
+        // tolerates a 404 on /v2/, a login does not.
+        if response.status() == StatusCode::OK {
             return Ok(offline.and_then(|(_, refresh)| refresh));
         }
         Err(status_error(response, &what))

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use super::fault_proxy::{Fault, FaultProxy, Logged, Target};
 use super::harness::{RegistryOptions, TestRegistry, skopeo};
+use super::http::{Server, respond};
 use super::token_server::{TokenServer, TokenUser};
 use crate::common::Hoist;
 
@@ -497,6 +498,24 @@ fn r7_credentials_from_a_credential_helper() {
     assert!(!bin.path().join("stored").exists());
     let actions = std::fs::read_to_string(bin.path().join("actions")).unwrap();
     assert!(actions.lines().any(|a| a == "erase"), "{actions}");
+}
+
+/// Only a 200 on `/v2/` proves a login, as Docker's login has it: a
+/// registry answering 404 there is refused and nothing is saved.
+#[test]
+fn r7_login_needs_200_on_v2() {
+    let server = Server::start(|_, mut stream| {
+        respond(&mut stream, 404, &[], b"").unwrap();
+    });
+    let client = Client::new(Hoist::new());
+    let (ok, stdout, stderr) = client.run_with_stdin(
+        &["login", "-u", "alice", "--password-stdin", &server.host()],
+        Some(ALICE_PASSWORD),
+    );
+    assert!(!ok, "{stdout}\n{stderr}");
+    assert!(stderr.contains("unexpected status 404"), "{stderr}");
+    assert_no_secret(ALICE_PASSWORD, &[&stdout, &stderr]);
+    assert!(!client.config_path().exists());
 }
 
 #[test]
