@@ -145,6 +145,10 @@ impl RegistrySettings {
             path: path.display().to_string(),
             reason,
         };
+        for mirror in &daemon.registry_mirrors {
+            validate_mirror(mirror)
+                .map_err(|reason| error(format!("registry-mirrors: {reason}")))?;
+        }
         if !daemon.registry_mirrors.is_empty() {
             self.hosts.entry("docker.io".into()).or_default().mirrors = daemon.registry_mirrors;
         }
@@ -299,6 +303,43 @@ fn mirror_url(mirror: &str) -> String {
     } else {
         format!("https://{mirror}")
     }
+}
+
+/// dockerd's check of a daemon.json `registry-mirrors` entry
+/// (`ValidateMirror`), in its words: an http or https URL without query,
+/// fragment or credentials. A password never appears in the message.
+fn validate_mirror(mirror: &str) -> Result<(), String> {
+    if !mirror
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.is_empty())
+    {
+        return Err(format!(
+            "invalid mirror: no scheme specified for {mirror:?}: must use either 'https://' or 'http://'"
+        ));
+    }
+    let mut uri = reqwest::Url::parse(mirror)
+        .map_err(|err| format!("invalid mirror: not a valid URI: {err}"))?;
+    if uri.scheme() != "http" && uri.scheme() != "https" {
+        return Err(format!(
+            "invalid mirror: unsupported scheme {:?} in {:?}: must use either 'https://' or 'http://'",
+            uri.scheme(),
+            crate::registry::error::redact_url(uri.as_str())
+        ));
+    }
+    if !uri.username().is_empty() || uri.password().is_some() {
+        let _ = uri.set_password(Some("xxxxx"));
+        return Err(format!(
+            "invalid mirror: username/password not allowed in URI {:?}",
+            uri.as_str()
+        ));
+    }
+    if uri.query().is_some() || uri.fragment().is_some() {
+        return Err(format!(
+            "invalid mirror: query or fragment at end of the URI {:?}",
+            uri.as_str()
+        ));
+    }
+    Ok(())
 }
 
 /// `http://reg:5000/` → `reg:5000`, as dockerd accepts registry names.
@@ -479,6 +520,26 @@ mod tests {
                 "invalid type",
             ),
             (
+                "daemon.json",
+                r#"{"registry-mirrors": ["mirror.example"]}"#,
+                "registry-mirrors: invalid mirror: no scheme specified for \"mirror.example\": must use either 'https://' or 'http://'",
+            ),
+            (
+                "daemon.json",
+                r#"{"registry-mirrors": ["ftp://m.example"]}"#,
+                "invalid mirror: unsupported scheme \"ftp\"",
+            ),
+            (
+                "daemon.json",
+                r#"{"registry-mirrors": ["https://me:s3cret@m.example"]}"#,
+                "invalid mirror: username/password not allowed in URI \"https://me:xxxxx@m.example/\"",
+            ),
+            (
+                "daemon.json",
+                r#"{"registry-mirrors": ["https://m.example/?a=b"]}"#,
+                "invalid mirror: query or fragment",
+            ),
+            (
                 "hoist.json",
                 r#"{"registries": {"h": {"insecur": true}}}"#,
                 "unknown field",
@@ -504,6 +565,7 @@ mod tests {
             let err = RegistrySettings::load(&files).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
             assert!(err.contains(name), "{text}: {err}");
+            assert!(!err.contains("s3cret"), "{text}: {err}");
         }
     }
 
