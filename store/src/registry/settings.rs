@@ -309,9 +309,9 @@ fn mirror_url(mirror: &str) -> String {
 /// (`ValidateMirror`), in its words: an http or https URL without query,
 /// fragment or credentials. A password never appears in the message.
 fn validate_mirror(mirror: &str) -> Result<(), String> {
-    if !mirror
+    if mirror
         .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty())
+        .is_none_or(|(scheme, _)| scheme.is_empty())
     {
         return Err(format!(
             "invalid mirror: no scheme specified for {mirror:?}: must use either 'https://' or 'http://'"
