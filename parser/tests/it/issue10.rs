@@ -183,10 +183,7 @@ fn r10_empty_continuation_warning_on_last_line() {
     let src = "FROM a\nRUN echo \\\n\n  hi \\\n  there\n";
     let ast = parse_ast(src).expect("parses");
     let got: Vec<String> = ast.warnings.iter().map(ToString::to_string).collect();
-    assert_eq!(
-        got,
-        ["5: NoEmptyContinuation: Empty continuation line found in: RUN echo   hi   there"]
-    );
+    assert_eq!(got, ["5: NoEmptyContinuation: Empty continuation line"]);
     assert_eq!(parse(src).expect("parses").warnings, ast.warnings);
 }
 
