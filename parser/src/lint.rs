@@ -193,10 +193,13 @@ pub(crate) fn check_file(instructions: &[Spanned], skip: &Skip, out: &mut Vec<Wa
 /// shell-form CMD or ENTRYPOINT without a SHELL is not signal-safe.
 /// BuildKit looks at the base image's SHELL too; a stage built FROM a stage
 /// of this file inherits its SHELL here, an image's is not known before
-/// the build (images that set one are rare outside Windows).
+/// the build (images that set one are rare outside Windows). Such a stage
+/// also inherits whether a WORKDIR was set, as BuildKit's dispatch state
+/// does, so a relative WORKDIR under an earlier stage's is not reported.
 fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
     use crate::Instruction;
-    let mut shell_set: Vec<(String, bool)> = Vec::new();
+    // Per finished named stage: whether it set a SHELL and a WORKDIR.
+    let mut finished: Vec<(String, bool, bool)> = Vec::new();
     let mut current_shell = false;
     let mut current_name: Option<String> = None;
     let mut last: [Option<crate::Span>; 3] = [None; 3];
@@ -215,16 +218,15 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
         match &s.instruction {
             Instruction::From(from) => {
                 if let Some(done) = current_name.take() {
-                    shell_set.push((done, current_shell));
+                    finished.push((done, current_shell, workdir_set));
                 }
-                current_shell = shell_set
+                (current_shell, workdir_set) = finished
                     .iter()
                     .rev()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(&from.image))
-                    .is_some_and(|(_, set)| *set);
+                    .find(|(n, _, _)| n.eq_ignore_ascii_case(&from.image))
+                    .map_or((false, false), |(_, shell, workdir)| (*shell, *workdir));
                 current_name = from.name.clone();
                 last = [None; 3];
-                workdir_set = false;
             }
             // Only the stage's first WORKDIR: fixing it fixes the rest. A
             // path from a variable is known only at build time.

@@ -273,18 +273,21 @@ fn r10_build_checks_per_stage() {
     );
 }
 
-/// WORKDIR's first relative path in a stage, and ARG/ENV names that look
-/// like secrets, in BuildKit's words.
+/// WORKDIR's first relative path in a stage (a stage built FROM one that
+/// set a WORKDIR inherits that, as in BuildKit), and ARG/ENV names that
+/// look like secrets, in BuildKit's words.
 #[test]
 fn r10_build_checks_workdir_and_secrets() {
     let src = "FROM a\nWORKDIR app\nWORKDIR sub\nARG API_KEY PUBLIC_KEY\nENV DB_PASSWORD=x\n\
-               FROM b\nWORKDIR /abs\nWORKDIR rel\nFROM c\nWORKDIR $HOME/x\n";
+               FROM b AS abs\nWORKDIR /abs\nWORKDIR rel\nFROM c\nWORKDIR $HOME/x\n\
+               FROM abs\nWORKDIR inherited\nFROM d\nWORKDIR fresh\n";
     assert_eq!(
         warnings(src),
         [
             "2: WorkdirRelativePath: Relative workdir \"app\" can have unexpected results if the base image changes",
             "4: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ARG \"API_KEY\")",
             "5: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ENV \"DB_PASSWORD\")",
+            "14: WorkdirRelativePath: Relative workdir \"fresh\" can have unexpected results if the base image changes",
         ]
     );
 }
