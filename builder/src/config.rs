@@ -62,6 +62,31 @@ pub fn go_list(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
+/// Docker's `signal.ParseSignal`: a number, or a name with or without SIG.
+pub fn is_valid_signal(signal: &str) -> bool {
+    if let Ok(n) = signal.parse::<u32>() {
+        return n > 0 && n <= 64;
+    }
+    let name = signal.strip_prefix("SIG").unwrap_or(signal);
+    const NAMES: &[&str] = &[
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+        "TRAP", "TSTP", "TTIN", "TTOU", "UNUSED", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
+        "XFSZ",
+    ];
+    if NAMES.contains(&name) {
+        return true;
+    }
+    ["RTMIN", "RTMAX"].iter().any(|base| {
+        name.strip_prefix(base).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix(['+', '-'])
+                    .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n <= 30))
+        })
+    })
+}
+
 /// A history entry as BuildKit's `commitToHistory` writes it.
 pub fn history(created_by: String, empty_layer: bool, created: Option<&str>) -> History {
     History {

@@ -12,7 +12,7 @@ use hoist_parser::{Span, Stage, StageIndex};
 use hoist_store::image_config::{EmptyObject, History, ImageConfig};
 
 use crate::build::{BuildScope, StageResult};
-use crate::config::{self, get_env, go_list, go_quoted_list, history, set_env};
+use crate::config::{self, get_env, go_list, go_quoted_list, history, is_valid_signal, set_env};
 use crate::error::{BuildError, StepError};
 use crate::progress::{Event, StepId};
 use crate::rootfs::{LayerStack, Scratch};
@@ -531,31 +531,6 @@ fn is_filesystem_step(instruction: &Instruction) -> bool {
         instruction,
         Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
     )
-}
-
-/// Docker's `signal.ParseSignal`: a number, or a name with or without SIG.
-fn is_valid_signal(signal: &str) -> bool {
-    if let Ok(n) = signal.parse::<u32>() {
-        return n > 0 && n <= 64;
-    }
-    let name = signal.strip_prefix("SIG").unwrap_or(signal);
-    const NAMES: &[&str] = &[
-        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
-        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
-        "TRAP", "TSTP", "TTIN", "TTOU", "UNUSED", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
-        "XFSZ",
-    ];
-    if NAMES.contains(&name) {
-        return true;
-    }
-    ["RTMIN", "RTMAX"].iter().any(|base| {
-        name.strip_prefix(base).is_some_and(|rest| {
-            rest.is_empty()
-                || rest
-                    .strip_prefix(['+', '-'])
-                    .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n <= 30))
-        })
-    })
 }
 
 #[cfg(test)]
