@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use hoist_builder::config::{command_argv, expose, healthcheck_config, parse_ports, set_env};
+use hoist_builder::config::{
+    command_argv, expose, healthcheck_config, is_valid_signal, parse_ports, set_env,
+};
 use hoist_parser::Instruction;
 use hoist_store::image_config::{EmptyObject, ImageConfig, RuntimeConfig};
 use hoist_store::import::{ImportOptions, import};
@@ -136,7 +138,15 @@ fn apply_changes(changes: &[String]) -> anyhow::Result<RuntimeConfig> {
                     .get_or_insert_with(Vec::new)
                     .push(onbuild.expression);
             }
-            Instruction::Stopsignal(signal) => c.stop_signal = Some(signal),
+            Instruction::Stopsignal(signal) => {
+                if !is_valid_signal(&signal) {
+                    bail!(
+                        "invalid --change {:?}: invalid signal: {signal}",
+                        spanned.text(&text)
+                    );
+                }
+                c.stop_signal = Some(signal);
+            }
             Instruction::User(user) => c.user = Some(user),
             Instruction::Volume(volumes) => {
                 let set = c.volumes.get_or_insert_with(Default::default);
@@ -213,6 +223,10 @@ mod tests {
                 "unknown instruction \"CMDD\" (did you mean \"CMD\"?)",
             ),
             ("ENV", "ENV requires at least one argument"),
+            (
+                "STOPSIGNAL SIGNOPE",
+                "invalid --change \"STOPSIGNAL SIGNOPE\": invalid signal: SIGNOPE",
+            ),
         ];
         for (change, want) in cases {
             let err = format!("{:#}", changes(&[change]).unwrap_err());
