@@ -164,15 +164,22 @@ fn sigkill_during_prune_leaves_a_clean_store() {
     let full = start.elapsed().as_micros() as u64;
     eprintln!("a full prune takes {full} µs");
     let mut interrupted = 0;
+    // The kill lands at a random point below `bound`. A busy machine can make
+    // the calibration run much slower than the later ones, so every kill that
+    // came too late halves the bound: the kills still fall at random points,
+    // and they cannot all miss the prune.
+    let mut bound = full.max(2);
     for iteration in 0..ITERATIONS {
         {
             let store = Store::open(&root).unwrap();
             make_garbage(&store, &mut rng);
         }
         let (mut child, _) = start_pruner(&root);
-        std::thread::sleep(Duration::from_micros(rng.below(full.max(2))));
+        std::thread::sleep(Duration::from_micros(rng.below(bound)));
         if child.try_wait().unwrap().is_none() {
             interrupted += 1;
+        } else {
+            bound = (bound / 2).max(2);
         }
         child.kill().unwrap();
         child.wait().unwrap();
