@@ -697,9 +697,11 @@ RUN --mount=type=bind,source=f.txt,target=/f,rw sh -c 'echo more >> /f && cat /f
 #[test]
 fn r8_cache_round_trips_between_two_stores_through_a_directory() {
     let first = Hoist::with_busybox();
+    // The deps RUN writes a random file, so when it runs again its layer
+    // differs even within the same second as the first build's.
     let ctx = dockerfile_context(
         "FROM busybox AS deps
-RUN echo deps > /d && touch /other
+RUN echo deps > /d && cat /proc/sys/kernel/random/uuid > /other
 FROM busybox
 COPY a.txt /a
 RUN cat /a > /b
