@@ -442,26 +442,6 @@ impl SourceChecksum {
         out.sort();
         out
     }
-
-    /// A one-line cache-miss explanation: `2 files changed: a, b`.
-    pub fn explain_change(&self, older: &SourceChecksum) -> String {
-        let changed = self.changed_files(older);
-        const SHOWN: usize = 5;
-        let mut list = changed
-            .iter()
-            .take(SHOWN)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ");
-        if changed.len() > SHOWN {
-            list.push_str(&format!(", and {} more", changed.len() - SHOWN));
-        }
-        match changed.len() {
-            0 => "no files changed".to_owned(),
-            1 => format!("1 file changed: {list}"),
-            n => format!("{n} files changed: {list}"),
-        }
-    }
 }
 
 struct Job<'a> {

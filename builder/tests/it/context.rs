@@ -140,10 +140,6 @@ fn checksum_is_stable_and_names_changed_files() {
     let second = ctx.checksum(&sources, &opts).unwrap();
     assert_ne!(second.digest, first.digest);
     assert_eq!(second.changed_files(&first), ["Cargo.lock", "src/main.rs"]);
-    assert_eq!(
-        second.explain_change(&first),
-        "2 files changed: Cargo.lock, src/main.rs"
-    );
 
     // A mode change counts, and so does a new link target.
     let mut perms = fs::metadata(tmp.path().join("src/lib.rs"))

@@ -426,22 +426,7 @@ fn native_arch() -> Result<(&'static str, TargetArch), SandboxError> {
 mod tests {
     use super::*;
 
-    const DEFAULT_CAPS: [&str; 14] = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
+    use crate::plan::DOCKER_CAPABILITIES as DEFAULT_CAPS;
 
     #[test]
     fn the_default_profile_is_dockers() {
