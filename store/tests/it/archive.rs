@@ -7,20 +7,8 @@ use std::process::{Command, Stdio};
 use hoist_store::Store;
 use hoist_store::archive::{ArchiveFormat, SaveItem, load, save};
 
+use crate::common::tool;
 use crate::extract::{dir, file, hardlink, put_test_image, symlink};
-
-fn tool(name: &str, args: &[&str]) -> String {
-    let out = Command::new(name)
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| panic!("{name} is required for this test: {err}"));
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn test_image(store: &Store) -> hoist_store::Image {
     put_test_image(

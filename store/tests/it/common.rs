@@ -164,3 +164,8 @@ pub fn run_tool(program: &str, args: &[&str], cwd: Option<&Path>) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// [`run_tool`] in the current directory.
+pub fn tool(program: &str, args: &[&str]) -> String {
+    run_tool(program, args, None)
+}

@@ -4,7 +4,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
 use hoist_store::archive::{ArchiveFormat, SaveItem, SaveOptions, load, save_with};
 use hoist_store::digest::DiffId;
@@ -12,7 +11,7 @@ use hoist_store::gc::GcOptions;
 use hoist_store::{Compression, Image, Store};
 use oci_spec::image::{Descriptor, MediaType};
 
-use crate::common::{assert_valid, config, tar_of, temp_store};
+use crate::common::{assert_valid, config, tar_of, temp_store, tool};
 
 /// Stores `files` as an uncompressed layer, the way builds now store them:
 /// the blob is the tar, so its digest is the diff ID.
@@ -157,19 +156,6 @@ fn r9_compressed_layer_checks_the_diff_id() {
             .join(other.hex())
             .exists()
     );
-}
-
-fn tool(name: &str, args: &[&str]) -> String {
-    let out = Command::new(name)
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| panic!("{name} is required for this test: {err}"));
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn save_oci(store: &Store, image: &Image, compression: Compression, path: &Path) {

@@ -26,10 +26,14 @@ fn skopeo_push(hoist: &Hoist, host: &str, repo: &str) -> String {
     remote_digest(&dest)
 }
 
+/// The manifest (or index) bytes a registry holds for `dest`.
+fn remote_raw(dest: &str) -> String {
+    skopeo(&["inspect", "--raw", "--tls-verify=false", dest])
+}
+
 /// The digest of the manifest (or index) a registry holds for `dest`.
 fn remote_digest(dest: &str) -> String {
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", dest]);
-    format!("sha256:{}", sha256_hex(raw.as_bytes()))
+    format!("sha256:{}", sha256_hex(remote_raw(dest).as_bytes()))
 }
 
 fn remote_inspect(dest: &str) -> Value {
@@ -113,7 +117,7 @@ fn r7_push_round_trip_and_a_no_op_re_push() {
     let out = hoist.ok(&["push", &reference]);
     let remote = format!("docker://{reference}");
     let digest = remote_digest(&remote);
-    let size = skopeo(&["inspect", "--raw", "--tls-verify=false", &remote]).len();
+    let size = remote_raw(&remote).len();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[0],
@@ -131,13 +135,7 @@ fn r7_push_round_trip_and_a_no_op_re_push() {
     let inspected = remote_inspect(&remote);
     assert_eq!(inspected["Digest"], json!(digest));
     // The store may keep layers uncompressed; the registry gets gzip.
-    let raw: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &remote,
-    ]))
-    .unwrap();
+    let raw: Value = serde_json::from_str(&remote_raw(&remote)).unwrap();
     assert_eq!(
         raw["layers"][0]["mediaType"],
         json!("application/vnd.oci.image.layer.v1.tar+gzip"),
@@ -521,13 +519,7 @@ fn r7_pull_of_a_docker_schema2_image_keeps_its_manifest() {
         &format!("docker://{reference}"),
     ]);
     let remote = format!("docker://{reference}");
-    let raw: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &remote,
-    ]))
-    .unwrap();
+    let raw: Value = serde_json::from_str(&remote_raw(&remote)).unwrap();
     assert_eq!(
         raw["mediaType"],
         json!("application/vnd.docker.distribution.manifest.v2+json")
