@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::copy::archive;
-use crate::copy::root::Root;
 use crate::copy::source::{Entry, SourceError, SourceView, join, slash_path};
 use crate::dockerignore::{self, IgnoreFileError, PatternError, PatternMatcher};
+use hoist_store::inroot::Root;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {

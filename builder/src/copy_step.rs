@@ -6,12 +6,12 @@ use hoist_parser::instruction::CopyAdd;
 use hoist_parser::syntax::Heredoc;
 
 use crate::copy::SourceView;
-use crate::copy::root::Root;
 use crate::error::StepError;
 use crate::rootfs::LayerStack;
 use crate::run_step::{mount_view, resolve_user};
 use crate::stage::{StageBuilder, StepContext};
 use crate::user::resolve_chown;
+use hoist_store::inroot::Root;
 
 impl StageBuilder<'_> {
     /// WORKDIR: sets the config's working directory and creates it (owned

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
 
-use crate::copy::root::Root;
+use hoist_store::inroot::Root;
 
 /// A resolved user, ready for the sandbox's credentials and `HOME`.
 #[derive(Clone, Debug, PartialEq, Eq)]

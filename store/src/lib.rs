@@ -36,6 +36,7 @@ pub mod gc;
 pub mod image;
 pub mod image_config;
 pub mod import;
+pub mod inroot;
 mod layout;
 mod lock;
 pub mod reference;

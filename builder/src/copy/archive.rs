@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use hoist_store::tar_guard::TarGuard;
 use rustix::fs::FileType;
 
-use super::root::root_relative;
 use super::write::{Meta, Writer};
+use hoist_store::inroot::root_relative;
 
 /// Compression detected from the first bytes of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,6 @@ pub mod archive;
 pub mod chmod;
 pub mod fetch;
 mod request;
-pub mod root;
 pub mod source;
 pub mod write;
 
@@ -30,8 +29,8 @@ use rustix::fs::{FileType, OFlags, Stat};
 
 pub use chmod::{Chmod, InvalidChmod};
 pub use fetch::FetchError;
+use hoist_store::inroot::{Root, root_relative};
 pub use request::{CopyRequest, copy_into, join_workdir, mkdir_all_in_root, resolve_in_root};
-use root::{Root, root_relative};
 pub use source::{Match, SourceError, SourceView};
 use write::{Meta, Writer};
 

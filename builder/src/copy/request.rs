@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use hoist_parser::syntax::Heredoc;
 
-use super::root::Root;
 use super::source::SourceView;
 use super::{
     Chmod, CopyError, CopyJob, CopyOptions, CopySource, CopyStats, SourceError, copy, fetch,
 };
 use crate::dockerignore::clean_path;
+use hoist_store::inroot::Root;
 
 /// One COPY or ADD as the stage builder runs it.
 #[derive(Clone, Copy, Debug)]

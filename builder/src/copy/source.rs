@@ -7,15 +7,12 @@
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, OFlags, Stat};
 
-use super::root::{Root, root_relative};
 use crate::dockerignore::{MatchInfo, PatternError, PatternMatcher, glob_match, has_wildcards};
-
-/// Symlink hops allowed while resolving one path (Linux's own limit is 40).
-const MAX_LINKS: usize = 40;
+use hoist_store::inroot::{Root, root_relative};
 
 /// Errors while resolving and walking sources.
 #[derive(Debug, thiserror::Error)]
@@ -45,71 +42,6 @@ pub struct Match {
     pub lexical: PathBuf,
     /// Where it leads, with every symlink resolved inside the root.
     pub resolved: PathBuf,
-}
-
-impl Root {
-    /// Resolves every symlink in `rel` inside the root (like continuity's
-    /// `fs.RootPath`); a missing tail is appended lexically.
-    pub fn resolve(&self, rel: &Path) -> io::Result<PathBuf> {
-        let mut todo: Vec<OsString> = root_relative_components(rel);
-        todo.reverse();
-        let mut out = PathBuf::new();
-        let mut links = 0;
-        while let Some(name) = todo.pop() {
-            if name == ".." {
-                out.pop();
-                continue;
-            }
-            let candidate = out.join(&name);
-            let stat = match self.stat_in(&candidate, false) {
-                Ok(stat) => stat,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    out = candidate;
-                    while let Some(rest) = todo.pop() {
-                        if rest == ".." {
-                            out.pop();
-                        } else {
-                            out.push(rest);
-                        }
-                    }
-                    break;
-                }
-                Err(err) => return Err(err),
-            };
-            if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
-                out = candidate;
-                continue;
-            }
-            links += 1;
-            if links > MAX_LINKS {
-                return Err(io::Error::from_raw_os_error(libc::ELOOP));
-            }
-            let leaf = self.leaf(&candidate)?;
-            let target = rustix::fs::readlinkat(&leaf.dir, &leaf.name, Vec::new())?;
-            let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
-            if target.is_absolute() {
-                out = PathBuf::new();
-            }
-            let mut parts = raw_components(&target);
-            parts.reverse();
-            todo.extend(parts);
-        }
-        Ok(out)
-    }
-}
-
-fn raw_components(path: &Path) -> Vec<OsString> {
-    path.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect()
-}
-
-fn root_relative_components(path: &Path) -> Vec<OsString> {
-    raw_components(path)
 }
 
 /// The view of a source root that COPY sees: the root, minus what the

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
 use super::chmod::Chmod;
-use super::root::{Root, chown_at, make_dir};
+use hoist_store::inroot::{Root, chown_at, make_dir};
 
 /// Metadata to give a written entry.
 #[derive(Clone, Copy, Debug)]

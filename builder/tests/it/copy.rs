@@ -11,8 +11,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use hoist_builder::context::BuildContext;
-use hoist_builder::copy::root::Root;
 use hoist_builder::copy::{Chmod, CopyJob, CopyOptions, CopySource, SourceView, copy};
+use hoist_store::inroot::Root;
 
 fn require_root() {
     assert_eq!(

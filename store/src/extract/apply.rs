@@ -1,339 +1,58 @@
-//! Safe layer extraction: applies an OCI layer tar (gzip, zstd or plain,
-//! detected by magic bytes) to a directory as if the directory were the
-//! root of the filesystem.
-//!
-//! Layers are hostile input. Every path is resolved inside `dest` with
-//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` and every entry is
-//! created relative to a directory fd, so neither `..`, absolute names,
-//! symlinks nor hardlinks can reach outside `dest`. Names are never joined
-//! into host paths and followed.
-//!
-//! Whiteouts (<https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts>)
-//! are either converted to overlayfs form ([`WhiteoutMode::Overlay`], for
-//! snapshots used as lowerdirs) or applied by deleting
-//! ([`WhiteoutMode::Apply`], for a flattened root filesystem).
+//! Writing one tar entry at a time inside the destination root.
 
-use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use rustix::fs::{
     AtFlags, Dev, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
 };
 use rustix::io::Errno;
-use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
-use crate::digest::{DiffId, sha256_of};
-use crate::tar_guard::TarGuard;
-
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
-
-/// How OCI whiteout entries are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WhiteoutMode {
-    /// Keep the layer a diff in overlayfs format: `.wh.name` becomes a 0/0
-    /// character device, `.wh..wh..opq` an `overlay.opaque=y` xattr.
-    Overlay,
-    /// Delete what the whiteouts name, for a flattened root filesystem.
-    Apply,
-}
-
-/// The compression of a layer stream, detected from its first bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Gzip,
-    Zstd,
-    Uncompressed,
-}
-
-/// Options for [`apply_layer`]. [`Default`] suits the current process:
-/// ownership kept when root, devices only for real (non-userns) root.
-#[derive(Clone, Debug)]
-pub struct ApplyOptions {
-    pub whiteouts: WhiteoutMode,
-    /// Use `user.overlay.*` rather than `trusted.overlay.*` (overlay mounted
-    /// with `userxattr`, as rootless overlay is).
-    pub userxattr: bool,
-    /// chown entries to the tar's uid/gid.
-    pub chown: bool,
-    /// Create block and character devices (others are skipped and counted).
-    pub devices: bool,
-    /// Fail instead of skipping (and counting) an xattr the kernel refuses
-    /// with EPERM, EACCES or ENOTSUP. Off by default, as in Docker, which
-    /// warns and goes on.
-    pub strict_xattrs: bool,
-    /// Decompression bomb guard: the largest uncompressed stream accepted.
-    pub max_uncompressed: u64,
-    /// Decompression bomb guard: the largest uncompressed/compressed ratio,
-    /// checked once more than `ratio_grace` bytes have been decompressed.
-    pub max_ratio: u64,
-    pub ratio_grace: u64,
-}
-
-impl Default for ApplyOptions {
-    fn default() -> Self {
-        let root = rustix::process::geteuid().is_root();
-        Self {
-            whiteouts: WhiteoutMode::Overlay,
-            userxattr: false,
-            chown: root,
-            devices: is_real_root(),
-            strict_xattrs: false,
-            max_uncompressed: 256 << 30,
-            // Deflate cannot exceed ~1032:1; legitimate layers stay far below.
-            max_ratio: 512,
-            ratio_grace: 64 << 20,
-        }
-    }
-}
-
-/// What [`apply_layer`] did.
-#[derive(Clone, Debug)]
-pub struct ApplyStats {
-    /// sha256 of the uncompressed tar, to check against the config's diff_ids.
-    pub diff_id: DiffId,
-    pub format: Format,
-    pub compressed_bytes: u64,
-    pub uncompressed_bytes: u64,
-    pub entries: u64,
-    pub whiteouts: u64,
-    pub skipped_devices: u64,
-    pub skipped_xattrs: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
-    #[error("reading layer: {0}")]
-    Read(#[source] io::Error),
-    #[error(
-        "layer looks like a decompression bomb: {uncompressed} bytes from {compressed} compressed ({reason})"
-    )]
-    Bomb {
-        uncompressed: u64,
-        compressed: u64,
-        reason: String,
-    },
-    #[error("unsafe layer entry {path:?}: {reason}")]
-    Unsafe { path: String, reason: String },
-    #[error("invalid whiteout {path:?}: {reason}")]
-    Whiteout { path: String, reason: String },
-    #[error("unsupported layer entry {path:?}: type {kind:?}")]
-    Unsupported { path: String, kind: u8 },
-    #[error("extracting {path:?} into {dest}: {source}")]
-    Io {
-        path: String,
-        dest: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// In a user namespace that maps a single ID (rootless without subordinate
-/// ranges) an owner outside the map cannot be set: the kernel says EINVAL.
-/// The file keeps the namespace's root as owner instead, as podman's
-/// `ignore_chown_errors` does; with subordinate ranges every ID of a
-/// normal image is mapped and this never happens.
-fn tolerate_unmapped(result: rustix::io::Result<()>) -> rustix::io::Result<()> {
-    match result {
-        Err(rustix::io::Errno::INVAL) if !is_real_root() => Ok(()),
-        other => other,
-    }
-}
-
-/// True when running as root in the initial user namespace, the only place
-/// where device nodes can be created.
-pub fn is_real_root() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        return false;
-    }
-    std::fs::read_to_string("/proc/self/uid_map")
-        .map(|map| {
-            let fields: Vec<&str> = map.split_whitespace().collect();
-            fields == ["0", "0", "4294967295"]
-        })
-        .unwrap_or(false)
-}
-
-/// Wraps `reader` in the decompressor its magic bytes call for.
-pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<(Box<dyn Read + 'a>, Format)> {
-    let mut buffered = BufReader::with_capacity(128 << 10, reader);
-    let head = buffered.fill_buf()?;
-    let format = detect(head);
-    let reader: Box<dyn Read + 'a> = match format {
-        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
-        Format::Uncompressed => Box::new(buffered),
-    };
-    Ok((reader, format))
-}
-
-fn detect(head: &[u8]) -> Format {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Format::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Format::Zstd
-    } else {
-        Format::Uncompressed
-    }
-}
-
-/// Applies one layer tar stream to `dest` (which must exist).
-///
-/// The whole stream is read (past the tar end marker) so that the returned
-/// diff_id covers every byte.
-pub fn apply_layer(
-    reader: impl Read,
-    dest: &Path,
-    opts: &ApplyOptions,
-) -> Result<ApplyStats, ExtractError> {
-    let compressed = Rc::new(Cell::new(0u64));
-    let counting = CountingReader {
-        inner: reader,
-        count: compressed.clone(),
-    };
-    let (decoded, format) = decompress(counting).map_err(ExtractError::Read)?;
-    let bomb = Rc::new(Cell::new(None));
-    let guarded = GuardedReader {
-        inner: decoded,
-        hasher: Sha256::new(),
-        read: 0,
-        compressed: compressed.clone(),
-        opts,
-        bomb: bomb.clone(),
-    };
-    let root = open_root(dest)?;
-    let mut applier = Applier {
-        root: root.as_fd(),
-        dest,
-        opts,
-        dirs: Vec::new(),
-        unpacked: HashSet::new(),
-        stats: Counters::default(),
-    };
-    // Caps the extension headers the tar crate reads whole into memory.
-    let mut archive = tar::Archive::new(TarGuard::new(guarded));
-    let result = applier.apply_entries(&mut archive);
-    let check_bomb = |err: ExtractError| match bomb.take() {
-        Some(bomb) => bomb,
-        None => err,
-    };
-    result.map_err(check_bomb)?;
-    let mut guarded = archive.into_inner().into_inner();
-    io::copy(&mut guarded, &mut io::sink()).map_err(|err| check_bomb(ExtractError::Read(err)))?;
-    applier.finish_dirs()?;
-    let Counters {
-        entries,
-        whiteouts,
-        skipped_devices,
-        skipped_xattrs,
-    } = applier.stats;
-    Ok(ApplyStats {
-        diff_id: DiffId::new(&sha256_of(guarded.hasher)),
-        format,
-        compressed_bytes: compressed.get(),
-        uncompressed_bytes: guarded.read,
-        entries,
-        whiteouts,
-        skipped_devices,
-        skipped_xattrs,
-    })
-}
-
-struct CountingReader<R> {
-    inner: R,
-    count: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
-        Ok(n)
-    }
-}
-
-/// Hashes the decompressed stream and stops it when it grows past the
-/// bomb limits. The reason is parked in `bomb` because the tar reader
-/// rewraps io errors.
-struct GuardedReader<'a, R> {
-    inner: R,
-    hasher: Sha256,
-    read: u64,
-    compressed: Rc<Cell<u64>>,
-    opts: &'a ApplyOptions,
-    bomb: Rc<Cell<Option<ExtractError>>>,
-}
-
-impl<R: Read> Read for GuardedReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
-        let compressed = self.compressed.get().max(1);
-        let reason = if self.read > self.opts.max_uncompressed {
-            Some(format!("limit is {} bytes", self.opts.max_uncompressed))
-        } else if self.read > self.opts.ratio_grace && self.read / compressed > self.opts.max_ratio
-        {
-            Some(format!("ratio limit is {}:1", self.opts.max_ratio))
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            self.bomb.set(Some(ExtractError::Bomb {
-                uncompressed: self.read,
-                compressed,
-                reason,
-            }));
-            return Err(io::Error::other("decompression bomb"));
-        }
-        Ok(n)
-    }
-}
+use super::whiteout::WHITEOUT_PREFIX;
+use super::{ApplyOptions, ExtractError, WhiteoutMode, tolerate_unmapped};
 
 #[derive(Default)]
-struct Counters {
-    entries: u64,
-    whiteouts: u64,
-    skipped_devices: u64,
-    skipped_xattrs: u64,
+pub(super) struct Counters {
+    pub(super) entries: u64,
+    pub(super) whiteouts: u64,
+    pub(super) skipped_devices: u64,
+    pub(super) skipped_xattrs: u64,
 }
 
 /// Metadata applied to a directory after its contents, so its mtime sticks
 /// and a read-only mode does not stop extraction into it.
-struct DirMeta {
-    path: Vec<u8>,
-    mode: u32,
-    mtime: Timespec,
+pub(super) struct DirMeta {
+    pub(super) path: Vec<u8>,
+    pub(super) mode: u32,
+    pub(super) mtime: Timespec,
 }
 
 /// What a tar entry carries beyond its header, from PAX records.
 #[derive(Default)]
-struct Extras {
-    uid: Option<u64>,
-    gid: Option<u64>,
-    mtime: Option<Timespec>,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+pub(super) struct Extras {
+    pub(super) uid: Option<u64>,
+    pub(super) gid: Option<u64>,
+    pub(super) mtime: Option<Timespec>,
+    pub(super) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-struct Applier<'a> {
-    root: BorrowedFd<'a>,
-    dest: &'a Path,
-    opts: &'a ApplyOptions,
-    dirs: Vec<DirMeta>,
+pub(super) struct Applier<'a> {
+    pub(super) root: BorrowedFd<'a>,
+    pub(super) dest: &'a Path,
+    pub(super) opts: &'a ApplyOptions,
+    pub(super) dirs: Vec<DirMeta>,
     /// Paths created by this layer, which an opaque whiteout keeps (Apply).
-    unpacked: HashSet<Vec<u8>>,
-    stats: Counters,
+    pub(super) unpacked: HashSet<Vec<u8>>,
+    pub(super) stats: Counters,
 }
 
-fn open_root(dest: &Path) -> Result<OwnedFd, ExtractError> {
+pub(super) fn open_root(dest: &Path) -> Result<OwnedFd, ExtractError> {
     rustix::fs::open(
         dest,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -348,7 +67,7 @@ fn open_root(dest: &Path) -> Result<OwnedFd, ExtractError> {
 
 /// Splits a tar name into components, refusing names that could only be
 /// meant to escape. `.` and empty components are dropped.
-fn clean_path(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
+pub(super) fn clean_path(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
     if raw.first() == Some(&b'/') {
         return Err("absolute path".into());
     }
@@ -366,22 +85,22 @@ fn clean_path(raw: &[u8]) -> Result<Vec<&[u8]>, String> {
     Ok(parts)
 }
 
-fn join(parts: &[&[u8]]) -> Vec<u8> {
+pub(super) fn join(parts: &[&[u8]]) -> Vec<u8> {
     if parts.is_empty() {
         return b".".to_vec();
     }
     parts.join(&b'/')
 }
 
-fn os(bytes: &[u8]) -> &OsStr {
+pub(super) fn os(bytes: &[u8]) -> &OsStr {
     OsStr::from_bytes(bytes)
 }
 
-fn resolve_flags() -> ResolveFlags {
+pub(super) fn resolve_flags() -> ResolveFlags {
     ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
 }
 
-fn timespec(secs: u64) -> Timespec {
+pub(super) fn timespec(secs: u64) -> Timespec {
     Timespec {
         tv_sec: i64::try_from(secs).unwrap_or(i64::MAX),
         tv_nsec: 0,
@@ -389,7 +108,7 @@ fn timespec(secs: u64) -> Timespec {
 }
 
 /// Parses a PAX time such as `1700000000.123456789`.
-fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
+pub(super) fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
     let text = std::str::from_utf8(value).ok()?;
     let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
     let tv_sec: i64 = secs.parse().ok()?;
@@ -404,7 +123,7 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
 }
 
 impl Applier<'_> {
-    fn io_err(&self, path: &[u8], source: impl Into<io::Error>) -> ExtractError {
+    pub(super) fn io_err(&self, path: &[u8], source: impl Into<io::Error>) -> ExtractError {
         ExtractError::Io {
             path: String::from_utf8_lossy(path).into_owned(),
             dest: self.dest.to_owned(),
@@ -412,7 +131,7 @@ impl Applier<'_> {
         }
     }
 
-    fn apply_entries<R: Read>(
+    pub(super) fn apply_entries<R: Read>(
         &mut self,
         archive: &mut tar::Archive<R>,
     ) -> Result<(), ExtractError> {
@@ -424,7 +143,10 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn apply_entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ExtractError> {
+    pub(super) fn apply_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), ExtractError> {
         let extras = read_extras(entry).map_err(ExtractError::Read)?;
         let raw = entry.path_bytes().into_owned();
         let unsafe_path = |reason: String| ExtractError::Unsafe {
@@ -595,114 +317,7 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn apply_whiteout<R: Read>(
-        &mut self,
-        entry: &tar::Entry<'_, R>,
-        raw: &[u8],
-        parent_parts: &[&[u8]],
-        name: &[u8],
-    ) -> Result<(), ExtractError> {
-        let invalid = |reason: &str| ExtractError::Whiteout {
-            path: String::from_utf8_lossy(raw).into_owned(),
-            reason: reason.into(),
-        };
-        if entry.size() != 0 {
-            return Err(invalid("a whiteout has no content"));
-        }
-        if entry.header().entry_type().is_dir() {
-            return Err(invalid("a whiteout cannot be a directory"));
-        }
-        self.stats.whiteouts += 1;
-        if name == OPAQUE_MARKER {
-            let parent = self.open_dir(parent_parts, true, raw)?;
-            return match self.opts.whiteouts {
-                WhiteoutMode::Overlay => {
-                    let dir = rustix::fs::openat(
-                        &parent,
-                        ".",
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|err| self.io_err(raw, err))?;
-                    rustix::fs::fsetxattr(
-                        &dir,
-                        self.overlay_xattr("opaque"),
-                        b"y",
-                        XattrFlags::empty(),
-                    )
-                    .map_err(|err| self.io_err(raw, err))
-                }
-                WhiteoutMode::Apply => {
-                    let dir_path = join(parent_parts);
-                    let prefix = if parent_parts.is_empty() {
-                        Vec::new()
-                    } else {
-                        dir_path.clone()
-                    };
-                    let children = self.list_dir(&parent, raw)?;
-                    for child in children {
-                        let mut child_path = prefix.clone();
-                        if !child_path.is_empty() {
-                            child_path.push(b'/');
-                        }
-                        child_path.extend_from_slice(&child);
-                        if !self.unpacked.contains(&child_path) {
-                            self.remove_all(&parent, &child, raw)?;
-                        }
-                    }
-                    Ok(())
-                }
-            };
-        }
-        if name.starts_with(b".wh..wh.") {
-            // Other aufs metadata (.wh..wh.plnk, .wh..wh.aufs): ignored, as Docker does.
-            return Ok(());
-        }
-        let target = &name[WHITEOUT_PREFIX.len()..];
-        if target.is_empty() || target == b"." || target == b".." {
-            return Err(invalid("whiteout names no file"));
-        }
-        let parent = match self.opts.whiteouts {
-            WhiteoutMode::Overlay => self.open_dir(parent_parts, true, raw)?,
-            WhiteoutMode::Apply => match self.open_dir(parent_parts, false, raw) {
-                Ok(parent) => parent,
-                // Nothing there to delete.
-                Err(ExtractError::Io { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound =>
-                {
-                    return Ok(());
-                }
-                Err(err) => return Err(err),
-            },
-        };
-        match self.opts.whiteouts {
-            WhiteoutMode::Overlay => {
-                self.remove_existing(&parent, target, raw)?;
-                rustix::fs::mknodat(
-                    &parent,
-                    os(target),
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    rustix::fs::makedev(0, 0),
-                )
-                .map_err(|err| self.io_err(raw, err))?;
-                let mtime = timespec(entry.header().mtime().map_err(ExtractError::Read)?);
-                self.utimes_at(parent.as_fd(), target, mtime, raw)
-            }
-            WhiteoutMode::Apply => self.remove_all(&parent, target, raw),
-        }
-    }
-
-    fn overlay_xattr(&self, what: &str) -> String {
-        let prefix = if self.opts.userxattr {
-            "user"
-        } else {
-            "trusted"
-        };
-        format!("{prefix}.overlay.{what}")
-    }
-
-    fn meta<R: Read>(
+    pub(super) fn meta<R: Read>(
         &self,
         entry: &tar::Entry<'_, R>,
         extras: &Extras,
@@ -735,7 +350,12 @@ impl Applier<'_> {
 
     /// Opens the directory `parts` (relative to the root, resolved inside
     /// it), creating missing ones (0755, as Docker does) when `create`.
-    fn open_dir(&self, parts: &[&[u8]], create: bool, raw: &[u8]) -> Result<OwnedFd, ExtractError> {
+    pub(super) fn open_dir(
+        &self,
+        parts: &[&[u8]],
+        create: bool,
+        raw: &[u8],
+    ) -> Result<OwnedFd, ExtractError> {
         let open = |path: &[u8]| {
             rustix::fs::openat2(
                 self.root,
@@ -782,7 +402,7 @@ impl Applier<'_> {
 
     /// Removes whatever is at `parent/name` so a new entry can take its
     /// place. Never follows a symlink there.
-    fn remove_existing(
+    pub(super) fn remove_existing(
         &self,
         parent: &OwnedFd,
         name: &[u8],
@@ -795,7 +415,12 @@ impl Applier<'_> {
         }
     }
 
-    fn remove_all(&self, parent: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<(), ExtractError> {
+    pub(super) fn remove_all(
+        &self,
+        parent: &OwnedFd,
+        name: &[u8],
+        raw: &[u8],
+    ) -> Result<(), ExtractError> {
         let st = match rustix::fs::statat(parent, os(name), AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => return Ok(()),
             Err(err) => return Err(self.io_err(raw, err)),
@@ -819,7 +444,7 @@ impl Applier<'_> {
             .map_err(|err| self.io_err(raw, err))
     }
 
-    fn list_dir(&self, dir: &OwnedFd, raw: &[u8]) -> Result<Vec<Vec<u8>>, ExtractError> {
+    pub(super) fn list_dir(&self, dir: &OwnedFd, raw: &[u8]) -> Result<Vec<Vec<u8>>, ExtractError> {
         let fd = rustix::fs::openat(
             dir,
             ".",
@@ -838,7 +463,7 @@ impl Applier<'_> {
         Ok(names)
     }
 
-    fn chown_at(
+    pub(super) fn chown_at(
         &self,
         parent: BorrowedFd<'_>,
         name: &[u8],
@@ -863,7 +488,7 @@ impl Applier<'_> {
         .map_err(|err| self.io_err(raw, err))
     }
 
-    fn utimes_at(
+    pub(super) fn utimes_at(
         &self,
         parent: BorrowedFd<'_>,
         name: &[u8],
@@ -874,7 +499,7 @@ impl Applier<'_> {
             .map_err(|err| self.io_err(raw, err))
     }
 
-    fn set_xattrs_dir(
+    pub(super) fn set_xattrs_dir(
         &mut self,
         parent: BorrowedFd<'_>,
         name: &[u8],
@@ -898,7 +523,7 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn xattr_result(
+    pub(super) fn xattr_result(
         &mut self,
         result: rustix::io::Result<()>,
         raw: &[u8],
@@ -922,7 +547,7 @@ impl Applier<'_> {
 
     /// Applies directory modes and mtimes, deepest first, once everything
     /// inside them is written.
-    fn finish_dirs(&mut self) -> Result<(), ExtractError> {
+    pub(super) fn finish_dirs(&mut self) -> Result<(), ExtractError> {
         let dirs = std::mem::take(&mut self.dirs);
         // A directory listed twice gets the metadata of its last entry.
         let last: std::collections::HashMap<&[u8], usize> = dirs
@@ -955,14 +580,14 @@ impl Applier<'_> {
     }
 }
 
-struct Meta {
-    uid: rustix::fs::Uid,
-    gid: rustix::fs::Gid,
-    mode: u32,
-    mtime: Timespec,
+pub(super) struct Meta {
+    pub(super) uid: rustix::fs::Uid,
+    pub(super) gid: rustix::fs::Gid,
+    pub(super) mode: u32,
+    pub(super) mtime: Timespec,
 }
 
-fn times(mtime: Timespec) -> Timestamps {
+pub(super) fn times(mtime: Timespec) -> Timestamps {
     Timestamps {
         last_access: mtime,
         last_modification: mtime,
@@ -971,14 +596,14 @@ fn times(mtime: Timespec) -> Timestamps {
 
 /// A path that names `name` inside the directory `dir` is open on, for the
 /// few calls (lsetxattr on a symlink) that have no *at form.
-fn proc_fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
+pub(super) fn proc_fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
     use std::os::fd::AsRawFd;
     let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     path.push(os(name));
     path
 }
 
-fn device_of<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Dev> {
+pub(super) fn device_of<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Dev> {
     let header = entry.header();
     let major = header.device_major()?.unwrap_or(0);
     let minor = header.device_minor()?.unwrap_or(0);
@@ -987,11 +612,11 @@ fn device_of<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Dev> {
 
 /// Overlay's own xattrs in a layer could redirect lookups or fake metadata
 /// in the snapshot, so a tar never gets to set them.
-fn is_overlay_xattr(key: &[u8]) -> bool {
+pub(super) fn is_overlay_xattr(key: &[u8]) -> bool {
     key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.")
 }
 
-fn read_extras<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Extras> {
+pub(super) fn read_extras<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Extras> {
     let mut extras = Extras::default();
     let Some(pax) = entry.pax_extensions()? else {
         return Ok(extras);
@@ -1045,19 +670,6 @@ mod tests {
             });
             let expected = expected.map(|e| e.iter().map(|s| s.to_string()).collect::<Vec<_>>());
             assert_eq!(got, expected, "case {input:?}");
-        }
-    }
-
-    #[test]
-    fn detects_compression_by_magic() {
-        let cases: &[(&[u8], Format)] = &[
-            (&[0x1f, 0x8b, 8, 0], Format::Gzip),
-            (&[0x28, 0xb5, 0x2f, 0xfd, 0], Format::Zstd),
-            (b"etc/passwd\0", Format::Uncompressed),
-            (b"", Format::Uncompressed),
-        ];
-        for (head, expected) in cases {
-            assert_eq!(detect(head), *expected, "case {head:?}");
         }
     }
 
