@@ -224,6 +224,8 @@ impl NamespaceSandbox {
         if new_userns {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
+        // The run's cgroup is made (and can fail) before its process exists.
+        let cgroup = crate::cgroup::RunCgroup::prepare(&spec.resources, spec.security.insecure)?;
         let mut stack = vec![0u8; STACK_SIZE];
         let child_plan = &mut plan;
         // SAFETY: the child runs `child::main` on its own copy of the address
@@ -260,8 +262,9 @@ impl NamespaceSandbox {
             map.apply(pid.as_raw_nonzero().get())?;
         }
         // Limits are in place before the child may exec.
-        let cgroup =
-            crate::cgroup::RunCgroup::create(&spec.resources, spec.security.insecure, pid)?;
+        if let Some(cg) = &cgroup {
+            cg.attach(pid)?;
+        }
         for ulimit in &spec.resources.ulimits {
             let resource = crate::cgroup_resource(&ulimit.name).ok_or_else(|| {
                 SandboxError::InvalidSpec(format!("invalid ulimit type: {}", ulimit.name))

@@ -230,8 +230,9 @@ impl Default for Security {
 }
 
 /// `docker build`'s resource flags. cgroup limits need a root builder on a
-/// cgroup v1 host (see `cgroup.rs`); every run where cgroups can be used
-/// gets [`crate::DEFAULT_PIDS_LIMIT`] unless `pids_limit` says otherwise.
+/// cgroup v1 host, and a root builder or a delegated cgroup on a v2 host
+/// (see `cgroup.rs`); every run where cgroups can be used gets
+/// [`crate::DEFAULT_PIDS_LIMIT`] unless `pids_limit` says otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
     /// `--memory`, bytes.

@@ -448,3 +448,47 @@ fn r10_rootless_info_without_subordinate_ids() {
         "{text}"
     );
 }
+
+/// Issue 10: a rootless build that asks for a resource limit, where no
+/// cgroup is delegated to the user (a v1 host, or a v2 host where the
+/// user's cgroup belongs to root, as it does for this test's user), fails
+/// with an error that says why and how to get one; the store is intact.
+#[test]
+fn r10_rootless_limits_without_a_delegated_cgroup_fail_clearly() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    let ctx = ws.path().join("limits");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo mark\"\"er-ran\n",
+    )
+    .unwrap();
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
+        .arg(&ctx)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    let out = ws.run(&["build", "--memory", "64m", "-t", "limits:latest", "limits"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let unified = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "));
+    let why = if unified {
+        "need a cgroup v2 subtree delegated to the user, as systemd gives one: run \
+         `systemd-run --user --scope -p Delegate=yes hoist ...`"
+    } else {
+        "resource limits on a cgroup v1 host need a root builder (cgroup v1 is not delegated \
+         to rootless builders; cgroup v2 is)"
+    };
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(
+        !stderr.contains("marker-ran"),
+        "the RUN must not run: {stderr}"
+    );
+    ws.ok(&["fsck"]);
+}
