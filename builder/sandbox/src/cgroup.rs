@@ -101,8 +101,16 @@ impl RunCgroup {
         let explicit = resources.has_limits();
         let rootless = !rustix::process::geteuid().is_root() || crate::idmap::in_user_namespace();
         let prepared = match detect_mode() {
-            Some(Mode::Unified) => Unified::host(rootless)
-                .and_then(|h| h.prepare(resources, &run_name(), std::process::id())),
+            // The device program needs CAP_SYS_ADMIN in the host's user
+            // namespace; a rootless run cannot make device nodes anyway.
+            Some(Mode::Unified) => Unified::host(rootless).and_then(|h| {
+                h.prepare(
+                    resources,
+                    !insecure && !rootless,
+                    &run_name(),
+                    std::process::id(),
+                )
+            }),
             Some(Mode::Legacy) if rootless => Err(SandboxError::Cgroup(
                 "resource limits on a cgroup v1 host need a root builder (cgroup v1 is not \
                  delegated to rootless builders; cgroup v2 is)"
@@ -142,20 +150,8 @@ impl RunCgroup {
         // runc's device rules: nothing but Docker's default devices and
         // ptys, so a node made with mknod (CAP_MKNOD) opens nothing else.
         let mut devices = vec![("devices.deny", "a".to_owned())];
-        for rule in [
-            "c 1:3 rwm",
-            "c 1:5 rwm",
-            "c 1:7 rwm",
-            "c 1:8 rwm",
-            "c 1:9 rwm",
-            "c 5:0 rwm",
-            "c 5:1 rwm",
-            "c 5:2 rwm",
-            "c 136:* rwm",
-            "c *:* m",
-            "b *:* m",
-        ] {
-            devices.push(("devices.allow", rule.to_owned()));
+        for rule in crate::devices::DEFAULT_RULES {
+            devices.push(("devices.allow", (*rule).to_owned()));
         }
         // BuildKit's insecure mode allows every device.
         if insecure {
@@ -447,11 +443,13 @@ impl Unified {
     }
 
     /// Makes `<base>/<name>` (base: the builder's cgroup or
-    /// `--cgroup-parent`) with `resources`' limits. `self_pid` is the
-    /// builder's own process, which may have to leave its cgroup.
+    /// `--cgroup-parent`) with `resources`' limits, and runc's device rules
+    /// when `devices`. `self_pid` is the builder's own process, which may
+    /// have to leave its cgroup.
     fn prepare(
         &self,
         resources: &Resources,
+        devices: bool,
         name: &str,
         self_pid: u32,
     ) -> Result<RunCgroup, SandboxError> {
@@ -483,6 +481,9 @@ impl Unified {
             std::fs::write(&path, &value).map_err(|e| {
                 SandboxError::Cgroup(format!("writing {value:?} to {}: {e}", path.display()))
             })?;
+        }
+        if devices {
+            crate::devices::attach(&dir, &crate::devices::default_rules())?;
         }
         Ok(cg)
     }
@@ -886,7 +887,7 @@ mod tests {
             pids_limit: Some(100),
             ..Resources::default()
         };
-        let cg = h.prepare(&resources, "hoist-1-0", 1).unwrap();
+        let cg = h.prepare(&resources, false, "hoist-1-0", 1).unwrap();
         let leaf = "system.slice/hoist.service/hoist-1-0";
         for (file, want) in [
             ("memory.max", "67108864"),
@@ -917,7 +918,7 @@ mod tests {
         let fs = FakeCgroupFs::new(&[("", ALL), ("b", ALL)]);
         let cg = fs
             .unified("b", false)
-            .prepare(&Resources::default(), "hoist-1-0", 1)
+            .prepare(&Resources::default(), false, "hoist-1-0", 1)
             .unwrap();
         assert_eq!(fs.read("b/hoist-1-0/pids.max"), "4096");
         assert_eq!(fs.read("b/cgroup.subtree_control"), "+pids");
@@ -931,7 +932,7 @@ mod tests {
         // Without a pids controller (a hybrid host's cgroup2), nothing.
         let fs = FakeCgroupFs::new(&[("", "hugetlb"), ("b", "hugetlb")]);
         fs.unified("b", false)
-            .prepare(&Resources::default(), "hoist-1-0", 1)
+            .prepare(&Resources::default(), false, "hoist-1-0", 1)
             .unwrap();
         assert_eq!(fs.read("b/cgroup.subtree_control"), "");
     }
@@ -946,7 +947,7 @@ mod tests {
                 pids_limit: Some(10),
                 ..Resources::default()
             };
-            h.prepare(&resources, "hoist-1-0", 1)
+            h.prepare(&resources, false, "hoist-1-0", 1)
         };
         let cg = run("/ci").unwrap();
         assert_eq!(cg.dirs, vec![fs.dir.path().join("ci/hoist-1-0")]);
@@ -967,7 +968,7 @@ mod tests {
         };
         let err = fs
             .unified("u", true)
-            .prepare(&resources, "hoist-1-0", 1)
+            .prepare(&resources, false, "hoist-1-0", 1)
             .unwrap_err()
             .to_string();
         assert!(
@@ -992,7 +993,7 @@ mod tests {
         };
         let err = fs
             .unified("", false)
-            .prepare(&resources, "n", 1)
+            .prepare(&resources, false, "n", 1)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -1037,7 +1038,10 @@ mod tests {
             cgroup_parent: Some("x".into()),
             ..Resources::default()
         };
-        let err = h.prepare(&resources, "n", 1).unwrap_err().to_string();
+        let err = h
+            .prepare(&resources, false, "n", 1)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("cgroup: /proc/hoist-no-such-cgroup: "),
             "{err}"
@@ -1149,7 +1153,9 @@ mod tests {
         };
         // No controller is needed: this works on a hybrid host's cgroup2
         // too (a v2 host also gets its pids limit).
-        let cg = h.prepare(&Resources::default(), "hoist-1-0", 1).unwrap();
+        let cg = h
+            .prepare(&Resources::default(), true, "hoist-1-0", 1)
+            .unwrap();
         let leaf = test.path().join("hoist-1-0");
         assert_eq!(cg.dirs, vec![leaf.clone()]);
         let child = std::process::Command::new("sleep")
@@ -1170,6 +1176,47 @@ mod tests {
         }
         drop(cg);
         assert!(!leaf.exists(), "the run's cgroup is removed");
+    }
+
+    /// A shell in `cgroup` (of the real hierarchy), released once moved in,
+    /// that opens an allowed device (/dev/null, 1:3) and one outside
+    /// Docker's list (/dev/kmsg, 1:11).
+    fn open_devices_in(cgroup: &Path) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                "read _; true </dev/null && echo null-ok; \
+                 true </dev/kmsg 2>/dev/null && echo kmsg-ok || echo kmsg-denied",
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::fs::write(cgroup.join("cgroup.procs"), child.id().to_string()).unwrap();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// On the real hierarchy: the run cgroup's eBPF device program lets
+    /// Docker's default devices open and nothing else; without it the same
+    /// process opens both (so the program is what denies).
+    #[test]
+    fn r10_v2_device_rules_deny_other_devices() {
+        let root = real_cgroup2();
+        let test = TestCgroup::new(&root, "devices");
+        let h = Unified {
+            root: root.clone(),
+            own: PathBuf::from(&test.rel),
+            rootless: false,
+        };
+        let ruled = h.prepare(&Resources::default(), true, "ruled", 1).unwrap();
+        let open = h.prepare(&Resources::default(), false, "open", 1).unwrap();
+        let (ruled_dir, open_dir) = (ruled.dirs[0].clone(), open.dirs[0].clone());
+        assert_eq!(open_devices_in(&ruled_dir), "null-ok\nkmsg-denied\n");
+        assert_eq!(open_devices_in(&open_dir), "null-ok\nkmsg-ok\n");
+        drop((ruled, open, test));
     }
 
     /// A domain controller the real hierarchy's root offers, enabled in

@@ -52,6 +52,7 @@
 
 mod cgroup;
 mod child;
+mod devices;
 mod error;
 mod etc;
 pub mod fake;
