@@ -673,7 +673,15 @@ fn layer_descriptor(
     }
     let media_type = match format {
         Format::Gzip => MediaType::ImageLayerGzip,
-        _ => MediaType::ImageLayerZstd,
+        Format::Zstd => MediaType::ImageLayerZstd,
+        // Decompressed to check the diff_id above, but OCI has no media
+        // type to keep the blob under.
+        Format::Bzip2 | Format::Xz | Format::Uncompressed => {
+            return Err(invalid(format!(
+                "layer {path} is compressed with {}, which an OCI image cannot carry",
+                format!("{format:?}").to_lowercase()
+            )));
+        }
     };
     Ok(Descriptor::new(media_type, size, digest))
 }

@@ -5,80 +5,35 @@
 //!
 //! hoist-store's layer extractor applies OCI whiteouts, which ADD must not
 //! (a `.wh.` file in a user's archive is just a file), so this is a separate,
-//! smaller extractor.
+//! smaller extractor; both detect compression and touch the root through
+//! the same `hoist_store` code (`extract::decompress`, `inroot`).
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use hoist_store::extract::decompress::{Format, MAGIC_LEN, decoder, detect, read_full};
+use hoist_store::inroot::root_relative;
 use hoist_store::tar_guard::TarGuard;
 use rustix::fs::FileType;
 
 use super::write::{Meta, Writer};
-use hoist_store::inroot::root_relative;
-
-/// Compression detected from the first bytes of a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Bzip2,
-    Xz,
-    Zstd,
-}
-
-pub fn detect_compression(magic: &[u8]) -> Compression {
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if magic.starts_with(b"BZh") {
-        Compression::Bzip2
-    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Compression::Xz
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
-}
-
-fn decompress<'a>(kind: Compression, reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
-    let reader = BufReader::new(reader);
-    Ok(match kind {
-        Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(reader)),
-        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
-    })
-}
 
 /// Whether `file` is a tar archive (after decompression): its first header
-/// block must carry a valid checksum, BuildKit's test too.
-pub fn archive_kind(file: &mut File) -> io::Result<Option<Compression>> {
-    let mut magic = [0u8; 6];
+/// block must carry a valid checksum, BuildKit's test too. Returns its
+/// compression.
+pub fn archive_kind(file: &mut File) -> io::Result<Option<Format>> {
+    let mut magic = [0u8; MAGIC_LEN];
     let n = read_full(file, &mut magic)?;
     file.seek(SeekFrom::Start(0))?;
-    let kind = detect_compression(&magic[..n]);
+    let kind = detect(&magic[..n]);
     let mut block = [0u8; 512];
     let got = {
-        let mut reader = decompress(kind, &mut *file)?;
+        let mut reader = decoder(kind, BufReader::new(&mut *file))?;
         read_full(&mut reader, &mut block).unwrap_or(0)
     };
     file.seek(SeekFrom::Start(0))?;
     Ok((got == 512 && valid_tar_header(&block)).then_some(kind))
-}
-
-fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut total = 0;
-    while total < buf.len() {
-        match reader.read(&mut buf[total..]) {
-            Ok(0) => break,
-            Ok(n) => total += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(total)
 }
 
 fn valid_tar_header(block: &[u8; 512]) -> bool {
@@ -110,11 +65,11 @@ fn valid_tar_header(block: &[u8; 512]) -> bool {
 /// `dest_dir`; hardlink targets too.
 pub fn extract(
     file: File,
-    kind: Compression,
+    kind: Format,
     dest_dir: &Path,
     writer: &mut Writer<'_>,
 ) -> io::Result<()> {
-    let reader = decompress(kind, file)?;
+    let reader = decoder(kind, BufReader::new(file))?;
     // Caps the extension headers the tar crate reads whole into memory.
     let mut archive = tar::Archive::new(TarGuard::new(reader));
     for entry in archive.entries()? {

@@ -552,7 +552,7 @@ fn write_entry(
             let flags = OFlags::RDONLY | OFlags::DIRECTORY;
             let src = src_root.open_in(src_path, flags, false)?;
             let dst = writer.root.open_in(dest, flags, false)?;
-            write::copy_xattrs(&src, &dst);
+            hoist_store::inroot::copy_xattrs(&src, &dst);
             Ok(())
         }),
         FileType::RegularFile => {

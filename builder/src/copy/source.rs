@@ -278,16 +278,11 @@ fn read_link_if(root: &Root, path: &Path, stat: &Stat) -> Result<Option<PathBuf>
 
 /// Lists a directory inside the root, sorted by name, with lstat results.
 pub fn list_dir(root: &Root, dir: &Path) -> io::Result<Vec<(OsString, Stat)>> {
-    let fd = root.open_in(dir, OFlags::RDONLY | OFlags::DIRECTORY, false)?;
-    let mut names = Vec::new();
-    for entry in rustix::fs::Dir::read_from(&fd)? {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        names.push(OsString::from_vec(name.to_vec()));
-    }
+    let fd = root.open_in(dir, OFlags::PATH | OFlags::DIRECTORY, false)?;
+    let mut names: Vec<OsString> = hoist_store::inroot::list_names(&fd)?
+        .into_iter()
+        .map(OsString::from_vec)
+        .collect();
     names.sort();
     let mut out = Vec::with_capacity(names.len());
     for name in names {

@@ -4,16 +4,17 @@
 //! inside the image, never outside it, and never through the leaf itself.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use hoist_store::inroot::{
+    Root, chown_at, copy_xattrs, create_file, make_dir, set_times_at, set_times_fd,
+};
+use rustix::fs::{AtFlags, FileType, Mode, Timespec};
 
 use super::chmod::Chmod;
-use hoist_store::inroot::{Root, chown_at, make_dir};
 
 /// Metadata to give a written entry.
 #[derive(Clone, Copy, Debug)]
@@ -122,13 +123,7 @@ impl<'a> Writer<'a> {
     fn create_file(&self, dest: &Path) -> io::Result<File> {
         let leaf = self.root.leaf(dest)?;
         clear_leaf(&leaf.dir, &leaf.name, dest)?;
-        let fd = rustix::fs::openat(
-            &leaf.dir,
-            &leaf.name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )?;
-        Ok(File::from(fd))
+        create_file(&leaf.dir, leaf.name.as_os_str())
     }
 
     /// Copies a regular file from an open source, keeping hardlinks that
@@ -158,7 +153,7 @@ impl<'a> Writer<'a> {
         io::copy(&mut src, &mut out)?;
         self.finish_fd(out.as_fd(), meta, false)?;
         copy_xattrs(src.as_fd(), out.as_fd());
-        set_times_fd(out.as_fd(), meta.mtime)
+        set_times_fd(out.as_fd(), timespec(meta.mtime))
     }
 
     /// Creates a symlink (never followed) with the given ownership and time.
@@ -168,7 +163,7 @@ impl<'a> Writer<'a> {
         rustix::fs::symlinkat(target, &leaf.dir, &leaf.name)?;
         let meta = self.final_meta(meta, false);
         chown_at(&leaf.dir, leaf.name.as_os_str(), meta.uid, meta.gid)?;
-        set_times_at(&leaf.dir, &leaf.name, meta.mtime)
+        set_times_at(&leaf.dir, leaf.name.as_os_str(), timespec(meta.mtime))
     }
 
     /// Links `dest` to an entry already written under the root.
@@ -205,7 +200,7 @@ impl<'a> Writer<'a> {
             Mode::from_raw_mode(meta.mode),
             AtFlags::empty(),
         )?;
-        set_times_at(&leaf.dir, &leaf.name, meta.mtime)
+        set_times_at(&leaf.dir, leaf.name.as_os_str(), timespec(meta.mtime))
     }
 
     fn finish_fd(&self, fd: impl AsFd, meta: Meta, is_dir: bool) -> io::Result<()> {
@@ -217,7 +212,7 @@ impl<'a> Writer<'a> {
         )?;
         // After chown, which clears set-id bits.
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))?;
-        set_times_fd(fd, meta.mtime)
+        set_times_fd(fd, timespec(meta.mtime))
     }
 
     /// Sets directory mtimes, deepest first, once everything is written.
@@ -226,7 +221,7 @@ impl<'a> Writer<'a> {
             .sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
         for (dest, mtime) in std::mem::take(&mut self.dir_times) {
             let leaf = self.root.leaf(&dest)?;
-            set_times_at(&leaf.dir, &leaf.name, mtime)?;
+            set_times_at(&leaf.dir, leaf.name.as_os_str(), timespec(mtime))?;
         }
         Ok(())
     }
@@ -251,59 +246,9 @@ fn clear_leaf(dir: &OwnedFd, name: &Path, dest: &Path) -> io::Result<()> {
     }
 }
 
-fn timestamps(mtime: (i64, i64)) -> Timestamps {
-    let ts = Timespec {
+fn timespec(mtime: (i64, i64)) -> Timespec {
+    Timespec {
         tv_sec: mtime.0,
         tv_nsec: mtime.1 as _,
-    };
-    Timestamps {
-        last_access: ts,
-        last_modification: ts,
-    }
-}
-
-fn set_times_fd(fd: impl AsFd, mtime: (i64, i64)) -> io::Result<()> {
-    Ok(rustix::fs::futimens(fd, &timestamps(mtime))?)
-}
-
-fn set_times_at(dir: &OwnedFd, name: &Path, mtime: (i64, i64)) -> io::Result<()> {
-    Ok(rustix::fs::utimensat(
-        dir,
-        name,
-        &timestamps(mtime),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?)
-}
-
-/// Copies extended attributes between open files, skipping overlayfs'
-/// private ones; attributes the destination filesystem refuses are dropped,
-/// as BuildKit does.
-pub fn copy_xattrs(src: impl AsFd, dst: impl AsFd) {
-    let Ok(size) = rustix::fs::flistxattr_query(&src) else {
-        return;
-    };
-    if size == 0 {
-        return;
-    }
-    let mut names = vec![0u8; size];
-    let Ok(len) = rustix::fs::flistxattr(&src, &mut names[..]) else {
-        return;
-    };
-    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
-            continue;
-        }
-        let name = OsStr::new(std::str::from_utf8(name).unwrap_or_default());
-        if name.is_empty() {
-            continue;
-        }
-        let Ok(vsize) = rustix::fs::fgetxattr_query(&src, name) else {
-            continue;
-        };
-        let mut value = vec![0u8; vsize];
-        if let Ok(vlen) = rustix::fs::fgetxattr(&src, name, &mut value[..]) {
-            let _ =
-                rustix::fs::fsetxattr(&dst, name, &value[..vlen], rustix::fs::XattrFlags::empty());
-        }
     }
 }

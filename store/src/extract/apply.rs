@@ -1,18 +1,16 @@
 //! Writing one tar entry at a time inside the destination root.
 
 use std::collections::HashSet;
-use std::ffi::OsStr;
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rustix::fs::{
-    AtFlags, Dev, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
-};
+use rustix::fs::{AtFlags, Dev, FileType, Mode, OFlags, Timespec, XattrFlags};
 use rustix::io::Errno;
 use tar::EntryType;
+
+use crate::inroot::ops::{self, is_overlay_xattr};
+use crate::inroot::{Root, os};
 
 use super::whiteout::WHITEOUT_PREFIX;
 use super::{ApplyOptions, ExtractError, WhiteoutMode, tolerate_unmapped};
@@ -43,8 +41,7 @@ pub(super) struct Extras {
 }
 
 pub(super) struct Applier<'a> {
-    pub(super) root: BorrowedFd<'a>,
-    pub(super) dest: &'a Path,
+    pub(super) root: &'a Root,
     pub(super) opts: &'a ApplyOptions,
     pub(super) dirs: Vec<DirMeta>,
     /// Paths created by this layer, which an opaque whiteout keeps (Apply).
@@ -52,16 +49,11 @@ pub(super) struct Applier<'a> {
     pub(super) stats: Counters,
 }
 
-pub(super) fn open_root(dest: &Path) -> Result<OwnedFd, ExtractError> {
-    rustix::fs::open(
-        dest,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|err| ExtractError::Io {
+pub(super) fn open_root(dest: &Path) -> Result<Root, ExtractError> {
+    Root::open(dest).map_err(|source| ExtractError::Io {
         path: ".".into(),
         dest: dest.to_owned(),
-        source: err.into(),
+        source,
     })
 }
 
@@ -92,12 +84,9 @@ pub(super) fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(&b'/')
 }
 
-pub(super) fn os(bytes: &[u8]) -> &OsStr {
-    OsStr::from_bytes(bytes)
-}
-
-pub(super) fn resolve_flags() -> ResolveFlags {
-    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+/// A cleaned tar path (from [`join`]) as a path inside the root.
+fn in_root(path: &[u8]) -> &Path {
+    Path::new(os(path))
 }
 
 pub(super) fn timespec(secs: u64) -> Timespec {
@@ -126,7 +115,7 @@ impl Applier<'_> {
     pub(super) fn io_err(&self, path: &[u8], source: impl Into<io::Error>) -> ExtractError {
         ExtractError::Io {
             path: String::from_utf8_lossy(path).into_owned(),
-            dest: self.dest.to_owned(),
+            dest: self.root.path().to_owned(),
             source: source.into(),
         }
     }
@@ -162,8 +151,8 @@ impl Applier<'_> {
             // The root itself: only a directory entry makes sense.
             if kind.is_dir() {
                 let meta = self.meta(entry, &extras)?;
-                self.chown_at(self.root, b".", &meta, &raw)?;
-                self.set_xattrs_dir(self.root, b".", &extras, &raw)?;
+                self.chown_at(self.root.fd(), b".", &meta, &raw)?;
+                self.set_xattrs_at(self.root.fd(), b".", &extras, &raw)?;
                 self.dirs.push(DirMeta {
                     path: b".".to_vec(),
                     mode: meta.mode,
@@ -197,7 +186,7 @@ impl Applier<'_> {
                         .map_err(|err| self.io_err(&raw, err))?;
                 }
                 self.chown_at(parent.as_fd(), name, &meta, &raw)?;
-                self.set_xattrs_dir(parent.as_fd(), name, &extras, &raw)?;
+                self.set_xattrs_at(parent.as_fd(), name, &extras, &raw)?;
                 self.dirs.push(DirMeta {
                     path,
                     mode: meta.mode,
@@ -206,22 +195,15 @@ impl Applier<'_> {
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 self.remove_existing(&parent, name, &raw)?;
-                let fd = rustix::fs::openat(
-                    &parent,
-                    os(name),
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|err| self.io_err(&raw, err))?;
-                let mut file = File::from(fd);
+                let mut file =
+                    ops::create_file(&parent, os(name)).map_err(|err| self.io_err(&raw, err))?;
                 io::copy(entry, &mut file).map_err(ExtractError::Read)?;
                 if self.opts.chown {
-                    tolerate_unmapped(rustix::fs::fchown(&file, Some(meta.uid), Some(meta.gid)))
-                        .map_err(|err| self.io_err(&raw, err))?;
+                    tolerate_unmapped(
+                        rustix::fs::fchown(&file, Some(meta.uid), Some(meta.gid))
+                            .map_err(io::Error::from),
+                    )
+                    .map_err(|err| self.io_err(&raw, err))?;
                 }
                 // After chown, which clears setuid/setgid.
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
@@ -231,8 +213,7 @@ impl Applier<'_> {
                     let result = rustix::fs::fsetxattr(&file, os(key), value, XattrFlags::empty());
                     self.xattr_result(result, &raw, key)?;
                 }
-                rustix::fs::futimens(&file, &times(meta.mtime))
-                    .map_err(|err| self.io_err(&raw, err))?;
+                ops::set_times_fd(&file, meta.mtime).map_err(|err| self.io_err(&raw, err))?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -243,14 +224,7 @@ impl Applier<'_> {
                 rustix::fs::symlinkat(os(&target), &parent, os(name))
                     .map_err(|err| self.io_err(&raw, err))?;
                 self.chown_at(parent.as_fd(), name, &meta, &raw)?;
-                if !extras.xattrs.is_empty() {
-                    let proc_path = proc_fd_path(parent.as_fd(), name);
-                    for (key, value) in &extras.xattrs {
-                        let result =
-                            rustix::fs::lsetxattr(&proc_path, os(key), value, XattrFlags::empty());
-                        self.xattr_result(result, &raw, key)?;
-                    }
-                }
+                self.set_xattrs_at(parent.as_fd(), name, &extras, &raw)?;
                 self.utimes_at(parent.as_fd(), name, meta.mtime, &raw)?;
             }
             EntryType::Link => {
@@ -357,17 +331,12 @@ impl Applier<'_> {
         raw: &[u8],
     ) -> Result<OwnedFd, ExtractError> {
         let open = |path: &[u8]| {
-            rustix::fs::openat2(
-                self.root,
-                os(path),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                resolve_flags(),
-            )
+            self.root
+                .open_in(in_root(path), OFlags::PATH | OFlags::DIRECTORY, true)
         };
         match open(&join(parts)) {
             Ok(fd) => return Ok(fd),
-            Err(Errno::NOENT) if create => {}
+            Err(err) if create && err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(self.io_err(raw, err)),
         }
         let mut dir = open(b".").map_err(|err| self.io_err(raw, err))?;
@@ -375,7 +344,7 @@ impl Applier<'_> {
             let prefix = join(&parts[..depth]);
             dir = match open(&prefix) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) => {
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     let name = parts[depth - 1];
                     match rustix::fs::mkdirat(&dir, os(name), Mode::from_raw_mode(0o755)) {
                         Ok(()) => {}
@@ -421,46 +390,11 @@ impl Applier<'_> {
         name: &[u8],
         raw: &[u8],
     ) -> Result<(), ExtractError> {
-        let st = match rustix::fs::statat(parent, os(name), AtFlags::SYMLINK_NOFOLLOW) {
-            Err(Errno::NOENT) => return Ok(()),
-            Err(err) => return Err(self.io_err(raw, err)),
-            Ok(st) => st,
-        };
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            return rustix::fs::unlinkat(parent, os(name), AtFlags::empty())
-                .map_err(|err| self.io_err(raw, err));
-        }
-        let dir = rustix::fs::openat(
-            parent,
-            os(name),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|err| self.io_err(raw, err))?;
-        for child in self.list_dir(&dir, raw)? {
-            self.remove_all(&dir, &child, raw)?;
-        }
-        rustix::fs::unlinkat(parent, os(name), AtFlags::REMOVEDIR)
-            .map_err(|err| self.io_err(raw, err))
+        ops::remove_all(parent, os(name)).map_err(|err| self.io_err(raw, err))
     }
 
     pub(super) fn list_dir(&self, dir: &OwnedFd, raw: &[u8]) -> Result<Vec<Vec<u8>>, ExtractError> {
-        let fd = rustix::fs::openat(
-            dir,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|err| self.io_err(raw, err))?;
-        let mut names = Vec::new();
-        for item in rustix::fs::Dir::new(fd).map_err(|err| self.io_err(raw, err))? {
-            let item = item.map_err(|err| self.io_err(raw, err))?;
-            let name = item.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
-            }
-        }
-        Ok(names)
+        ops::list_names(dir).map_err(|err| self.io_err(raw, err))
     }
 
     pub(super) fn chown_at(
@@ -473,17 +407,11 @@ impl Applier<'_> {
         if !self.opts.chown {
             return Ok(());
         }
-        let flags = if name == b"." {
-            AtFlags::empty()
-        } else {
-            AtFlags::SYMLINK_NOFOLLOW
-        };
-        tolerate_unmapped(rustix::fs::chownat(
+        tolerate_unmapped(ops::chown_at(
             parent,
             os(name),
-            Some(meta.uid),
-            Some(meta.gid),
-            flags,
+            meta.uid.as_raw(),
+            meta.gid.as_raw(),
         ))
         .map_err(|err| self.io_err(raw, err))
     }
@@ -495,29 +423,20 @@ impl Applier<'_> {
         mtime: Timespec,
         raw: &[u8],
     ) -> Result<(), ExtractError> {
-        rustix::fs::utimensat(parent, os(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|err| self.io_err(raw, err))
+        ops::set_times_at(parent, os(name), mtime).map_err(|err| self.io_err(raw, err))
     }
 
-    pub(super) fn set_xattrs_dir(
+    /// Sets the entry's xattrs on a directory or symlink (a regular file
+    /// gets them through its open fd, after its content and owner).
+    pub(super) fn set_xattrs_at(
         &mut self,
         parent: BorrowedFd<'_>,
         name: &[u8],
         extras: &Extras,
         raw: &[u8],
     ) -> Result<(), ExtractError> {
-        if extras.xattrs.is_empty() {
-            return Ok(());
-        }
-        let dir = rustix::fs::openat(
-            parent,
-            os(name),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|err| self.io_err(raw, err))?;
         for (key, value) in &extras.xattrs {
-            let result = rustix::fs::fsetxattr(&dir, os(key), value, XattrFlags::empty());
+            let result = ops::set_xattr_at(parent, os(name), os(key), value);
             self.xattr_result(result, raw, key)?;
         }
         Ok(())
@@ -559,22 +478,26 @@ impl Applier<'_> {
             if last.get(dir.path.as_slice()) != Some(&i) {
                 continue;
             }
-            let fd = match rustix::fs::openat2(
-                self.root,
-                os(&dir.path),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-                resolve_flags(),
+            let fd = match self.root.open_in(
+                in_root(&dir.path),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                false,
             ) {
                 Ok(fd) => fd,
                 // Replaced or deleted by a later entry.
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) =>
+                {
+                    continue;
+                }
                 Err(err) => return Err(self.io_err(&dir.path, err)),
             };
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(dir.mode))
                 .map_err(|err| self.io_err(&dir.path, err))?;
-            rustix::fs::futimens(&fd, &times(dir.mtime))
-                .map_err(|err| self.io_err(&dir.path, err))?;
+            ops::set_times_fd(&fd, dir.mtime).map_err(|err| self.io_err(&dir.path, err))?;
         }
         Ok(())
     }
@@ -587,33 +510,11 @@ pub(super) struct Meta {
     pub(super) mtime: Timespec,
 }
 
-pub(super) fn times(mtime: Timespec) -> Timestamps {
-    Timestamps {
-        last_access: mtime,
-        last_modification: mtime,
-    }
-}
-
-/// A path that names `name` inside the directory `dir` is open on, for the
-/// few calls (lsetxattr on a symlink) that have no *at form.
-pub(super) fn proc_fd_path(dir: BorrowedFd<'_>, name: &[u8]) -> PathBuf {
-    use std::os::fd::AsRawFd;
-    let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    path.push(os(name));
-    path
-}
-
 pub(super) fn device_of<R: Read>(entry: &tar::Entry<'_, R>) -> io::Result<Dev> {
     let header = entry.header();
     let major = header.device_major()?.unwrap_or(0);
     let minor = header.device_minor()?.unwrap_or(0);
     Ok(rustix::fs::makedev(major, minor))
-}
-
-/// Overlay's own xattrs in a layer could redirect lookups or fake metadata
-/// in the snapshot, so a tar never gets to set them.
-pub(super) fn is_overlay_xattr(key: &[u8]) -> bool {
-    key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.")
 }
 
 pub(super) fn read_extras<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Extras> {

@@ -25,7 +25,6 @@ mod whiteout;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{self, Read};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -133,9 +132,9 @@ pub enum ExtractError {
 /// The file keeps the namespace's root as owner instead, as podman's
 /// `ignore_chown_errors` does; with subordinate ranges every ID of a
 /// normal image is mapped and this never happens.
-pub(crate) fn tolerate_unmapped(result: rustix::io::Result<()>) -> rustix::io::Result<()> {
+pub(crate) fn tolerate_unmapped(result: io::Result<()>) -> io::Result<()> {
     match result {
-        Err(rustix::io::Errno::INVAL) if !is_real_root() => Ok(()),
+        Err(err) if err.raw_os_error() == Some(libc::EINVAL) && !is_real_root() => Ok(()),
         other => other,
     }
 }
@@ -180,8 +179,7 @@ pub fn apply_layer(
     };
     let root = open_root(dest)?;
     let mut applier = Applier {
-        root: root.as_fd(),
-        dest,
+        root: &root,
         opts,
         dirs: Vec::new(),
         unpacked: HashSet::new(),

@@ -5,10 +5,11 @@
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 
-use rustix::fs::{FileType, Mode, OFlags, XattrFlags};
+use rustix::fs::{FileType, Mode};
 
-use super::apply::{Applier, join, os, timespec};
+use super::apply::{Applier, join, timespec};
 use super::{ExtractError, WhiteoutMode};
+use crate::inroot::ops::{self, os};
 
 pub(super) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
@@ -35,20 +36,9 @@ impl Applier<'_> {
             let parent = self.open_dir(parent_parts, true, raw)?;
             return match self.opts.whiteouts {
                 WhiteoutMode::Overlay => {
-                    let dir = rustix::fs::openat(
-                        &parent,
-                        ".",
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|err| self.io_err(raw, err))?;
-                    rustix::fs::fsetxattr(
-                        &dir,
-                        self.overlay_xattr("opaque"),
-                        b"y",
-                        XattrFlags::empty(),
-                    )
-                    .map_err(|err| self.io_err(raw, err))
+                    let key = self.overlay_xattr("opaque");
+                    ops::set_xattr_at(&parent, os(b"."), key.as_ref(), b"y")
+                        .map_err(|err| self.io_err(raw, err))
                 }
                 WhiteoutMode::Apply => {
                     let dir_path = join(parent_parts);

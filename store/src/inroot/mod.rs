@@ -4,14 +4,26 @@
 //! operations then go through `*at` calls on the resolved parent directory
 //! with no-follow flags, so a symlink already in the tree is never written
 //! through.
+//!
+//! Both writers of image filesystems use it: layer apply
+//! ([`crate::extract`]) and the builder's COPY/ADD. The leaf operations
+//! (create, link, chown, xattrs, times, recursive removal) are in [`ops`]
+//! and take a directory fd and a name, never a host path.
 
-use std::ffi::{OsStr, OsString};
+pub mod ops;
+
+pub use ops::{
+    chown_at, copy_xattrs, create_file, list_names, make_dir, os, remove_all, set_times_at,
+    set_times_fd, set_xattr_at,
+};
+
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, Stat};
 
 /// Symlink hops allowed while resolving one path (Linux's own limit is 40).
 const MAX_LINKS: usize = 40;
@@ -187,38 +199,6 @@ fn raw_components(path: &Path) -> Vec<OsString> {
 
 fn root_relative_components(path: &Path) -> Vec<OsString> {
     raw_components(path)
-}
-
-/// Creates one directory with an exact mode (no umask) and owner.
-pub fn make_dir(
-    parent: impl AsFd,
-    name: &OsStr,
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> io::Result<()> {
-    let parent = parent.as_fd();
-    rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))?;
-    if let Some((uid, gid)) = owner {
-        chown_at(parent, name, uid, gid)?;
-    }
-    rustix::fs::chmodat(
-        parent,
-        name,
-        Mode::from_raw_mode(mode & 0o7777),
-        AtFlags::empty(),
-    )?;
-    Ok(())
-}
-
-/// `fchownat(AT_SYMLINK_NOFOLLOW)`.
-pub fn chown_at(dir: impl AsFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
-    Ok(rustix::fs::chownat(
-        dir,
-        name,
-        Some(rustix::fs::Uid::from_raw(uid)),
-        Some(rustix::fs::Gid::from_raw(gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?)
 }
 
 /// Makes `rel` relative ("/" and "" both mean the root) after a lexical

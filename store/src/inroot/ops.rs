@@ -1,0 +1,180 @@
+//! Leaf operations inside a resolved directory: every call is an `*at`
+//! call on a directory fd with no-follow flags, so a symlink at the leaf is
+//! acted on itself and never written through.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+
+/// Creates one directory with an exact mode (no umask) and owner.
+pub fn make_dir(
+    parent: impl AsFd,
+    name: &OsStr,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    let parent = parent.as_fd();
+    rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))?;
+    if let Some((uid, gid)) = owner {
+        chown_at(parent, name, uid, gid)?;
+    }
+    rustix::fs::chmodat(
+        parent,
+        name,
+        Mode::from_raw_mode(mode & 0o7777),
+        AtFlags::empty(),
+    )?;
+    Ok(())
+}
+
+/// `fchownat(AT_SYMLINK_NOFOLLOW)`.
+pub fn chown_at(dir: impl AsFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+    Ok(rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// A new, empty regular file (mode 0600 until its metadata is set):
+/// `O_CREAT | O_EXCL | O_NOFOLLOW`, so nothing already at the leaf, a
+/// symlink least of all, is ever opened.
+pub fn create_file(dir: impl AsFd, name: &OsStr) -> io::Result<File> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// The names in a directory, `.` and `..` left out, in directory order.
+pub fn list_names(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
+    let fd = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for item in rustix::fs::Dir::new(fd)? {
+        let item = item?;
+        let name = item.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// Removes `name` and, for a directory, everything under it, without ever
+/// following a symlink (a missing `name` is not an error).
+pub fn remove_all(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
+    let dir = dir.as_fd();
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(Errno::NOENT) => return Ok(()),
+        Err(err) => return Err(err.into()),
+        Ok(st) => st,
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
+    }
+    let child_dir = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for child in list_names(&child_dir)? {
+        remove_all(&child_dir, os(&child))?;
+    }
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+fn timestamps(mtime: Timespec) -> Timestamps {
+    Timestamps {
+        last_access: mtime,
+        last_modification: mtime,
+    }
+}
+
+/// Sets atime and mtime of the leaf itself (a symlink is not followed).
+pub fn set_times_at(dir: impl AsFd, name: &OsStr, mtime: Timespec) -> io::Result<()> {
+    Ok(rustix::fs::utimensat(
+        dir,
+        name,
+        &timestamps(mtime),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// Sets atime and mtime of an open file.
+pub fn set_times_fd(fd: impl AsFd, mtime: Timespec) -> io::Result<()> {
+    Ok(rustix::fs::futimens(fd, &timestamps(mtime))?)
+}
+
+/// Sets one extended attribute on the leaf itself, whatever its type: a
+/// symlink gets it on the link (`lsetxattr`), a fifo or device is never
+/// opened. There is no `*at` form of `lsetxattr`, so the leaf is named
+/// through the directory fd's `/proc/self/fd` entry, which pins the
+/// directory already resolved inside the root.
+pub fn set_xattr_at(
+    dir: impl AsFd,
+    name: &OsStr,
+    key: &OsStr,
+    value: &[u8],
+) -> rustix::io::Result<()> {
+    let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));
+    path.push(name);
+    rustix::fs::lsetxattr(&path, key, value, XattrFlags::empty())
+}
+
+/// Overlay's own xattrs (`trusted.overlay.*`, `user.overlay.*`) could
+/// redirect lookups or fake metadata in a snapshot, so no image content
+/// ever sets or carries them.
+pub fn is_overlay_xattr(key: &[u8]) -> bool {
+    key.starts_with(b"trusted.overlay.") || key.starts_with(b"user.overlay.")
+}
+
+/// Copies extended attributes between open files, skipping overlayfs'
+/// private ones; attributes the destination filesystem refuses are dropped,
+/// as BuildKit does.
+pub fn copy_xattrs(src: impl AsFd, dst: impl AsFd) {
+    let Ok(size) = rustix::fs::flistxattr_query(&src) else {
+        return;
+    };
+    if size == 0 {
+        return;
+    }
+    let mut names = vec![0u8; size];
+    let Ok(len) = rustix::fs::flistxattr(&src, &mut names[..]) else {
+        return;
+    };
+    for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        if is_overlay_xattr(name) {
+            continue;
+        }
+        let name = os(name);
+        let Ok(vsize) = rustix::fs::fgetxattr_query(&src, name) else {
+            continue;
+        };
+        let mut value = vec![0u8; vsize];
+        if let Ok(vlen) = rustix::fs::fgetxattr(&src, name, &mut value[..]) {
+            let _ = rustix::fs::fsetxattr(&dst, name, &value[..vlen], XattrFlags::empty());
+        }
+    }
+}
+
+/// Bytes as an `OsStr` (tar names are bytes, not UTF-8).
+pub fn os(bytes: &[u8]) -> &OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    OsStr::from_bytes(bytes)
+}
