@@ -413,7 +413,7 @@ impl StageBuilder<'_> {
         }
         match cached.layer {
             Some(layer) => {
-                if !store.has_blob(layer.descriptor.digest()) {
+                if !store.can_provide_blob(layer.descriptor.digest()) {
                     return Ok(false);
                 }
                 self.stack.push(Layer {

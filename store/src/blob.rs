@@ -85,8 +85,10 @@ impl Store {
     /// Opens a blob for reading; the reader fails with an `InvalidData` error
     /// wrapping [`StoreError::DigestMismatch`] at EOF if the content does not
     /// match `digest`.
+    /// A lazy blob (an imported cache's) is fetched first.
     pub fn open_blob(&self, digest: &Digest) -> Result<VerifiedReader> {
         let path = self.blob_path(digest)?;
+        self.ensure_blob(digest)?;
         let file = File::open(&path).map_err(|err| match err.kind() {
             io::ErrorKind::NotFound => StoreError::BlobNotFound(digest.clone()),
             _ => StoreError::io(&path)(err),
@@ -140,9 +142,11 @@ impl Store {
         self.blob_path(digest).is_ok_and(|p| p.is_file())
     }
 
-    /// The stored size of a blob.
+    /// The stored size of a blob (a lazy blob is fetched first: whoever
+    /// asks is about to reference it).
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
         let path = self.blob_path(digest)?;
+        self.ensure_blob(digest)?;
         match std::fs::metadata(&path) {
             Ok(meta) => Ok(meta.len()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {

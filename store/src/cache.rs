@@ -67,32 +67,47 @@ pub fn validate_key(key: &str) -> Result<()> {
 impl Store {
     /// Looks up `key`. A hit leases the entry's blobs and chain IDs to this
     /// session (so GC keeps them while the build uses them) and marks the
-    /// entry used. An entry whose blobs are gone counts as a miss.
+    /// entry used. An entry whose blobs are gone counts as a miss, unless
+    /// an imported cache can provide them ([`Store::import_cache_entry`]).
     pub fn cache_get(&self, key: &str) -> Result<Option<CacheEntry>> {
         validate_key(key)?;
         let path = self.cache_path(key);
         let _guard = self.lock_shared()?;
-        let Some(mut entry) = read_entry(&path)? else {
-            return Ok(None);
+        let usable = |entry: &CacheEntry| {
+            entry.key == key && entry.blobs.iter().all(|b| self.can_provide_blob(b))
         };
-        if entry.key != key || entry.blobs.iter().any(|b| !self.has_blob(b)) {
-            return Ok(None);
-        }
+        let local = read_entry(&path)?.filter(|e| usable(e));
+        let (mut entry, imported) = match local {
+            Some(entry) => (entry, false),
+            None => match self.imported_entry(key).filter(|e| usable(e)) {
+                Some(entry) => (entry, true),
+                None => return Ok(None),
+            },
+        };
         for blob in &entry.blobs {
             self.session().lease_blob(blob)?;
         }
         for chain_id in &entry.chain_ids {
             self.session().lease_chain_id(chain_id)?;
         }
-        entry.last_used = touch(&path)?;
+        if imported {
+            self.mark_imported_used(key);
+            entry.last_used = SystemTime::now();
+        } else {
+            entry.last_used = touch(&path)?;
+        }
         Ok(Some(entry))
     }
 
     /// Reads an entry without using it: no lease, no last-used update (for
-    /// explaining a miss by the entry it did not match).
+    /// explaining a miss by the entry it did not match, and for exporting
+    /// the entries a build used, imported ones included).
     pub fn cache_peek(&self, key: &str) -> Result<Option<CacheEntry>> {
         validate_key(key)?;
-        read_entry(&self.cache_path(key))
+        match read_entry(&self.cache_path(key))? {
+            Some(entry) => Ok(Some(entry)),
+            None => Ok(self.imported_entry(key)),
+        }
     }
 
     /// Stores (or replaces) an entry atomically. Its blobs must be stored.
@@ -115,7 +130,11 @@ impl Store {
     pub fn cache_touch(&self, key: &str) -> Result<()> {
         validate_key(key)?;
         let _guard = self.lock_shared()?;
-        touch(&self.cache_path(key)).map(|_| ())
+        match touch(&self.cache_path(key)) {
+            // An imported entry lives in memory until its blobs are stored.
+            Err(err) if err.is_not_found() && self.imported_entry(key).is_some() => Ok(()),
+            result => result.map(|_| ()),
+        }
     }
 
     /// Removes an entry; `false` when there was none.

@@ -407,7 +407,7 @@ impl Store {
         )))
     }
 
-    fn record_variant(
+    pub(crate) fn record_variant(
         &self,
         diff_id: &DiffId,
         compression: Compression,

@@ -38,6 +38,7 @@ pub mod image_config;
 pub mod import;
 pub mod inroot;
 mod layout;
+pub mod lazy;
 mod lock;
 pub mod reference;
 pub mod registry;
@@ -53,6 +54,7 @@ pub use compress::Compression;
 
 pub use error::StoreError;
 pub use image::{Image, ImageRecord, Layer};
+pub use lazy::BlobSource;
 pub use reference::{Reference, ReferenceError};
 pub use store::{Store, default_root, empty_trash};
 

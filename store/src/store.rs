@@ -20,6 +20,7 @@ pub(crate) const EMPTY_INDEX: &[u8] =
 pub struct Store {
     root: PathBuf,
     session: Session,
+    lazy: crate::lazy::Lazy,
 }
 
 /// The default root: `/var/lib/hoist` for root, else `$XDG_DATA_HOME/hoist`,
@@ -67,7 +68,11 @@ impl Store {
             std::fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
         }
         let session = Session::create(&root.join("hoist/tmp"))?;
-        let store = Store { root, session };
+        let store = Store {
+            root,
+            session,
+            lazy: crate::lazy::Lazy::default(),
+        };
         store.create_if_missing("oci-layout", OCI_LAYOUT)?;
         store.create_if_missing("index.json", EMPTY_INDEX)?;
         {
@@ -250,6 +255,10 @@ impl Store {
             std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
         }
         fsync_dir(&root)
+    }
+
+    pub(crate) fn lazy(&self) -> &crate::lazy::Lazy {
+        &self.lazy
     }
 
     pub(crate) fn session(&self) -> &Session {

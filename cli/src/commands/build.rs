@@ -52,10 +52,11 @@ pub struct Args {
     /// `default=SOCKET`, `ID=SOCKET`)
     #[arg(long = "ssh", value_name = "SPEC")]
     ssh: Vec<String>,
-    /// Export the build cache: `type=local,dest=DIR[,mode=min|max][,mounts=true]`
+    /// Export the build cache: `type=local,dest=DIR` or `type=registry,ref=REF`,
+    /// with `[,mode=min|max][,mounts=true][,compression=gzip|zstd][,ignore-error=true]`
     #[arg(long = "cache-to", value_name = "SPEC")]
     cache_to: Vec<String>,
-    /// Import a build cache: `type=local,src=DIR`
+    /// Import a build cache: `type=local,src=DIR`, `type=registry,ref=REF` or `REF`
     #[arg(long = "cache-from", value_name = "SPEC")]
     cache_from: Vec<String>,
     /// Do not cache the specified stages
@@ -206,20 +207,35 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let drawer = progress::drawer(mode);
     let sandbox = NamespaceSandbox::new(store.tmp_dir().join("sandbox"))?;
     hoist_sandbox::cancel_on_interrupt(sandbox.cancel_handle());
-    let client = globals.registry_client()?;
+    let client = std::sync::Arc::new(globals.registry_client()?);
     let cache_to = args
         .cache_to
         .iter()
         .map(|spec| parse_cache_to(spec))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    for spec in &args.cache_from {
-        let dir = parse_cache_from(spec)?;
-        let imported = hoist_builder::cache_export::import_local(&store, &dir)
-            .with_context(|| format!("importing the build cache from {}", dir.display()))?;
-        drawer.note(
-            &format!("importing cache from {}", dir.display()),
-            &[format!("{imported} cache records")],
-        );
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|spec| parse_cache_from(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for source in &cache_from {
+        // As BuildKit: a cache that cannot be imported is a warning, and
+        // the build goes on without it.
+        let (what, imported) = match source {
+            CacheSource::Local(dir) => (
+                dir.display().to_string(),
+                hoist_builder::cache_export::import_local(&store, dir),
+            ),
+            CacheSource::Registry(reference) => (
+                reference.familiar_string(),
+                hoist_builder::cache_export::import_registry(&store, client.clone(), reference),
+            ),
+        };
+        let line = match imported {
+            Ok(records) => format!("{records} cache records"),
+            Err(err) => format!("WARNING: failed to import cache from {what}: {err}"),
+        };
+        drawer.note(&format!("importing cache manifest from {what}"), &[line]);
     }
     let builder = Builder::new(&store, &sandbox, drawer.as_ref()).with_registry(&client, args.pull);
     if args.dry_run {
@@ -243,25 +259,45 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         .map_err(|err| failed(drawer.as_ref(), &dockerfile, &err))?;
 
     let image = &built.image;
-    for (dir, mode) in &cache_to {
-        let layers: Vec<_> = image
-            .layers()
-            .iter()
-            .map(|l| l.descriptor.digest().clone())
-            .collect();
-        let exported = hoist_builder::cache_export::export_local(
-            &store,
-            &builder.used_cache_keys(),
-            &layers,
-            mode.0,
-            mode.1,
-            dir,
-        )
-        .with_context(|| format!("exporting the build cache to {}", dir.display()))?;
-        drawer.note(
-            &format!("exporting cache to {}", dir.display()),
-            &[format!("{exported} cache records")],
-        );
+    // Imported steps the build used become local once their layers are.
+    store.persist_imported_cache()?;
+    let layers: Vec<_> = image
+        .layers()
+        .iter()
+        .map(|l| l.descriptor.digest().clone())
+        .collect();
+    for to in &cache_to {
+        use hoist_builder::cache_export::{export_local, export_registry};
+        let keys = builder.used_cache_keys();
+        let (what, exported) = match &to.target {
+            CacheTarget::Local(dir) => (
+                dir.display().to_string(),
+                export_local(&store, &keys, &layers, to.mode, to.mounts, dir),
+            ),
+            CacheTarget::Registry(reference) => (
+                reference.familiar_string(),
+                export_registry(
+                    &store,
+                    &client,
+                    reference,
+                    &keys,
+                    &layers,
+                    to.mode,
+                    to.mounts,
+                    to.compression,
+                ),
+            ),
+        };
+        let line = match exported {
+            Ok(records) => format!("{records} cache records"),
+            Err(err) if to.ignore_error => {
+                format!("WARNING: failed to export cache to {what}: {err}")
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("exporting the build cache to {what}"));
+            }
+        };
+        drawer.note(&format!("exporting cache to {what}"), &[line]);
     }
     let id = image.id().to_string();
     let mut lines = vec![format!("writing image {id} done")];
@@ -472,43 +508,202 @@ impl hoist_store::registry::TransferProgress for PushLines<'_> {
     }
 }
 
-/// `--cache-to type=local,dest=DIR[,mode=min|max][,mounts=true]`.
-fn parse_cache_to(
-    spec: &str,
-) -> anyhow::Result<(PathBuf, (hoist_builder::cache_export::ExportMode, bool))> {
+/// Where `--cache-to` sends the cache.
+#[derive(Debug, PartialEq)]
+enum CacheTarget {
+    Local(PathBuf),
+    Registry(hoist_store::Reference),
+}
+
+/// One `--cache-to`.
+#[derive(Debug, PartialEq)]
+struct CacheTo {
+    target: CacheTarget,
+    mode: hoist_builder::cache_export::ExportMode,
+    mounts: bool,
+    compression: Compression,
+    /// `ignore-error=true`: a failed export is a warning.
+    ignore_error: bool,
+}
+
+/// `--cache-to type=local,dest=DIR|type=registry,ref=REF` with
+/// `[,mode=min|max][,mounts=true][,compression=..][,compression-level=N]
+/// [,ignore-error=true]`, BuildKit's attributes (`image-manifest` and
+/// `oci-mediatypes` are accepted when true: that is what hoist writes).
+fn parse_cache_to(spec: &str) -> anyhow::Result<CacheTo> {
     use hoist_builder::cache_export::ExportMode;
-    let (mut kind, mut dest, mut mode, mut mounts) = (None, None, ExportMode::Min, false);
+    let (mut kind, mut dest, mut reference) = (None, None, None);
+    let (mut mode, mut mounts, mut ignore_error) = (ExportMode::Min, false, false);
+    let (mut algorithm, mut level) = ("gzip".to_owned(), None);
+    let bool_value = |field: &str, value: &str| match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => bail!("invalid --cache-to {spec:?}: {field} must be true or false"),
+    };
     for field in spec.split(',') {
         match field.split_once('=') {
             Some(("type", value)) => kind = Some(value),
             Some(("dest", value)) => dest = Some(PathBuf::from(value)),
+            Some(("ref", value)) => reference = Some(value),
             Some(("mode", "min")) => mode = ExportMode::Min,
             Some(("mode", "max")) => mode = ExportMode::Max,
-            Some(("mounts", "true")) => mounts = true,
-            Some(("mounts", "false")) => mounts = false,
+            Some(("mounts", value)) => mounts = bool_value("mounts", value)?,
+            Some(("ignore-error", value)) => ignore_error = bool_value("ignore-error", value)?,
+            Some(("compression", value)) => algorithm = value.to_owned(),
+            Some(("compression-level", value)) => level = Some(value.to_owned()),
+            Some((name @ ("image-manifest" | "oci-mediatypes"), value)) => {
+                if !bool_value(name, value)? {
+                    bail!(
+                        "invalid --cache-to {spec:?}: hoist writes OCI image manifests only ({name}=false is not supported)"
+                    );
+                }
+            }
             _ => bail!("invalid --cache-to {spec:?}: unexpected {field:?}"),
         }
     }
-    match (kind, dest) {
-        (Some("local"), Some(dest)) => Ok((dest, (mode, mounts))),
-        (Some("local"), None) => bail!("invalid --cache-to {spec:?}: dest=DIR is required"),
-        _ => bail!("invalid --cache-to {spec:?}: only type=local is supported"),
+    let compression = match level {
+        Some(level) => Compression::parse(&format!("{algorithm}:{level}")),
+        None => Compression::parse(&algorithm),
     }
+    .with_context(|| format!("invalid --cache-to {spec:?}"))?;
+    let target = match (kind, dest, reference) {
+        (Some("local"), Some(dest), None) => CacheTarget::Local(dest),
+        (Some("local"), None, _) => bail!("invalid --cache-to {spec:?}: dest=DIR is required"),
+        (Some("registry"), None, Some(reference)) => CacheTarget::Registry(
+            hoist_store::Reference::parse_tagged(reference)
+                .with_context(|| format!("invalid --cache-to {spec:?}"))?,
+        ),
+        (Some("registry"), _, None) => {
+            bail!("invalid --cache-to {spec:?}: ref=REF is required")
+        }
+        (Some("local" | "registry"), _, _) => {
+            bail!("invalid --cache-to {spec:?}: dest= is for type=local, ref= for type=registry")
+        }
+        _ => bail!("invalid --cache-to {spec:?}: only type=local and type=registry are supported"),
+    };
+    Ok(CacheTo {
+        target,
+        mode,
+        mounts,
+        compression,
+        ignore_error,
+    })
 }
 
-/// `--cache-from type=local,src=DIR`.
-fn parse_cache_from(spec: &str) -> anyhow::Result<PathBuf> {
-    let (mut kind, mut src) = (None, None);
+/// Where `--cache-from` reads a cache.
+#[derive(Debug, PartialEq)]
+enum CacheSource {
+    Local(PathBuf),
+    Registry(hoist_store::Reference),
+}
+
+/// `--cache-from type=local,src=DIR`, `type=registry,ref=REF`, or a bare
+/// `REF` (BuildKit's shorthand for the registry).
+fn parse_cache_from(spec: &str) -> anyhow::Result<CacheSource> {
+    if !spec.contains('=') {
+        return Ok(CacheSource::Registry(
+            hoist_store::Reference::parse_tagged(spec)
+                .with_context(|| format!("invalid --cache-from {spec:?}"))?,
+        ));
+    }
+    let (mut kind, mut src, mut reference) = (None, None, None);
     for field in spec.split(',') {
         match field.split_once('=') {
             Some(("type", value)) => kind = Some(value),
             Some(("src", value)) => src = Some(PathBuf::from(value)),
+            Some(("ref", value)) => reference = Some(value),
             _ => bail!("invalid --cache-from {spec:?}: unexpected {field:?}"),
         }
     }
-    match (kind, src) {
-        (Some("local"), Some(src)) => Ok(src),
-        (Some("local"), None) => bail!("invalid --cache-from {spec:?}: src=DIR is required"),
-        _ => bail!("invalid --cache-from {spec:?}: only type=local is supported"),
+    match (kind, src, reference) {
+        (Some("local"), Some(src), None) => Ok(CacheSource::Local(src)),
+        (Some("local"), None, _) => bail!("invalid --cache-from {spec:?}: src=DIR is required"),
+        (Some("registry"), None, Some(reference)) => Ok(CacheSource::Registry(
+            hoist_store::Reference::parse(reference)
+                .with_context(|| format!("invalid --cache-from {spec:?}"))?,
+        )),
+        (Some("registry"), _, None) => {
+            bail!("invalid --cache-from {spec:?}: ref=REF is required")
+        }
+        (Some("local" | "registry"), _, _) => {
+            bail!("invalid --cache-from {spec:?}: src= is for type=local, ref= for type=registry")
+        }
+        _ => {
+            bail!("invalid --cache-from {spec:?}: only type=local and type=registry are supported")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoist_builder::cache_export::ExportMode;
+
+    #[test]
+    fn cache_specs_parse_like_buildkit_attributes() {
+        let registry = |r: &str| hoist_store::Reference::parse_tagged(r).unwrap();
+        // (spec, Some((target, mode, mounts, ignore-error)) or None for an error)
+        type Parsed = (CacheTarget, ExportMode, bool, bool);
+        let to_cases: &[(&str, Option<Parsed>)] = &[
+            (
+                "type=local,dest=/c",
+                Some((
+                    CacheTarget::Local("/c".into()),
+                    ExportMode::Min,
+                    false,
+                    false,
+                )),
+            ),
+            (
+                "type=registry,ref=reg:5000/a/b:cache,mode=max,ignore-error=true",
+                Some((
+                    CacheTarget::Registry(registry("reg:5000/a/b:cache")),
+                    ExportMode::Max,
+                    false,
+                    true,
+                )),
+            ),
+            (
+                "type=registry,ref=r/x,image-manifest=true,oci-mediatypes=true,mounts=true",
+                Some((
+                    CacheTarget::Registry(registry("r/x")),
+                    ExportMode::Min,
+                    true,
+                    false,
+                )),
+            ),
+            ("type=registry,ref=r/x,image-manifest=false", None),
+            ("type=registry,dest=/c", None),
+            ("type=local,ref=r/x", None),
+            ("type=gha", None),
+            ("type=registry,ref=r/x,compression=brotli", None),
+            ("type=registry,ref=r/x,mode=all", None),
+        ];
+        for (spec, want) in to_cases {
+            let got = parse_cache_to(spec)
+                .ok()
+                .map(|c| (c.target, c.mode, c.mounts, c.ignore_error));
+            assert_eq!(&got, want, "{spec}");
+        }
+        let zstd = parse_cache_to("type=registry,ref=r/x,compression=zstd,compression-level=9");
+        assert_eq!(zstd.unwrap().compression, Compression::Zstd { level: 9 });
+
+        let from_cases: &[(&str, Option<CacheSource>)] = &[
+            ("type=local,src=/c", Some(CacheSource::Local("/c".into()))),
+            (
+                "type=registry,ref=reg:5000/a/b:cache",
+                Some(CacheSource::Registry(registry("reg:5000/a/b:cache"))),
+            ),
+            (
+                "reg:5000/a/b:cache",
+                Some(CacheSource::Registry(registry("reg:5000/a/b:cache"))),
+            ),
+            ("type=registry", None),
+            ("type=local,src=/c,ref=r/x", None),
+            ("type=s3,bucket=b", None),
+        ];
+        for (spec, want) in from_cases {
+            assert_eq!(&parse_cache_from(spec).ok(), want, "{spec}");
+        }
     }
 }

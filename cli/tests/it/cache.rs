@@ -759,6 +759,25 @@ COPY --from=deps /d /d
         second.inspect("shared:2")["RootFS"],
         first.inspect("shared:1")["RootFS"]
     );
+    // The import is lazy: the deps stage's layer, which nothing read, was
+    // never copied in.
+    let final_layers = first.inspect("shared:1")["RootFS"]["Layers"].clone();
+    let deps_layer = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar")
+        .map(|l| l["digest"].as_str().unwrap())
+        .find(|d| !final_layers.as_array().unwrap().iter().any(|f| f == d))
+        .expect("the deps layer is in the max export");
+    assert!(
+        !second
+            .root()
+            .join("blobs/sha256")
+            .join(&deps_layer["sha256:".len()..])
+            .exists(),
+        "the deps layer was copied"
+    );
 
     let from_min = format!("type=local,src={}", min.display());
     let third = Hoist::with_busybox();

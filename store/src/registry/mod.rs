@@ -14,6 +14,7 @@
 //! - [`pull`] and [`push`]: the transfers, reported through
 //!   [`TransferProgress`].
 
+pub mod artifact;
 pub mod auth;
 pub mod client;
 pub mod credentials;
@@ -26,6 +27,7 @@ pub mod pull;
 pub mod push;
 pub mod settings;
 
+pub use artifact::RegistryBlobs;
 pub use client::{Client, RetryPolicy};
 pub use credentials::{Credential, CredentialError, CredentialSource, StaticCredentials};
 pub use docker_config::DockerConfig;

@@ -187,7 +187,7 @@ impl Client {
 
     /// GETs a manifest (at most [`MAX_MANIFEST_SIZE`]); returns its bytes,
     /// `Content-Type` and digest, checked against `Docker-Content-Digest`.
-    fn fetch_manifest(
+    pub(crate) fn fetch_manifest(
         &self,
         host: &Host,
         reference: &Reference,
@@ -309,7 +309,7 @@ impl Client {
 
     /// Streams one blob into the store, verified against its descriptor;
     /// a broken transfer resumes with `Range` where the server allows it.
-    fn download_blob(
+    pub(crate) fn download_blob(
         &self,
         store: &Store,
         host: &Host,

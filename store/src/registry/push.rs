@@ -56,10 +56,10 @@ pub struct Pushed {
     pub size: u64,
 }
 
-struct Target<'a> {
-    host: &'a Host,
-    reference: &'a Reference,
-    scopes: Vec<String>,
+pub(crate) struct Target<'a> {
+    pub(crate) host: &'a Host,
+    pub(crate) reference: &'a Reference,
+    pub(crate) scopes: Vec<String>,
 }
 
 impl Client {
@@ -168,7 +168,7 @@ impl Client {
         Ok((layers, bytes))
     }
 
-    fn push_blob(
+    pub(crate) fn push_blob(
         &self,
         store: &Store,
         target: &Target<'_>,
@@ -301,7 +301,7 @@ impl Client {
         Ok(())
     }
 
-    fn push_manifest(
+    pub(crate) fn push_manifest(
         &self,
         target: &Target<'_>,
         bytes: &[u8],

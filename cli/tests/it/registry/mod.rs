@@ -6,6 +6,7 @@ pub mod harness;
 
 mod auth;
 mod build;
+mod cache;
 #[allow(dead_code)]
 pub mod fault_proxy;
 pub mod http;
