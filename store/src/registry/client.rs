@@ -155,7 +155,11 @@ impl Client {
             .timeout(None)
             .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(settings.insecure);
+            .danger_accept_invalid_certs(settings.insecure)
+            .no_proxy();
+        for proxy in env_proxies()? {
+            builder = builder.proxy(proxy);
+        }
         for path in &settings.ca_certificates {
             let pem = std::fs::read(path)
                 .map_err(|err| RegistryError::invalid(path.display().to_string(), err))?;
@@ -467,6 +471,41 @@ impl Client {
 enum Auth {
     Basic(String, String),
     Bearer(String),
+}
+
+/// The proxies of the environment, as Go's `http.ProxyFromEnvironment`
+/// (and so Docker) reads them: `HTTPS_PROXY` for https, `HTTP_PROXY` for
+/// http (either in lowercase too), never for `NO_PROXY`'s hosts, and never
+/// for loopback (`localhost`, `127.0.0.0/8`, `::1`), named or not.
+fn env_proxies() -> Result<Vec<reqwest::Proxy>> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .or_else(|_| std::env::var(name.to_ascii_lowercase()))
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let mut bypass = String::from("localhost,127.0.0.0/8,::1");
+    if let Some(listed) = var("NO_PROXY") {
+        bypass.push(',');
+        bypass.push_str(&listed);
+    }
+    let no_proxy = reqwest::NoProxy::from_string(&bypass);
+    let invalid = |name: &str, err: reqwest::Error| {
+        RegistryError::invalid(
+            name,
+            format!("invalid proxy address: {}", err.without_url()),
+        )
+    };
+    let mut proxies = Vec::new();
+    if let Some(url) = var("HTTPS_PROXY") {
+        let proxy = reqwest::Proxy::https(&url).map_err(|err| invalid("HTTPS_PROXY", err))?;
+        proxies.push(proxy.no_proxy(no_proxy.clone()));
+    }
+    if let Some(url) = var("HTTP_PROXY") {
+        let proxy = reqwest::Proxy::http(&url).map_err(|err| invalid("HTTP_PROXY", err))?;
+        proxies.push(proxy.no_proxy(no_proxy));
+    }
+    Ok(proxies)
 }
 
 fn header_str(value: Option<&HeaderValue>) -> Option<&str> {

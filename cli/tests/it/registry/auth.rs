@@ -757,28 +757,66 @@ fn r7_no_proxy_bypasses_the_proxy_for_loopback() {
     let registry = TestRegistry::anonymous();
     let image = format!("{}/lib/busybox:1", registry.host());
     seed_image(&image, None);
-    // The fault proxy, with no faults, as the HTTP proxy.
-    let proxy = FaultProxy::start(&registry.host());
+    let port = registry.host().rsplit_once(':').unwrap().1.to_owned();
 
+    // A proxy that fails every request: loopback registries, by address or
+    // as localhost, never go through it, with no NO_PROXY set (as Docker).
+    let failing = FaultProxy::start(&registry.host());
+    failing.inject_always(Target::Any, Fault::ServerError);
+    for host in [registry.host(), format!("localhost:{port}")] {
+        let mut client = Client::new(Hoist::new());
+        for name in ["HTTP_PROXY", "HTTPS_PROXY"] {
+            client
+                .env
+                .push((name.into(), format!("http://{}", failing.host())));
+        }
+        client.ok(&["pull", &format!("{host}/lib/busybox:1")]);
+    }
+    assert!(failing.log().is_empty(), "{:#?}", failing.log());
+
+    // Other hosts do go through HTTP_PROXY: a name only the proxy can
+    // reach (it forwards everything to the registry).
+    let proxy = FaultProxy::start(&registry.host());
+    let remote = format!("registry.hoist.test:{port}");
     let mut through = Client::new(Hoist::new());
     through
         .env
         .push(("HTTP_PROXY".into(), format!("http://{}", proxy.host())));
-    through.ok(&["pull", &image]);
-    let proxied = proxy.log().iter().filter(|l| l.proxied).count();
-    assert!(proxied > 0, "HTTP_PROXY is used: {:#?}", proxy.log());
+    through.ok(&[
+        "pull",
+        "--insecure-registry",
+        &remote,
+        &format!("{remote}/lib/busybox:1"),
+    ]);
+    let log = proxy.log();
+    assert!(!log.is_empty() && log.iter().all(|l| l.proxied), "{log:#?}");
 
+    // And NO_PROXY still takes a host off the proxy.
     let mut bypass = Client::new(Hoist::new());
     bypass
         .env
         .push(("HTTP_PROXY".into(), format!("http://{}", proxy.host())));
-    bypass.env.push(("NO_PROXY".into(), "127.0.0.1".into()));
-    bypass.ok(&["pull", &image]);
-    assert_eq!(
-        proxy.log().iter().filter(|l| l.proxied).count(),
-        proxied,
-        "NO_PROXY=127.0.0.1 bypasses the proxy"
-    );
+    bypass
+        .env
+        .push(("NO_PROXY".into(), "registry.hoist.test".into()));
+    let err = bypass.fails(&[
+        "pull",
+        "--insecure-registry",
+        &remote,
+        &format!("{remote}/lib/busybox:1"),
+    ]);
+    assert!(err.contains("registry.hoist.test"), "{err}");
+    assert_eq!(proxy.log().len(), log.len(), "{:#?}", proxy.log());
+}
+
+#[test]
+fn r7_a_bad_proxy_address_is_named() {
+    let mut client = Client::new(Hoist::new());
+    client
+        .env
+        .push(("HTTP_PROXY".into(), "http://[not a proxy".into()));
+    let err = client.fails(&["pull", "registry.hoist.test:5000/lib/busybox:1"]);
+    assert!(err.contains("HTTP_PROXY: invalid proxy address"), "{err}");
 }
 
 #[test]
