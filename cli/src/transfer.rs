@@ -135,9 +135,13 @@ impl Bars {
             return bar.clone();
         }
         let bar = self.multi.add(ProgressBar::new(layer.size()));
+        // Docker's look: `Pushing [=====>     ] 12.3MB/45.6MB`.
         bar.set_style(
-            ProgressStyle::with_template("{prefix}: {msg} {wide_bar} {bytes}/{total_bytes}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{prefix}: {msg} [{bar:50}] {decimal_bytes}/{decimal_total_bytes}",
+            )
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(short_id(layer));
         bar.set_message("Waiting");

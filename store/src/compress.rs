@@ -318,27 +318,66 @@ impl Store {
         diff_id: &DiffId,
         compression: Compression,
     ) -> Result<Descriptor> {
+        if let Some(known) = self.known_compressed_layer(layer, diff_id, compression)? {
+            return Ok(known);
+        }
+        self.compress_layer_teed(layer, diff_id, compression, &mut io::sink(), &|_| {})
+    }
+
+    /// The layer as a blob with `compression` when that needs no work: the
+    /// layer itself when it already has that algorithm, its uncompressed
+    /// blob, or a variant made earlier (leased to this session). `None`
+    /// when [`Store::compress_layer_teed`] has to make it.
+    pub fn known_compressed_layer(
+        &self,
+        layer: &Descriptor,
+        diff_id: &DiffId,
+        compression: Compression,
+    ) -> Result<Option<Descriptor>> {
         if Compression::of_media_type(layer.media_type()) == Some(compression.algorithm()) {
-            return Ok(layer.clone());
+            return Ok(Some(layer.clone()));
         }
         if compression == Compression::Uncompressed {
             let digest = diff_id.digest();
             if self.has_blob(&digest) {
                 self.lease_blob(&digest)?;
                 let size = self.blob_size(&digest)?;
-                return Ok(Descriptor::new(MediaType::ImageLayer, size, digest));
+                return Ok(Some(Descriptor::new(MediaType::ImageLayer, size, digest)));
             }
-        } else if let Some(found) = self.recorded_variant(diff_id, compression)? {
-            return Ok(found);
+            return Ok(None);
         }
+        self.recorded_variant(diff_id, compression)
+    }
+
+    /// Compresses the layer once more and stores and remembers the result,
+    /// as [`Store::compressed_layer`] does, while also writing every
+    /// compressed byte to `tee` as it is made (a push streams them to the
+    /// registry as they come). `read` is told how many uncompressed bytes
+    /// have gone into the compressor so far. An error from `tee` fails the
+    /// call: a tee that may go away must swallow its own errors.
+    pub fn compress_layer_teed(
+        &self,
+        layer: &Descriptor,
+        diff_id: &DiffId,
+        compression: Compression,
+        tee: &mut dyn Write,
+        read: &(dyn Fn(u64) + Sync),
+    ) -> Result<Descriptor> {
         let source = self.open_descriptor(layer)?;
         let (plain, _) =
             decompress(source).map_err(StoreError::io(self.blob_path(layer.digest())?))?;
-        let mut checked = HashingReader::new(plain);
+        let mut checked = HashingReader::new(plain, read);
         let mut writer = self.blob_writer()?;
         let tmp = writer.temp_path().to_owned();
-        compress(&mut checked, &mut writer, compression)
-            .map_err(|err| crate::blob::from_io(err, tmp.clone()))?;
+        compress(
+            &mut checked,
+            &mut Tee {
+                first: &mut writer,
+                second: tee,
+            },
+            compression,
+        )
+        .map_err(|err| crate::blob::from_io(err, tmp.clone()))?;
         let actual = checked.digest();
         if actual != diff_id.digest() {
             return Err(StoreError::invalid(
@@ -431,17 +470,21 @@ impl Store {
 }
 
 /// A reader that hashes what passes through it (the diff ID check of
-/// [`Store::compressed_layer`]).
-struct HashingReader<R> {
+/// [`Store::compressed_layer`]) and reports how much has.
+struct HashingReader<'a, R> {
     inner: R,
     hasher: HashingWriter<io::Sink>,
+    total: u64,
+    read: &'a (dyn Fn(u64) + Sync),
 }
 
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
+impl<'a, R: Read> HashingReader<'a, R> {
+    fn new(inner: R, read: &'a (dyn Fn(u64) + Sync)) -> Self {
         Self {
             inner,
             hasher: HashingWriter::new(io::sink()),
+            total: 0,
+            read,
         }
     }
 
@@ -450,11 +493,32 @@ impl<R: Read> HashingReader<R> {
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.write_all(&buf[..n])?;
+        self.total += n as u64;
+        (self.read)(self.total);
         Ok(n)
+    }
+}
+
+/// Writes everything to both writers, the store's first.
+struct Tee<'a, A> {
+    first: &'a mut A,
+    second: &'a mut dyn Write,
+}
+
+impl<A: Write> Write for Tee<'_, A> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.first.write_all(buf)?;
+        self.second.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.first.flush()?;
+        self.second.flush()
     }
 }
 

@@ -248,6 +248,16 @@ impl Store {
             }
         }
         fsync_dir(&self.blobs_dir())?;
+        // Where-from records go with the blob (or image) they describe.
+        let sources = self.root().join("hoist/sources");
+        for name in list_dir_names(&sources)? {
+            let Some(hex) = name.strip_suffix(".json").filter(|hex| is_hex64(hex)) else {
+                continue;
+            };
+            if !marks.blobs.contains(hex) && !self.blob_path_hex(hex).exists() {
+                remove_file_if_exists(&sources.join(&name))?;
+            }
+        }
         let mut doomed = Vec::new();
         for hex in list_snapshots(&self.snapshots_dir())? {
             if marks.chains.contains(&hex) {
@@ -516,6 +526,10 @@ impl Store {
                 source,
             })
         })?;
+        // The Docker manifest an OCI-form image was pulled as.
+        if let Some(original) = self.original_manifest(manifest) {
+            blobs.push(original.digest().to_owned());
+        }
         blobs.push(manifest_json.config().digest().digest().to_owned());
         blobs.extend(
             manifest_json

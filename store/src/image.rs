@@ -512,7 +512,15 @@ impl Store {
         if let Ok(reference) = Reference::parse_normalized(query) {
             let reference = reference.with_default_tag();
             let found = match reference.digest() {
-                Some(digest) => entries.iter().find(|d| d.digest() == digest),
+                // The manifest's own digest, else the digest the registry
+                // names the pulled image by (its index, or the Docker
+                // manifest the store keeps in OCI form).
+                Some(digest) => entries.iter().find(|d| d.digest() == digest).or_else(|| {
+                    let repo_digest = format!("{}@{digest}", reference.name());
+                    entries
+                        .iter()
+                        .find(|d| self.repo_digests(d.digest()).contains(&repo_digest))
+                }),
                 None => {
                     let full = reference.to_string();
                     entries

@@ -24,6 +24,11 @@ struct Sources {
     /// blob.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     repositories: Vec<String>,
+    /// For an image manifest the store keeps in OCI form: the digest of the
+    /// Docker schema2 manifest it was pulled as, kept as a blob so that a
+    /// push sends the registry's bytes (and digest) back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    original_manifest: Option<String>,
 }
 
 impl Store {
@@ -43,6 +48,22 @@ impl Store {
     /// The recorded repository digests of the image with manifest `digest`.
     pub fn repo_digests(&self, digest: &Digest) -> Vec<String> {
         self.read_sources(digest).repo_digests
+    }
+
+    /// Records that the image with manifest `digest` (in OCI form) was
+    /// pulled as the manifest blob `original`, which GC then keeps with it.
+    pub fn set_original_manifest(&self, digest: &Digest, original: &Digest) -> Result<()> {
+        self.edit_sources(digest, |sources| {
+            sources.original_manifest = Some(original.to_string());
+        })
+    }
+
+    /// The manifest the image with manifest `digest` was pulled as, when
+    /// the store keeps another form of it.
+    pub fn original_manifest(&self, digest: &Digest) -> Option<Digest> {
+        self.read_sources(digest)
+            .original_manifest
+            .and_then(|d| crate::digest::parse_digest(&d).ok())
     }
 
     /// Records that `repository` (a full name) holds the blob `digest`.

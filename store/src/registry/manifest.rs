@@ -39,6 +39,68 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 /// Image configs above this size are refused.
 pub const MAX_CONFIG_SIZE: u64 = 8 << 20;
 
+/// The OCI media type for a Docker schema2 one: the manifest, its config
+/// and its layers (as containers/image converts them); `None` for media
+/// types that are not Docker's.
+fn oci_media_type(docker: &str) -> Option<&'static str> {
+    Some(match docker {
+        DOCKER_MANIFEST => OCI_MANIFEST,
+        DOCKER_CONFIG => "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        }
+        "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        }
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        }
+        _ => return None,
+    })
+}
+
+/// The OCI form of a Docker schema2 image manifest: the same config and
+/// layers (digests, sizes, URLs) under OCI media types, which is what
+/// other tools reading an OCI layout (skopeo's `oci:`, umoci) accept.
+/// `None` when the manifest uses no Docker media type.
+/// (<https://github.com/opencontainers/image-spec/blob/main/media-types.md#compatibility-matrix>)
+pub fn docker_manifest_to_oci(what: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>, RegistryError> {
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|err| RegistryError::invalid(what, err))?;
+    let mut changed = false;
+    let mut convert = |value: &mut serde_json::Value| {
+        if let Some(oci) = value.as_str().and_then(oci_media_type) {
+            *value = serde_json::Value::from(oci);
+            changed = true;
+        }
+    };
+    if let Some(media_type) = manifest.get_mut("mediaType") {
+        convert(media_type);
+    }
+    if let Some(media_type) = manifest.pointer_mut("/config/mediaType") {
+        convert(media_type);
+    }
+    if let Some(layers) = manifest.get_mut("layers").and_then(|l| l.as_array_mut()) {
+        for layer in layers {
+            if let Some(media_type) = layer.get_mut("mediaType") {
+                convert(media_type);
+            }
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    if let Some(object) = manifest.as_object_mut() {
+        object
+            .entry("mediaType")
+            .or_insert_with(|| serde_json::Value::from(OCI_MANIFEST));
+    }
+    serde_json::to_vec(&manifest)
+        .map(Some)
+        .map_err(|err| RegistryError::invalid(what, err))
+}
+
 /// A manifest as the registry sent it.
 pub enum Fetched {
     Manifest(Box<ImageManifest>),
@@ -291,6 +353,67 @@ pub fn choose_platform<'i>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_manifests_become_oci_with_the_same_blobs() {
+        let layer = |media_type: &str| serde_json::json!({"mediaType": media_type, "size": 3, "digest": format!("sha256:{}", "a".repeat(64))});
+        let cases = [
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                Some("application/vnd.oci.image.layer.v1.tar+gzip"),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar",
+                Some("application/vnd.oci.image.layer.v1.tar"),
+            ),
+            (
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                Some("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
+            ),
+            ("application/vnd.oci.image.layer.v1.tar+gzip", None),
+        ];
+        for (docker, oci) in cases {
+            let config_type = if oci.is_some() {
+                DOCKER_CONFIG
+            } else {
+                "application/vnd.oci.image.config.v1+json"
+            };
+            let media_type = if oci.is_some() {
+                DOCKER_MANIFEST
+            } else {
+                OCI_MANIFEST
+            };
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type,
+                "config": {"mediaType": config_type, "size": 2, "digest": format!("sha256:{}", "b".repeat(64))},
+                "layers": [layer(docker)],
+            });
+            let converted = docker_manifest_to_oci("m", manifest.to_string().as_bytes()).unwrap();
+            let Some(oci) = oci else {
+                assert!(
+                    converted.is_none(),
+                    "case {docker}: an OCI manifest stays as it is"
+                );
+                continue;
+            };
+            let converted: serde_json::Value = serde_json::from_slice(&converted.unwrap()).unwrap();
+            assert_eq!(converted["mediaType"], OCI_MANIFEST, "case {docker}");
+            assert_eq!(
+                converted["config"]["mediaType"], "application/vnd.oci.image.config.v1+json",
+                "case {docker}"
+            );
+            assert_eq!(converted["layers"][0]["mediaType"], oci, "case {docker}");
+            assert_eq!(
+                converted["layers"][0]["digest"], manifest["layers"][0]["digest"],
+                "case {docker}"
+            );
+            assert_eq!(
+                converted["config"]["digest"], manifest["config"]["digest"],
+                "case {docker}"
+            );
+        }
+    }
 
     #[test]
     fn platforms_normalise_like_containerd() {

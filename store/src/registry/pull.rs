@@ -22,7 +22,8 @@ use crate::registry::auth::repository_scope;
 use crate::registry::client::{Host, read_limited, status_error};
 use crate::registry::error::redact_url;
 use crate::registry::manifest::{
-    ACCEPT, Fetched, MAX_MANIFEST_SIZE, Platform, choose_platform, parse_manifest,
+    ACCEPT, Fetched, MAX_MANIFEST_SIZE, Platform, choose_platform, docker_manifest_to_oci,
+    parse_manifest,
 };
 use crate::registry::{Client, RegistryError, TransferProgress};
 use crate::store::Store;
@@ -285,7 +286,19 @@ impl Client {
                 }),
             )?;
         }
-        let image = store.image(&resolved.manifest_digest)?;
+        // A Docker schema2 manifest is also kept in OCI form, which the
+        // layout's index names, so that tools reading the store as an OCI
+        // layout (skopeo, umoci) accept it; a push sends the original.
+        let what = reference.familiar_string();
+        let image = match docker_manifest_to_oci(&what, manifest_bytes)? {
+            Some(oci) => {
+                let (digest, _) = store.put_blob_bytes(&oci)?;
+                let image = store.image(&digest)?;
+                store.set_original_manifest(image.digest(), &resolved.manifest_digest)?;
+                image
+            }
+            None => store.image(&resolved.manifest_digest)?,
+        };
         let name = reference.name();
         store.add_repo_digest(image.digest(), &format!("{name}@{}", resolved.repo_digest))?;
         store.add_blob_sources(&image.blobs()[1..], &name)?;

@@ -4,6 +4,12 @@
 //! POST and one streamed PUT.
 //! (<https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs>)
 
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use oci_spec::image::Descriptor;
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
@@ -11,7 +17,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 
 use crate::compress::Compression;
 use crate::digest::{Digest, parse_digest, sha256_bytes};
-use crate::image::Image;
+use crate::image::{Image, Layer};
 use crate::reference::Reference;
 use crate::registry::auth::repository_scope;
 use crate::registry::client::{Host, origin, status_error};
@@ -78,10 +84,18 @@ impl Client {
                 "push needs a tag, not a digest",
             ));
         };
-        // Compress first (layers in parallel, each on every core), so the
-        // manifest and the mount sources are known before any upload.
-        let (layers, manifest_bytes) = self.outgoing_layers(store, image, options.compression)?;
-        let manifest_digest = sha256_bytes(&manifest_bytes);
+        let stored_layers = image.layers();
+        // Each layer as the registry gets it, where that is known without
+        // compressing: `None` for those compressed on the way out.
+        let known: Vec<Option<Descriptor>> = stored_layers
+            .iter()
+            .map(|layer| match options.compression {
+                None => Ok(Some(layer.descriptor.clone())),
+                Some(compression) => {
+                    store.known_compressed_layer(&layer.descriptor, &layer.diff_id, compression)
+                }
+            })
+            .collect::<Result<_, _>>()?;
         let host = self.host(reference.domain())?;
         let name = reference.name();
         // Repositories of the same registry the blobs are known in: one
@@ -96,11 +110,14 @@ impl Client {
                 .collect()
         };
         let config = image.manifest().config();
-        let mut blobs: Vec<&Descriptor> = layers.iter().collect();
-        blobs.push(config);
         let mut scopes = vec![repository_scope(reference.path(), "pull,push")];
-        for blob in &blobs {
-            for source in mounts_of(blob.digest()) {
+        for digest in known
+            .iter()
+            .flatten()
+            .map(Descriptor::digest)
+            .chain([config.digest()])
+        {
+            for source in mounts_of(digest) {
                 let scope = repository_scope(&source, "pull");
                 if !scopes.contains(&scope) {
                     scopes.push(scope);
@@ -112,60 +129,203 @@ impl Client {
             reference: &reference,
             scopes,
         };
-        options.progress.resolved(&layers);
-        for_each_parallel(&layers, options.max_concurrent_uploads.max(1), |layer| {
-            self.push_blob(
-                store,
-                &target,
-                layer,
-                &mounts_of(layer.digest()),
-                Some(options.progress),
-            )
+        // Progress names each layer as the store holds it (for a layer
+        // stored uncompressed, by its diff ID, as `docker push` does).
+        let shown: Vec<Descriptor> = stored_layers
+            .iter()
+            .map(|layer| layer.descriptor.clone())
+            .collect();
+        options.progress.resolved(&shown);
+        let jobs: Vec<usize> = (0..stored_layers.len()).collect();
+        let outgoing: Vec<Mutex<Option<Descriptor>>> =
+            known.iter().map(|d| Mutex::new(d.clone())).collect();
+        for_each_parallel(&jobs, options.max_concurrent_uploads.max(1), |&i| {
+            let shown = Shown {
+                progress: options.progress,
+                layer: &shown[i],
+            };
+            let pushed = match (&known[i], options.compression) {
+                (Some(blob), _) => {
+                    self.push_blob(
+                        store,
+                        &target,
+                        blob,
+                        &mounts_of(blob.digest()),
+                        Some(&shown),
+                    )?;
+                    return Ok(());
+                }
+                (None, Some(compression)) => {
+                    self.push_compressing(store, &target, &stored_layers[i], compression, &shown)?
+                }
+                (None, None) => unreachable!("layers are known when nothing is compressed"),
+            };
+            *outgoing[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(pushed);
+            Ok(())
         })?;
+        let layers: Vec<Descriptor> = outgoing
+            .into_iter()
+            .map(|d| d.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                RegistryError::invalid(reference.familiar_string(), "a layer was not pushed")
+            })?;
         self.push_blob(store, &target, config, &mounts_of(config.digest()), None)?;
+        // A pulled Docker manifest the store keeps in OCI form goes back
+        // as it came, with its digest, when no layer changed.
+        let original = store
+            .original_manifest(image.digest())
+            .filter(|_| layers == image.manifest().layers().as_slice())
+            .filter(|original| store.has_blob(original));
+        let manifest_bytes = match original {
+            Some(original) => store.read_blob_bytes(&original)?,
+            None => outgoing_manifest(store, image, &layers)?,
+        };
+        let manifest_digest = sha256_bytes(&manifest_bytes);
         let pushed = self.push_manifest(&target, &manifest_bytes, &manifest_digest, &tag)?;
         store.add_repo_digest(image.digest(), &format!("{name}@{}", pushed.digest))?;
-        let digests: Vec<Digest> = blobs.iter().map(|b| b.digest().clone()).collect();
+        let digests: Vec<Digest> = layers
+            .iter()
+            .chain([config])
+            .map(|b| b.digest().clone())
+            .collect();
         store.add_blob_sources(&digests, &name)?;
         Ok(pushed)
     }
 
-    /// The layers as the registry gets them and the manifest naming them:
-    /// the stored manifest byte for byte when no layer changes.
-    fn outgoing_layers(
+    /// Compresses a stored layer and uploads it at the same time: the
+    /// compressed bytes go both into the store (as the variant the next
+    /// push and save reuse) and, through a bounded channel, into one
+    /// streamed `PATCH`; the closing `PUT ?digest=` names the digest known
+    /// only at the end. If the stream fails the compression still
+    /// completes, and the stored variant is uploaded as any stored blob.
+    fn push_compressing(
         &self,
         store: &Store,
-        image: &Image,
-        compression: Option<Compression>,
-    ) -> Result<(Vec<Descriptor>, Vec<u8>)> {
-        use rayon::prelude::*;
-        let stored = store.read_blob_bytes(image.digest())?;
-        let Some(compression) = compression else {
-            return Ok((image.manifest().layers().clone(), stored));
-        };
-        let layers = image
-            .layers()
-            .par_iter()
-            .map(|layer| {
-                let kind = Compression::of_media_type(layer.descriptor.media_type());
-                if kind == Some("uncompressed") {
-                    store.compressed_layer(&layer.descriptor, &layer.diff_id, compression)
-                } else {
-                    Ok(layer.descriptor.clone())
+        target: &Target<'_>,
+        layer: &Layer,
+        compression: Compression,
+        shown: &Shown<'_>,
+    ) -> Result<Descriptor> {
+        let what = format!(
+            "{}: layer {}",
+            target.reference.familiar_name(),
+            layer.diff_id
+        );
+        shown.started();
+        let location = self.start_upload(target, &what)?;
+        let (sender, receiver) = sync_channel::<Vec<u8>>(STREAM_CHUNKS);
+        let (compressed, streamed) = std::thread::scope(|scope| {
+            let compressing = scope.spawn(move || {
+                let mut tee = ChannelWriter {
+                    sender: Some(sender),
+                };
+                let result = store.compress_layer_teed(
+                    &layer.descriptor,
+                    &layer.diff_id,
+                    compression,
+                    &mut tee,
+                    &|done| shown.advanced(done),
+                );
+                if result.is_ok() {
+                    tee.finish();
                 }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if layers == *image.manifest().layers() {
-            return Ok((layers, stored));
+                result
+            });
+            let streamed = self.stream_upload(
+                target,
+                &location,
+                ChannelReader {
+                    receiver,
+                    chunk: Vec::new(),
+                    offset: 0,
+                },
+                &what,
+            );
+            let compressed = compressing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (compressed, streamed)
+        });
+        let blob = compressed?;
+        let finished = streamed
+            .and_then(|location| self.finish_upload(target, &location, blob.digest(), &what));
+        match finished {
+            Ok(()) => shown.finished(),
+            // Start over from the stored variant.
+            Err(_) => self.push_blob(store, target, &blob, &[], Some(shown))?,
         }
-        let what = format!("manifest {}", image.digest());
-        let mut manifest: serde_json::Value =
-            serde_json::from_slice(&stored).map_err(|err| RegistryError::invalid(&what, err))?;
-        manifest["layers"] =
-            serde_json::to_value(&layers).map_err(|err| RegistryError::invalid(&what, err))?;
-        let bytes =
-            serde_json::to_vec(&manifest).map_err(|err| RegistryError::invalid(&what, err))?;
-        Ok((layers, bytes))
+        Ok(blob)
+    }
+
+    /// `PATCH <location>` with a body of unknown length (chunked): the
+    /// whole blob in one request. Returns where the upload continues.
+    fn stream_upload(
+        &self,
+        target: &Target<'_>,
+        location: &str,
+        body: ChannelReader,
+        what: &str,
+    ) -> Result<String> {
+        // A body that streams once cannot be sent again: a retry or a
+        // fresh token makes the caller start over from the store.
+        let body = Mutex::new(Some(body));
+        let make = |http: &reqwest::blocking::Client| -> Result<_> {
+            let body = body
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| RegistryError::invalid(what, "the streamed upload was refused"))?;
+            Ok(http
+                .patch(location)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(reqwest::blocking::Body::new(body)))
+        };
+        let response = self.send_to_upload(target, location, &make)?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(response, what));
+        }
+        upload_location(&response, what)
+    }
+
+    /// `PUT <location>?digest=...` with no body: closes a streamed upload.
+    fn finish_upload(
+        &self,
+        target: &Target<'_>,
+        location: &str,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<()> {
+        let mut url = reqwest::Url::parse(location)
+            .map_err(|err| RegistryError::invalid(what, format!("upload location: {err}")))?;
+        url.query_pairs_mut().append_pair("digest", digest.as_ref());
+        let url = url.to_string();
+        let response = self.send_to_upload(target, &url, &|http| {
+            Ok(http
+                .put(&url)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, 0))
+        })?;
+        if !response.status().is_success() {
+            return Err(status_error(response, what));
+        }
+        Ok(())
+    }
+
+    /// Sends a request to an upload URL: with the registry's credentials
+    /// on its own origin, without them anywhere else.
+    fn send_to_upload(
+        &self,
+        target: &Target<'_>,
+        url: &str,
+        make: &dyn Fn(&reqwest::blocking::Client) -> Result<reqwest::blocking::RequestBuilder>,
+    ) -> Result<Response> {
+        if origin(url) == origin(&target.host.base) {
+            self.request(target.host, &target.scopes, &|http, _| make(http))
+        } else {
+            let http = target.host.http_client();
+            self.send_retrying(&http, &|| make(&http))
+        }
     }
 
     pub(crate) fn push_blob(
@@ -174,7 +334,7 @@ impl Client {
         target: &Target<'_>,
         blob: &Descriptor,
         mount_from: &[String],
-        progress: Option<&dyn TransferProgress>,
+        progress: Option<&Shown<'_>>,
     ) -> Result<()> {
         let host = target.host;
         let path = target.reference.path();
@@ -185,7 +345,7 @@ impl Client {
         match head.status() {
             status if status.is_success() => {
                 if let Some(progress) = progress {
-                    progress.exists(blob);
+                    progress.exists();
                 }
                 return Ok(());
             }
@@ -203,19 +363,19 @@ impl Client {
             match response.status() {
                 StatusCode::CREATED => {
                     if let Some(progress) = progress {
-                        progress.mounted(blob, source);
+                        progress.mounted(source);
                     }
                     return Ok(());
                 }
                 // The registry could not mount and opened an upload.
                 StatusCode::ACCEPTED => {
                     if let Some(progress) = progress {
-                        progress.started(blob);
+                        progress.started();
                     }
                     let location = upload_location(&response, &what)?;
-                    self.upload(store, target, blob, &location, &what)?;
+                    self.upload(store, target, blob, &location, &what, progress)?;
                     if let Some(progress) = progress {
-                        progress.finished(blob);
+                        progress.finished();
                     }
                     return Ok(());
                 }
@@ -223,7 +383,7 @@ impl Client {
             }
         }
         if let Some(progress) = progress {
-            progress.started(blob);
+            progress.started();
         }
         // A failed PUT may leave its upload session unusable: start over
         // with a new one, once.
@@ -231,7 +391,7 @@ impl Client {
         loop {
             let result = self
                 .start_upload(target, &what)
-                .and_then(|location| self.upload(store, target, blob, &location, &what));
+                .and_then(|location| self.upload(store, target, blob, &location, &what, progress));
             match result {
                 Ok(()) => break,
                 Err(RegistryError::Transport { .. } | RegistryError::Status { .. })
@@ -243,7 +403,7 @@ impl Client {
             }
         }
         if let Some(progress) = progress {
-            progress.finished(blob);
+            progress.finished();
         }
         Ok(())
     }
@@ -273,28 +433,50 @@ impl Client {
         blob: &Descriptor,
         location: &str,
         what: &str,
+        progress: Option<&Shown<'_>>,
     ) -> Result<()> {
         let mut url = reqwest::Url::parse(location)
             .map_err(|err| RegistryError::invalid(what, format!("upload location: {err}")))?;
         url.query_pairs_mut()
             .append_pair("digest", blob.digest().as_ref());
-        let same_origin = origin(url.as_str()) == origin(&target.host.base);
+        let url = url.to_string();
+        // The body must be 'static: it counts into a shared counter, which
+        // a watcher reports while the request runs.
+        let sent = Arc::new(AtomicU64::new(0));
         let make = |http: &reqwest::blocking::Client| -> Result<_> {
-            let reader = store.open_descriptor(blob)?;
+            sent.store(0, Ordering::Relaxed);
+            let reader = Counting {
+                inner: store.open_descriptor(blob)?,
+                sent: sent.clone(),
+            };
             Ok(http
-                .put(url.clone())
+                .put(&url)
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, blob.size())
                 .body(reqwest::blocking::Body::sized(reader, blob.size())))
         };
-        let response = if same_origin {
-            self.request(target.host, &target.scopes, &|http, _| make(http))?
-        } else {
-            // Never send the registry's credentials to another host.
-            self.send_retrying(&target.host.http_client(), &|| {
-                make(&target.host.http_client())
-            })?
-        };
+        let response = std::thread::scope(|scope| {
+            let (stop, stopped) = std::sync::mpsc::channel::<()>();
+            if let Some(progress) = progress {
+                let sent = &sent;
+                scope.spawn(move || {
+                    // The bar counts the layer as shown: scale the bytes sent.
+                    let report = || {
+                        let done = sent.load(Ordering::Relaxed);
+                        progress.advanced(scale(done, blob.size(), progress.layer.size()));
+                    };
+                    while let Err(RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(PROGRESS_INTERVAL)
+                    {
+                        report();
+                    }
+                    report();
+                });
+            }
+            let response = self.send_to_upload(target, &url, &make);
+            drop(stop);
+            response
+        })?;
         if !response.status().is_success() {
             return Err(status_error(response, what));
         }
@@ -386,4 +568,137 @@ fn upload_location(response: &Response, what: &str) -> Result<String> {
         .join(location)
         .map(|url| url.to_string())
         .map_err(|err| RegistryError::invalid(what, format!("upload location: {err}")))
+}
+
+/// The manifest as pushed: the stored one byte for byte when no layer
+/// changed, else the stored one with `layers` replaced.
+fn outgoing_manifest(store: &Store, image: &Image, layers: &[Descriptor]) -> Result<Vec<u8>> {
+    let stored = store.read_blob_bytes(image.digest())?;
+    if layers == image.manifest().layers().as_slice() {
+        return Ok(stored);
+    }
+    let what = format!("manifest {}", image.digest());
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&stored).map_err(|err| RegistryError::invalid(&what, err))?;
+    manifest["layers"] =
+        serde_json::to_value(layers).map_err(|err| RegistryError::invalid(&what, err))?;
+    serde_json::to_vec(&manifest).map_err(|err| RegistryError::invalid(&what, err))
+}
+
+/// Compressed chunks in flight between the compressor and the upload, per
+/// layer: with the compressor's own blocks (1 MiB each), a few MiB.
+const STREAM_CHUNKS: usize = 4;
+
+/// One layer's progress, named as the store holds the layer.
+struct Shown<'a> {
+    progress: &'a dyn TransferProgress,
+    layer: &'a Descriptor,
+}
+
+impl Shown<'_> {
+    fn started(&self) {
+        self.progress.started(self.layer);
+    }
+    fn advanced(&self, done: u64) {
+        self.progress.advanced(self.layer, done);
+    }
+    fn finished(&self) {
+        self.progress.finished(self.layer);
+    }
+    fn exists(&self) {
+        self.progress.exists(self.layer);
+    }
+    fn mounted(&self, from: &str) {
+        self.progress.mounted(self.layer, from);
+    }
+}
+
+/// `done` of `total` as the same share of `shown`.
+fn scale(done: u64, total: u64, shown: u64) -> u64 {
+    if total == 0 {
+        return shown;
+    }
+    u64::try_from(u128::from(done) * u128::from(shown) / u128::from(total)).unwrap_or(shown)
+}
+
+/// How often an upload of a stored blob reports its progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A reader that counts the bytes that went through it.
+struct Counting<R> {
+    inner: R,
+    sent: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The compressor's side of a streamed upload. Once the upload has gone
+/// (it failed), writes still succeed: the store's copy must complete.
+struct ChannelWriter {
+    sender: Option<SyncSender<Vec<u8>>>,
+}
+
+impl ChannelWriter {
+    /// Marks the end of the stream (an empty chunk): a reader that sees the
+    /// channel close without it reports an error, never a short blob.
+    fn finish(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Vec::new());
+        }
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(sender) = &self.sender
+            && sender.send(buf.to_vec()).is_err()
+        {
+            self.sender = None;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The upload's side: the body of the streamed `PATCH`.
+struct ChannelReader {
+    receiver: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    offset: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.offset == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(chunk) if chunk.is_empty() => return Ok(0),
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.offset = 0;
+                }
+                Err(_) => {
+                    return Err(std::io::Error::other("the layer's compression failed"));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.offset);
+        buf[..n].copy_from_slice(&self.chunk[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
 }

@@ -183,3 +183,64 @@ fn prune_removes_untagged_images_when_asked() {
     assert_eq!(store.list_images().unwrap().len(), 1);
     assert_valid(&store);
 }
+
+#[test]
+fn r7_gc_removes_source_records_of_collected_images_and_blobs() {
+    let (_dir, store) = temp_store();
+    let sources = store.root().join("hoist/sources");
+    let kept = tiny_image(&store, "kept");
+    store.tag("kept", &kept).unwrap();
+    let gone = tiny_image(&store, "gone");
+    store.tag("gone", &gone).unwrap();
+    for image in [&kept, &gone] {
+        store
+            .add_repo_digest(
+                image.digest(),
+                &format!("127.0.0.1:5000/app@{}", image.digest()),
+            )
+            .unwrap();
+        store
+            .add_blob_sources(&image.blobs()[1..], "127.0.0.1:5000/app")
+            .unwrap();
+    }
+    let records = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&sources)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let record_of = |digest: &hoist_store::digest::Digest| format!("{}.json", digest.digest());
+    let mut expected: Vec<String> = kept
+        .blobs()
+        .iter()
+        .chain(gone.blobs().iter())
+        .map(record_of)
+        .collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(records(), expected, "one record per image and per blob");
+
+    store.untag("gone").unwrap();
+    let root = store.root().to_owned();
+    drop(store);
+    let store = Store::open(&root).unwrap();
+    store.gc(&GcOptions::default()).unwrap();
+    // The collected image's records went with its blobs; the live image
+    // keeps its digests and its mount sources.
+    let mut expected: Vec<String> = kept.blobs().iter().map(record_of).collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(records(), expected);
+    assert_eq!(
+        store.repo_digests(kept.digest()),
+        vec![format!("127.0.0.1:5000/app@{}", kept.digest())]
+    );
+    assert_eq!(
+        store.blob_sources(kept.manifest().config().digest()),
+        vec!["127.0.0.1:5000/app".to_owned()]
+    );
+    assert!(store.repo_digests(gone.digest()).is_empty());
+    assert_valid(&store);
+}

@@ -46,6 +46,8 @@ pub enum Target {
     BlobGetOf(String),
     /// `GET` or `HEAD /v2/NAME/manifests/REF`.
     Manifest,
+    /// `PATCH /v2/NAME/blobs/uploads/ID`: a chunk of a blob upload.
+    UploadPatch,
     /// Any request.
     Any,
 }
@@ -59,6 +61,7 @@ impl Target {
                 request.method == "GET" && path.ends_with(&format!("/blobs/{digest}"))
             }
             Target::Manifest => path.contains("/manifests/"),
+            Target::UploadPatch => request.method == "PATCH" && path.contains("/blobs/uploads/"),
             Target::Any => true,
         }
     }
@@ -78,6 +81,12 @@ pub struct Logged {
     pub proxied: bool,
     /// It carried an `Authorization` header.
     pub authorized: bool,
+    /// Its `digest` query parameter (the closing `PUT` of an upload).
+    pub digest: Option<String>,
+    /// The body's length as received.
+    pub body_len: usize,
+    /// The body came with `Transfer-Encoding: chunked` (no length up front).
+    pub chunked: bool,
 }
 
 struct Rule {
@@ -175,6 +184,15 @@ fn forward(
         fault: fault.clone(),
         proxied: request.target.starts_with("http://"),
         authorized: request.header("authorization").is_some(),
+        digest: request
+            .query()
+            .into_iter()
+            .find(|(key, _)| key == "digest")
+            .map(|(_, value)| value),
+        body_len: request.body.len(),
+        chunked: request
+            .header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked")),
     };
     if let Some(Fault::RedirectTo(host)) = &fault {
         logged.status = 307;

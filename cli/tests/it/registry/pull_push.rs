@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::fault_proxy::{Fault, FaultProxy, Logged, Target};
 use super::harness::{RegistryOptions, TestRegistry, skopeo};
 use crate::common::Hoist;
 
@@ -160,6 +161,144 @@ fn r7_push_round_trip_and_a_no_op_re_push() {
     let lines: Vec<&str> = again.lines().collect();
     assert!(lines[1].ends_with(": Layer already exists"), "{again}");
     assert_eq!(lines[2], format!("v1: digest: {digest} size: {size}"));
+}
+
+/// A store whose `busybox:latest` has its layer stored uncompressed, as
+/// built and loaded images have (an import keeps the gzip it was given).
+fn uncompressed_busybox() -> Hoist {
+    let source = Hoist::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("busybox.tar");
+    source.ok(&["save", "-o", archive.to_str().unwrap(), "busybox:latest"]);
+    let hoist = Hoist::new();
+    hoist.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(hoist.root().join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = std::fs::read_to_string(
+        hoist
+            .root()
+            .join("blobs/sha256")
+            .join(&digest["sha256:".len()..]),
+    )
+    .unwrap();
+    assert!(
+        manifest.contains("application/vnd.oci.image.layer.v1.tar\""),
+        "{manifest}"
+    );
+    hoist
+}
+
+/// Pushes a store's busybox (one uncompressed layer) through a fault
+/// proxy with `fault` on the first upload PATCH. Returns the pushing store,
+/// the layer's diff ID, the pushed (gzip) layer's digest and size, and the
+/// proxy's log.
+fn push_through_proxy(fault: Option<Fault>) -> (Hoist, String, String, u64, Vec<Logged>) {
+    let registry = TestRegistry::anonymous();
+    let proxy = FaultProxy::start(&registry.host());
+    if let Some(fault) = fault {
+        proxy.inject(Target::UploadPatch, fault, 1);
+    }
+    let hoist = uncompressed_busybox();
+    let reference = format!("{}/stream/app:1", proxy.host());
+    hoist.ok(&["tag", "busybox:latest", &reference]);
+    let out = hoist.ok(&["push", &reference]);
+    let diff_id = hoist.inspect(&reference)["RootFS"]["Layers"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The layer is named by its diff ID, as `docker push` names it.
+    let short = &diff_id["sha256:".len().."sha256:".len() + 12];
+    assert!(out.contains(&format!("{short}: Pushed\n")), "{out}");
+    let remote = format!("docker://{}/stream/app:1", registry.host());
+    let raw: Value = serde_json::from_str(&remote_raw(&remote)).unwrap();
+    let layer = raw["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let size = raw["layers"][0]["size"].as_u64().unwrap();
+    // Another tool copies it out whole, every blob verified.
+    let layout = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:copy", layout.path().display()),
+    ]);
+    // The store kept exactly what it sent, as the layer's gzip variant.
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(
+            hoist
+                .root()
+                .join("hoist/compressed")
+                .join(&diff_id["sha256:".len()..])
+                .join("gzip"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["digest"], json!(layer), "{record}");
+    assert_eq!(record["size"], json!(size), "{record}");
+    assert_fsck_clean(&hoist);
+    (hoist, diff_id, layer, size, proxy.log())
+}
+
+#[test]
+fn r7_first_push_streams_the_compression_into_the_upload() {
+    let (hoist, _, layer, size, log) = push_through_proxy(None);
+    // One upload for the layer: a PATCH whose body has no length up front
+    // (it is compressed as it is sent), then a PUT naming the digest, known
+    // only at the end, with no body.
+    let patches: Vec<&Logged> = log.iter().filter(|l| l.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1, "{log:#?}");
+    assert!(patches[0].chunked, "{log:#?}");
+    assert_eq!(patches[0].body_len as u64, size, "{log:#?}");
+    assert_eq!(patches[0].status, 202, "{log:#?}");
+    let closing: Vec<&Logged> = log
+        .iter()
+        .filter(|l| l.method == "PUT" && l.digest.as_deref() == Some(layer.as_str()))
+        .collect();
+    assert_eq!(closing.len(), 1, "{log:#?}");
+    assert_eq!(closing[0].body_len, 0, "{log:#?}");
+    assert_eq!(closing[0].status, 201, "{log:#?}");
+    // The layer was never looked for before: its digest did not exist yet.
+    assert!(
+        !log.iter()
+            .any(|l| l.method == "HEAD" && l.path.ends_with(&layer)),
+        "{log:#?}"
+    );
+    // Saving it reuses the stored variant: the same blob, no new one.
+    let out = tempfile::tempdir().unwrap();
+    let archive = out.path().join("app.tar");
+    let blobs_before = std::fs::read_dir(hoist.root().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    hoist.ok(&[
+        "save",
+        "--format",
+        "oci",
+        "-o",
+        archive.to_str().unwrap(),
+        "busybox:latest",
+    ]);
+    let blobs_after = std::fs::read_dir(hoist.root().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs_before, blobs_after, "save compressed the layer again");
+}
+
+#[test]
+fn r7_a_failed_streamed_upload_starts_over_from_the_stored_variant() {
+    let (_, _, layer, size, log) = push_through_proxy(Some(Fault::ServerError));
+    let patches: Vec<&Logged> = log.iter().filter(|l| l.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1, "{log:#?}");
+    assert_eq!(patches[0].status, 500, "{log:#?}");
+    // Then the stored variant went up whole, in one PUT of known length.
+    let puts: Vec<&Logged> = log
+        .iter()
+        .filter(|l| l.method == "PUT" && l.digest.as_deref() == Some(layer.as_str()))
+        .collect();
+    assert_eq!(puts.len(), 1, "{log:#?}");
+    assert_eq!(puts[0].body_len as u64, size, "{log:#?}");
+    assert!(!puts[0].chunked, "{log:#?}");
+    assert_eq!(puts[0].status, 201, "{log:#?}");
 }
 
 #[test]
@@ -532,6 +671,39 @@ fn r7_pull_of_a_docker_schema2_image_keeps_its_manifest() {
     );
     assert_fsck_clean(&hoist);
     assert_eq!(hoist.exec(&reference, &["echo", "v2s2"]), "v2s2\n");
+    // The registry's digest stays the image's name there.
+    assert_eq!(
+        hoist.inspect(&reference)["RepoDigests"],
+        json!([format!(
+            "{}/lib/v2s2@{}",
+            registry.host(),
+            remote_digest(&remote)
+        )])
+    );
+    assert!(
+        hoist
+            .ok(&["images", "--digests"])
+            .contains(&remote_digest(&remote)),
+        "images --digests shows the registry's digest"
+    );
+    // Other tools read it from the store's OCI layout: skopeo inspects and
+    // copies it (every blob verified), umoci unpacks it.
+    hoist.assert_valid_for_other_tools(&reference);
+    let layout = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        &format!("oci:{}:{reference}", hoist.root().display()),
+        &format!("oci:{}:copy", layout.path().display()),
+    ]);
+    // A pinned reference finds the pulled image without the registry.
+    let pinned = format!("{}/lib/v2s2@{}", registry.host(), remote_digest(&remote));
+    assert_eq!(
+        hoist.inspect(&pinned)["Id"],
+        hoist.inspect(&reference)["Id"]
+    );
+    // GC keeps the original manifest with the image.
+    hoist.ok(&["system", "prune", "-f"]);
+    assert_fsck_clean(&hoist);
     // And back out: the registry gets the same manifest.
     let again = format!("{}/lib/v2s2-copy:1", registry.host());
     hoist.ok(&["tag", &reference, &again]);
