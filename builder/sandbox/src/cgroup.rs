@@ -276,6 +276,115 @@ impl RunCgroup {
     }
 }
 
+/// What a run sees at /sys/fs/cgroup, as BuildKit HEAD's runc mounts it
+/// there: read-only, rooted at the run's own cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CgroupView {
+    /// Nothing is mounted (no cgroupfs on the host).
+    None,
+    /// cgroup v2: a cgroup2 mount made inside the run's cgroup namespace.
+    Unified,
+    /// cgroup v1: a tmpfs holding a bind of the run's cgroup (else the
+    /// builder's) from each hierarchy, and the host's links between them
+    /// (`cpu -> cpu,cpuacct`).
+    Legacy {
+        /// `(name under /sys/fs/cgroup, host directory)`.
+        hierarchies: Vec<(String, PathBuf)>,
+        /// `(link name, target)`.
+        links: Vec<(String, String)>,
+    },
+}
+
+impl CgroupView {
+    /// The host's view for a run in `cgroup` (its v1 directories).
+    pub(crate) fn of(cgroup: Option<&RunCgroup>) -> Self {
+        match detect_mode() {
+            Some(Mode::Unified) => CgroupView::Unified,
+            Some(Mode::Legacy) => {
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                let run_dirs = cgroup.map(|c| c.dirs.as_slice()).unwrap_or_default();
+                let mut links = Vec::new();
+                for entry in std::fs::read_dir(CGROUP_ROOT)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if let (Ok(target), Some(name)) =
+                        (std::fs::read_link(entry.path()), entry.file_name().to_str())
+                        && let Some(target) = target.to_str()
+                    {
+                        links.push((name.to_owned(), target.to_owned()));
+                    }
+                }
+                links.sort();
+                CgroupView::Legacy {
+                    hierarchies: v1_hierarchies(&mountinfo, &own, run_dirs),
+                    links,
+                }
+            }
+            None => CgroupView::None,
+        }
+    }
+}
+
+/// Each v1 hierarchy mounted under /sys/fs/cgroup (from mountinfo), with
+/// the directory a run sees as its root there: its own cgroup when it has
+/// one in that hierarchy (`run_dirs`), else the builder's (`own`, the text
+/// of /proc/self/cgroup).
+fn v1_hierarchies(mountinfo: &str, own: &str, run_dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut right = right.split(' ');
+        if right.next() != Some("cgroup") {
+            continue;
+        }
+        let super_opts = right.nth(1).unwrap_or_default();
+        let Some(mountpoint) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let mountpoint = Path::new(mountpoint);
+        if mountpoint.parent() != Some(Path::new(CGROUP_ROOT)) {
+            continue;
+        }
+        let Some(name) = mountpoint.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // The hierarchy's controllers, as /proc/self/cgroup lists them.
+        let controllers: Vec<&str> = super_opts
+            .split(',')
+            .filter(|o| {
+                !matches!(*o, "rw" | "ro" | "xattr" | "noprefix" | "clone_children")
+                    && !o.starts_with("release_agent=")
+            })
+            .collect();
+        let dir = match run_dirs.iter().find(|d| d.starts_with(mountpoint)) {
+            Some(dir) => dir.clone(),
+            None => {
+                let path = own
+                    .lines()
+                    .filter_map(|l| {
+                        let mut parts = l.splitn(3, ':');
+                        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+                        let mut list: Vec<&str> = list.split(',').collect();
+                        let mut want = controllers.clone();
+                        list.sort_unstable();
+                        want.sort_unstable();
+                        (list == want).then_some(path)
+                    })
+                    .next()
+                    .unwrap_or("/");
+                mountpoint.join(path.trim_start_matches('/'))
+            }
+        };
+        out.push((name.to_owned(), dir));
+    }
+    out
+}
+
 /// A run cgroup's name: `hoist-<builder pid>-<sequence>`, so that a later
 /// builder can tell a dead one's leftovers (see [`sweep_stale`]).
 fn run_name() -> String {
@@ -832,6 +941,36 @@ mod tests {
         );
         assert_eq!(own_cgroup_v2("0::/\n"), Some(PathBuf::new()));
         assert_eq!(own_cgroup_v2("4:memory:/x\n"), None);
+    }
+
+    #[test]
+    fn v1_view_binds_the_runs_cgroup_else_the_builders() {
+        let mountinfo = "\
+            25 24 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755\n\
+            26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw\n\
+            27 25 0:24 / /sys/fs/cgroup/systemd rw,nosuid shared:11 - cgroup cgroup rw,xattr,name=systemd\n\
+            28 25 0:25 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct\n\
+            29 25 0:26 / /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory\n\
+            30 1 0:27 / /mnt/elsewhere rw - cgroup cgroup rw,pids\n";
+        let own = "4:memory:/build\n3:cpu,cpuacct:/build/cpu\n1:name=systemd:/user.slice\n0::/\n";
+        let run = [PathBuf::from("/sys/fs/cgroup/memory/build/hoist-1-0")];
+        assert_eq!(
+            v1_hierarchies(mountinfo, own, &run),
+            vec![
+                (
+                    "systemd".to_owned(),
+                    PathBuf::from("/sys/fs/cgroup/systemd/user.slice")
+                ),
+                (
+                    "cpu,cpuacct".to_owned(),
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/build/cpu")
+                ),
+                (
+                    "memory".to_owned(),
+                    PathBuf::from("/sys/fs/cgroup/memory/build/hoist-1-0")
+                ),
+            ]
+        );
     }
 
     /// A temporary directory laid out like a cgroup2 mount: each level has

@@ -126,6 +126,17 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
         Ok(1) => {}
         _ => exit(1),
     }
+    // The cgroup namespace only now, once the parent has moved us into the
+    // run's cgroup, so that it is the namespace's root (as runc does).
+    // SAFETY: unshare(CLONE_NEWCGROUP) changes only this process's cgroup
+    // namespace; the child has a single thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        fail(
+            plan,
+            Fixed::Setup as u32,
+            Errno::from_raw_os_error(last_errno()),
+        );
+    }
     // No controlling terminal: /dev/tty must not reach the builder's.
     fixed(plan, Fixed::Setup, rustix::process::setsid().map(drop));
     reset_signals();

@@ -10,11 +10,13 @@
 //! comment.
 //!
 //! Shape of a run (`namespace.rs`): the parent turns the [`RunSpec`] into a
-//! precomputed plan (`plan.rs`), clones one child into new mount, PID, UTS,
-//! IPC and cgroup namespaces (plus network for `--network=none`, plus user
-//! when rootless), writes its ID maps when rootless, then streams its
-//! output. The child (`child.rs`), which only makes raw syscalls on that plan
-//! because the builder may be multi-threaded:
+//! precomputed plan (`plan.rs`), clones one child into new mount, PID, UTS
+//! and IPC namespaces (plus network for `--network=none`, plus user when
+//! rootless), writes its ID maps when rootless, moves it into its cgroup
+//! (`cgroup.rs`), then streams its output. The child (`child.rs`), which only
+//! makes raw syscalls on that plan because the builder may be
+//! multi-threaded:
+//! - makes its cgroup namespace, rooted at the run's cgroup;
 //! - makes every mount private and mounts a tmpfs over the sandbox's state
 //!   dir for its scratch files (overlay mount point, generated /etc files,
 //!   ephemeral upperdirs), so a run writes nothing to the host's disk;

@@ -207,16 +207,19 @@ impl NamespaceSandbox {
             report: rep_w.as_raw_fd(),
             sync: sync_r.as_raw_fd(),
         };
+        // The run's cgroup is made (and can fail) before its process exists,
+        // and shows at its /sys/fs/cgroup.
+        let cgroup = crate::cgroup::RunCgroup::prepare(&spec.resources, spec.security.insecure)?;
+        let view = crate::cgroup::CgroupView::of(cgroup.as_ref());
         let Planned {
             mut plan,
             stubs: stub_paths,
-        } = plan::build(spec, state, idmap, fds, self.cap_last)?;
+        } = plan::build(spec, state, idmap, fds, self.cap_last, &view)?;
 
         let mut flags = CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWCGROUP;
+            | CloneFlags::CLONE_NEWIPC;
         if plan.new_net {
             flags |= CloneFlags::CLONE_NEWNET;
         }
@@ -224,8 +227,6 @@ impl NamespaceSandbox {
         if new_userns {
             flags |= CloneFlags::CLONE_NEWUSER;
         }
-        // The run's cgroup is made (and can fail) before its process exists.
-        let cgroup = crate::cgroup::RunCgroup::prepare(&spec.resources, spec.security.insecure)?;
         let mut stack = vec![0u8; STACK_SIZE];
         let child_plan = &mut plan;
         // SAFETY: the child runs `child::main` on its own copy of the address

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::Gid;
 use rustix::mount::MountFlags;
 
+use crate::cgroup::CgroupView;
 use crate::error::SandboxError;
 use crate::idmap::IdMap;
 use crate::overlay::OverlayArgs;
@@ -408,6 +409,7 @@ pub(crate) fn build(
     idmap: Option<&IdMap>,
     fds: ChildFds,
     cap_last: u32,
+    cgroup: &CgroupView,
 ) -> Result<Planned, SandboxError> {
     validate(spec, idmap)?;
     let mut b = Builder {
@@ -495,6 +497,13 @@ pub(crate) fn build(
     } else {
         None
     };
+    // cgroup v1: the run's cgroup of each hierarchy, bound below a tmpfs.
+    let mut cgroup_slots = Vec::new();
+    if let CgroupView::Legacy { hierarchies, .. } = cgroup {
+        for (name, dir) in hierarchies {
+            cgroup_slots.push((name, b.open_tree(dir, false)?));
+        }
+    }
     let mut mount_slots = Vec::new();
     for m in &spec.mounts {
         mount_slots.push(match &m.kind {
@@ -613,6 +622,65 @@ pub(crate) fn build(
             target: cstring("/sys")?,
         });
         b.remount_ro("/sys", false)?;
+    }
+    // /sys/fs/cgroup as BuildKit HEAD's runc mounts it: the run's own
+    // cgroup, read-only (writable in insecure mode), over whatever the
+    // host's /sys brought along.
+    let cgroup_ro = if insecure {
+        MountFlags::empty()
+    } else {
+        MountFlags::RDONLY
+    };
+    match cgroup {
+        CgroupView::None => {}
+        CgroupView::Unified => {
+            b.mount(
+                "cgroup",
+                "/sys/fs/cgroup",
+                "cgroup2",
+                nosuid_nodev_noexec | cgroup_ro,
+                None,
+                false,
+            )?;
+        }
+        CgroupView::Legacy { links, .. } => {
+            b.mount(
+                "tmpfs",
+                "/sys/fs/cgroup",
+                "tmpfs",
+                nosuid_nodev_noexec,
+                Some("mode=755"),
+                false,
+            )?;
+            for (name, slot) in cgroup_slots {
+                let target = cstring(format!("/sys/fs/cgroup/{name}"))?;
+                b.ops.push(Op::Mkdir {
+                    path: target.clone(),
+                    mode: 0o755,
+                });
+                b.ops.push(Op::MoveMount {
+                    slot,
+                    target: target.clone(),
+                });
+                b.ops.push(Op::Mount {
+                    source: cstring("")?,
+                    target,
+                    fstype: cstring("")?,
+                    flags: MountFlags::from_bits_retain(libc::MS_REMOUNT as u32)
+                        | mount_bind
+                        | nosuid_nodev_noexec
+                        | cgroup_ro,
+                    data: None,
+                    optional: false,
+                });
+            }
+            for (link, target) in links {
+                b.ops.push(Op::Symlink {
+                    target: cstring(target.as_str())?,
+                    link: cstring(format!("/sys/fs/cgroup/{link}"))?,
+                });
+            }
+        }
     }
     // BuildKit's insecure mode masks and write-protects nothing.
     let (read_only, masked_files, masked_dirs): (&[&str], &[&str], &[&str]) = if insecure {
@@ -834,7 +902,15 @@ mod tests {
             report: 6,
             sync: 7,
         };
-        build(spec, &StatePaths::new(Path::new("/state")), idmap, fds, 40).unwrap()
+        build(
+            spec,
+            &StatePaths::new(Path::new("/state")),
+            idmap,
+            fds,
+            40,
+            &CgroupView::None,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -959,6 +1035,7 @@ mod tests {
             Some(&single),
             fds,
             40,
+            &CgroupView::None,
         );
         assert!(
             matches!(r, Err(SandboxError::IdMap(_))),

@@ -139,7 +139,12 @@ fn r10_resource_flags_reach_run() {
     let hoist = Hoist::with_busybox();
     let ctx = dockerfile_context(
         "FROM busybox\n\
-         RUN (grep -E ':(memory|cpu,cpuacct|cpuset|pids):' /proc/self/cgroup | cut -d: -f3 | cut -c1-7 | sort -u; \
+         RUN (if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
+                cd /sys/fs/cgroup && cat memory.max cpu.weight cpu.max cpuset.cpus; \
+              else \
+                cd /sys/fs/cgroup && cat memory/memory.limit_in_bytes cpu/cpu.shares \
+                  cpu/cpu.cfs_quota_us cpuset/cpuset.cpus; \
+              fi; \
               ulimit -n; ulimit -Hn; df -k /dev/shm | awk 'NR==2 {print $2}'; \
               grep myhost /etc/hosts) > /out\n",
     );
@@ -167,7 +172,14 @@ fn r10_resource_flags_reach_run() {
         ],
     );
     let out = hoist.exec("res:latest", &["cat", "/out"]);
-    assert_eq!(out, "/hoist-\n300\n400\n16384\n10.1.2.3\tmyhost\n");
+    // The limits, read from the run's own /sys/fs/cgroup: on cgroup v2
+    // as runc converts them (shares 512 are weight 59).
+    let limits = if unified_host() {
+        "268435456\n59\n50000 100000\n0\n"
+    } else {
+        "268435456\n512\n50000\n0\n"
+    };
+    assert_eq!(out, format!("{limits}300\n400\n16384\n10.1.2.3\tmyhost\n"));
     for (flag, value, want) in [
         ("--memory", "12x", "invalid --memory \"12x\""),
         ("--ulimit", "bogus=1", "invalid ulimit type: bogus"),
@@ -177,4 +189,53 @@ fn r10_resource_flags_reach_run() {
         let err = hoist.fails(&["build", flag, value, ctx.path().to_str().unwrap()]);
         assert!(err.contains(want), "{flag} {value}: {err}");
     }
+}
+
+/// Whether the host's /sys/fs/cgroup is cgroup v2.
+fn unified_host() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// `/sys/fs/cgroup` in a RUN as BuildKit HEAD's runc mounts it (probed
+/// under bkref on a cgroup v1 host): on v1 a tmpfs
+/// (`rw,nosuid,nodev,noexec`) holding each of the host's hierarchies,
+/// read-only and `nosuid,nodev,noexec`, rooted at the step's own cgroup; on
+/// v2 one read-only cgroup2 mount in the step's cgroup namespace.
+#[test]
+fn r10_sys_fs_cgroup_is_the_runs_cgroup_read_only() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\n\
+         RUN (awk '$5 ~ /^\\/sys\\/fs\\/cgroup/ {print $5, $6, $9}' /proc/self/mountinfo | sort; \
+              cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; \
+              d=/sys/fs/cgroup/pids; [ -f /sys/fs/cgroup/cgroup.controllers ] && d=/sys/fs/cgroup; \
+              mkdir $d/probe 2>/dev/null && echo writable || echo read-only) > /out\n",
+    );
+    hoist.build(ctx.path(), &["-t", "cg:latest"]);
+    let out = hoist.exec("cg:latest", &["cat", "/out"]);
+    let want = if unified_host() {
+        "/sys/fs/cgroup ro,nosuid,nodev,noexec,relatime cgroup2\n\
+         4096\n\
+         read-only\n"
+            .to_owned()
+    } else {
+        // Every v1 hierarchy the host mounts under /sys/fs/cgroup.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mut lines: Vec<String> = mountinfo
+            .lines()
+            .filter_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let point = left.split(' ').nth(4)?;
+                (right.starts_with("cgroup ") && point.starts_with("/sys/fs/cgroup/"))
+                    .then(|| format!("{point} ro,nosuid,nodev,noexec,relatime cgroup"))
+            })
+            .collect();
+        assert!(lines.iter().any(|l| l.starts_with("/sys/fs/cgroup/pids ")));
+        lines.push("/sys/fs/cgroup rw,nosuid,nodev,noexec,relatime tmpfs".to_owned());
+        lines.sort();
+        // The run's own pids cgroup: hoist's default limit, not the
+        // builder's.
+        format!("{}\n4096\nread-only\n", lines.join("\n"))
+    };
+    assert_eq!(out, want);
 }
