@@ -590,7 +590,7 @@ fn outgoing_manifest(store: &Store, image: &Image, layers: &[Descriptor]) -> Res
 const STREAM_CHUNKS: usize = 4;
 
 /// One layer's progress, named as the store holds the layer.
-struct Shown<'a> {
+pub(crate) struct Shown<'a> {
     progress: &'a dyn TransferProgress,
     layer: &'a Descriptor,
 }
