@@ -7,7 +7,7 @@
 //! input that goes into a key is kept, by name, in the cache entry, so that
 //! a later miss can be explained by diffing the inputs of the nearest entry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use hoist_parser::MountType;
@@ -230,6 +230,7 @@ impl StageBuilder<'_> {
         dest: &str,
         heredocs: &[Heredoc],
         source_stack: Option<&LayerStack>,
+        url_contents: &[(String, String)],
     ) -> Result<StepInputs, StepError> {
         let mut inputs = self.base_inputs(if is_add { "ADD" } else { "COPY" });
         inputs
@@ -249,6 +250,13 @@ impl StageBuilder<'_> {
         if let Some(unpack) = copy.unpack {
             // ADD --unpack; only when given, so existing keys stay valid.
             inputs.define("unpack", unpack.to_string());
+        }
+        // ADD of a URL without --checksum: what it served (only then, so
+        // existing keys stay valid).
+        for (url, identity) in url_contents {
+            inputs
+                .content
+                .insert(format!("url {url}"), identity.clone());
         }
         for (i, heredoc) in heredocs.iter().enumerate() {
             inputs.content.insert(
@@ -524,6 +532,8 @@ struct RecentKeys {
 #[derive(Debug, Serialize, Deserialize)]
 struct SourceFiles {
     files: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    dirs: BTreeSet<String>,
 }
 
 fn hex_of(digest: &str) -> &str {
@@ -656,6 +666,7 @@ impl StageBuilder<'_> {
         }
         let files = SourceFiles {
             files: sources.files,
+            dirs: sources.dirs,
         };
         let _ = store.cache_record_write(CacheRecord::Files, &key, |out| {
             serde_json::to_writer(out, &files).map_err(std::io::Error::other)
@@ -771,8 +782,9 @@ impl StageBuilder<'_> {
         let earlier = crate::context::SourceChecksum {
             digest: current.digest.clone(),
             files: earlier.files,
+            dirs: earlier.dirs,
         };
-        let changed = current.changed_files(&earlier);
+        let changed = current.changed_non_dirs(&earlier);
         if changed.is_empty() {
             return "the selected files are the same but selected differently".to_owned();
         }
@@ -786,7 +798,7 @@ impl StageBuilder<'_> {
         if changed.len() > SHOWN {
             list.push_str(", …");
         }
-        let total = current.files.len().max(changed.len());
+        let total = current.file_count().max(changed.len());
         let noun = if total == 1 { "file" } else { "files" };
         format!(
             "{} of {} {noun} changed ({list})",

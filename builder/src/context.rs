@@ -12,7 +12,7 @@
 //! Both walk with the same filtered walker as COPY itself
 //! ([`crate::copy::source`]), so they see exactly the files COPY takes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -414,10 +414,35 @@ pub struct SourceChecksum {
     pub digest: Digest,
     /// (path as the COPY names it, that entry's digest), in order.
     pub files: Vec<(String, String)>,
+    /// Which of those paths are directories (not part of the digest: it
+    /// only lets a miss count files, as `N of M files changed` says).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub dirs: BTreeSet<String>,
 }
 
 impl SourceChecksum {
     /// Paths whose digest differs from `older` (added, removed, changed).
+    /// How many of the entries are not directories.
+    pub fn file_count(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|(p, _)| !self.dirs.contains(p))
+            .count()
+    }
+
+    /// Paths that are not directories (in either checksum) and whose
+    /// digest differs from `older` (added, removed, changed). A directory
+    /// whose own metadata changed counts only when no file did.
+    pub fn changed_non_dirs(&self, older: &SourceChecksum) -> Vec<String> {
+        let changed = self.changed_files(older);
+        let files: Vec<String> = changed
+            .iter()
+            .filter(|p| !self.dirs.contains(*p) && !older.dirs.contains(*p))
+            .cloned()
+            .collect();
+        if files.is_empty() { changed } else { files }
+    }
+
     pub fn changed_files(&self, older: &SourceChecksum) -> Vec<String> {
         let old: BTreeMap<&str, &str> = older
             .files
@@ -498,7 +523,11 @@ pub fn checksum(
         combined.update(b"\n");
     }
     let mut files = Vec::with_capacity(jobs.len());
+    let mut dirs = BTreeSet::new();
     for (job, digest) in jobs.iter().zip(digests) {
+        if FileType::from_raw_mode(job.entry.stat.st_mode) == FileType::Directory {
+            dirs.insert(job.key.clone());
+        }
         let digest = digest?;
         combined.update(job.key.as_bytes());
         combined.update(b"\0");
@@ -510,7 +539,11 @@ pub fn checksum(
     let digest: Digest = format!("sha256:{hex}")
         .parse()
         .map_err(|e: oci_spec::OciSpecError| ContextError::Tar(io::Error::other(e.to_string())))?;
-    Ok(SourceChecksum { digest, files })
+    Ok(SourceChecksum {
+        digest,
+        files,
+        dirs,
+    })
 }
 
 fn entry_digest(

@@ -60,7 +60,23 @@ impl StageBuilder<'_> {
             .transpose()?;
 
         let heredocs = self.expand_heredocs(&copy.heredocs)?;
-        let inputs = self.copy_inputs(copy, is_add, &dest, &heredocs, source_stack.as_ref())?;
+        // ADD of a URL without --checksum is keyed by what the URL serves
+        // now, as BuildKit's: download first (once; the copy below uses
+        // the same file).
+        let prefetched = if is_add && copy.checksum.is_none() {
+            prefetch_urls(&copy.sources)?
+        } else {
+            None
+        };
+        let url_contents = prefetched.as_ref().map(url_identities).unwrap_or_default();
+        let inputs = self.copy_inputs(
+            copy,
+            is_add,
+            &dest,
+            &heredocs,
+            source_stack.as_ref(),
+            &url_contents,
+        )?;
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }
@@ -112,6 +128,7 @@ impl StageBuilder<'_> {
                 is_add,
                 checksum: copy.checksum.as_deref(),
                 unpack: copy.unpack,
+                prefetched: prefetched.as_ref(),
             };
             crate::copy::copy_into(merged.target(), &request).map_err(StepError::Copy)?;
             merged.unmount()?;
@@ -193,4 +210,43 @@ fn copy_created_by(copy: &CopyAdd, is_add: bool) -> String {
     text.push_str(&copy.dest);
     text.push_str(" # buildkit");
     text
+}
+
+/// Downloads every HTTP(S) URL among `sources`; `None` when there is none.
+fn prefetch_urls(sources: &[String]) -> Result<Option<crate::copy::Prefetched>, StepError> {
+    use crate::copy::fetch;
+    let urls: Vec<&String> = sources
+        .iter()
+        .filter(|s| fetch::is_http_url(s) && !fetch::is_git_url(s))
+        .collect();
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let mut downloads = std::collections::HashMap::new();
+    for url in urls {
+        if downloads.contains_key(url.as_str()) {
+            continue;
+        }
+        let download = fetch::fetch(url, None, &std::env::temp_dir())
+            .map_err(|err| StepError::Copy(err.into()))?;
+        downloads.insert(url.clone(), download);
+    }
+    Ok(Some(std::sync::Arc::new(std::sync::Mutex::new(downloads))))
+}
+
+/// What identifies each download in the step's key: its content digest,
+/// and the name and mtime it gets in the image.
+fn url_identities(prefetched: &crate::copy::Prefetched) -> Vec<(String, String)> {
+    let Ok(downloads) = prefetched.lock() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = downloads
+        .iter()
+        .map(|(url, d)| {
+            let mtime = d.mtime.map_or_else(|| "-".to_owned(), |t| t.to_string());
+            (url.clone(), format!("{} {} {}", d.digest, mtime, d.name))
+        })
+        .collect();
+    out.sort();
+    out
 }

@@ -82,7 +82,14 @@ pub struct CopyOptions {
     /// mtime for heredoc files and URL downloads without Last-Modified
     /// (seconds); the current time when unset.
     pub created_time: Option<i64>,
+    /// URL downloads made before the step (to key it by their content),
+    /// by URL: taken instead of fetching the URL again.
+    pub prefetched: Option<Prefetched>,
 }
+
+/// Downloads made ahead of a step, shared with the copy that uses them.
+pub type Prefetched =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, fetch::Download>>>;
 
 /// What to copy where.
 #[derive(Clone, Copy, Debug)]
@@ -250,11 +257,14 @@ pub fn copy(req: &CopyJob<'_>) -> Result<CopyStats, CopyError> {
                 if fetch::is_git_url(url) {
                     return Err(unsupported_or_fetch(url));
                 }
-                items.push(Item::Url(fetch::fetch(
-                    url,
-                    opts.checksum.as_deref(),
-                    &tmp_dir,
-                )?));
+                let prefetched = opts
+                    .prefetched
+                    .as_ref()
+                    .and_then(|p| p.lock().ok()?.remove(url.as_str()));
+                items.push(Item::Url(match prefetched {
+                    Some(download) => download,
+                    None => fetch::fetch(url, opts.checksum.as_deref(), &tmp_dir)?,
+                }));
             }
             CopySource::Inline { name, content } => {
                 items.push(Item::Inline {

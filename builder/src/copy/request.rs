@@ -35,6 +35,8 @@ pub struct CopyRequest<'a> {
     pub checksum: Option<&'a str>,
     /// ADD `--unpack`.
     pub unpack: Option<bool>,
+    /// URLs already downloaded (see [`super::CopyOptions::prefetched`]).
+    pub prefetched: Option<&'a super::Prefetched>,
 }
 
 /// Runs a COPY/ADD into `dest_root` (the merged view of the new layer).
@@ -63,6 +65,7 @@ pub fn copy_into(dest_root: &Path, req: &CopyRequest<'_>) -> Result<CopyStats, C
         parents: req.parents,
         checksum: req.checksum.map(str::to_owned),
         unpack: req.unpack,
+        prefetched: req.prefetched.cloned(),
         ..CopyOptions::default()
     };
     let job = CopyJob {

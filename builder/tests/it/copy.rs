@@ -1259,6 +1259,7 @@ fn builder_entry_points() {
         is_add: false,
         checksum: None,
         unpack: None,
+        prefetched: None,
     };
     hoist_builder::copy::copy_into(img.path(), &req).unwrap();
     let got = tree(&img.path().join("app"));
