@@ -178,10 +178,7 @@ impl StageBuilder<'_> {
                     StepError::Invalid(format!("stage {from:?} is not built before this one"))
                 });
         }
-        let image = self
-            .scope
-            .builder
-            .image_for(from, &self.scope.request.platform)?;
+        let image = self.scope.builder.image_for(from, &self.platform)?;
         Ok(LayerStack::from_layers(image.layers()))
     }
 }

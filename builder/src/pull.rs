@@ -37,6 +37,12 @@ impl Builder<'_> {
             Err(_) => return local.map_err(StepError::Store),
         };
         match local {
+            // The store's image of that name is for another platform: pull
+            // the one asked for, leaving the tag where it points (BuildKit
+            // resolves every image for the stage's platform).
+            Ok(image) if !is_for(&image, platform) => {
+                self.pull(client, &normalized, platform, false)
+            }
             Ok(image) if !self.always_pull || normalized.digest().is_some() => Ok(image),
             Ok(image) => {
                 let remote = client
@@ -46,18 +52,17 @@ impl Builder<'_> {
                 if self.store.repo_digests(image.digest()).contains(&known) {
                     return Ok(image);
                 }
-                self.pull(client, &normalized, platform)
+                self.pull(client, &normalized, platform, true)
             }
-            Err(StoreError::ImageNotFound(_)) => {
-                self.pull(client, &normalized, platform)
-                    .map_err(|err| match err {
-                        StepError::Invalid(message) => StepError::Invalid(format!(
-                            "{message} (the store does not have it either: \
+            Err(StoreError::ImageNotFound(_)) => self
+                .pull(client, &normalized, platform, true)
+                .map_err(|err| match err {
+                    StepError::Invalid(message) => StepError::Invalid(format!(
+                        "{message} (the store does not have it either: \
                          add it with `hoist load` or `hoist import`)"
-                        )),
-                        other => other,
-                    })
-            }
+                    )),
+                    other => other,
+                }),
             Err(other) => Err(StepError::Store(other)),
         }
     }
@@ -67,6 +72,7 @@ impl Builder<'_> {
         client: &Client,
         reference: &Reference,
         platform: &Platform,
+        tag: bool,
     ) -> Result<Image, StepError> {
         let step = self.progress_step();
         let started = Instant::now();
@@ -77,6 +83,7 @@ impl Builder<'_> {
             step,
         };
         let mut options = PullOptions::new(&progress);
+        options.tag = tag;
         options.platform = Some(registry::Platform::normalized(
             &platform.os,
             &platform.architecture,
@@ -102,6 +109,16 @@ impl Builder<'_> {
             .resolve(pulled.image.digest().as_ref())
             .map_err(StepError::Store)
     }
+}
+
+/// Whether `image`'s config says it is for `platform` (OS and
+/// architecture; a config without them is taken to be).
+fn is_for(image: &Image, platform: &Platform) -> bool {
+    let config = image.config_json();
+    let field = |name: &str| config.get(name).and_then(|v| v.as_str()).unwrap_or("");
+    let (os, architecture) = (field("os"), field("architecture"));
+    (os.is_empty() || os == platform.os)
+        && (architecture.is_empty() || architecture == platform.architecture)
 }
 
 fn pull_error(reference: &Reference, err: registry::RegistryError) -> StepError {

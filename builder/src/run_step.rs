@@ -8,6 +8,7 @@ use hoist_parser::instruction::{Network as RunNetwork, Run, Security, ShellOrExe
 use hoist_parser::{MountType, RunMount};
 
 use crate::args::PROXY_ARGS;
+use crate::args::Platform;
 use crate::cache::RunDefinition;
 use crate::config::{get_env, set_env, with_shell};
 use crate::error::StepError;
@@ -24,6 +25,15 @@ const TAIL_LINES: usize = 10;
 
 impl StageBuilder<'_> {
     pub(crate) fn run_step(&mut self, step: &StepContext, run: &Run) -> Result<(), StepError> {
+        let host = Platform::host();
+        if self.platform.os != host.os || self.platform.architecture != host.architecture {
+            return Err(StepError::Invalid(format!(
+                "the stage's platform is {}, but this host is {host}: running a program for \
+                 another platform needs emulation, which hoist does not support (stages for \
+                 another platform can only be copied from)",
+                self.platform
+            )));
+        }
         let insecure = run.security == Some(Security::Insecure);
         if insecure && !self.scope.request.sandbox.allow_insecure {
             return Err(StepError::NotAllowed("security.insecure"));

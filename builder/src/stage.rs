@@ -11,6 +11,7 @@ use hoist_parser::instruction::{Instruction, Spanned};
 use hoist_parser::{Span, Stage, StageIndex};
 use hoist_store::image_config::{EmptyObject, History, ImageConfig};
 
+use crate::args::Platform;
 use crate::build::{BuildScope, StageResult};
 use crate::config::{self, get_env, go_list, go_quoted_list, history, is_valid_signal, set_env};
 use crate::error::{BuildError, StepError};
@@ -19,6 +20,9 @@ use crate::rootfs::{LayerStack, Scratch};
 use hoist_sandbox::DEFAULT_PATH;
 
 pub(crate) struct StageBuilder<'s> {
+    /// The platform the stage is for: its `FROM --platform`, else its base
+    /// stage's, else the build's.
+    pub(crate) platform: Platform,
     pub(crate) scope: &'s BuildScope<'s>,
     pub(crate) stage: &'s Stage,
     pub(crate) results: &'s HashMap<StageIndex, StageResult>,
@@ -98,6 +102,7 @@ impl<'s> StageBuilder<'s> {
             sources: None,
             diverged: None,
             copy_from_diverged: false,
+            platform: scope.request.platform.clone(),
         };
         builder.start_from_base()?;
         let own_steps = scope.dockerfile.instructions[stage.instructions.clone()]
@@ -137,8 +142,15 @@ impl<'s> StageBuilder<'s> {
 
     /// FROM: the base's config and layers, or an empty image for scratch.
     fn start_from_base(&mut self) -> Result<(), BuildError> {
-        let platform = &self.scope.request.platform;
         let from_span = self.base_span();
+        self.platform = stage_platform(self.scope, self.stage).map_err(|cause| {
+            self.step_error(
+                from_span,
+                &format!("FROM {}", self.stage.display_name()),
+                cause,
+            )
+        })?;
+        let platform = &self.platform.clone();
         let (config, stack, from_name) = match &self.stage.base {
             Base::Scratch => {
                 let mut config = ImageConfig::scratch(&platform.architecture, &platform.os);
@@ -531,6 +543,20 @@ fn is_filesystem_step(instruction: &Instruction) -> bool {
         instruction,
         Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)
     )
+}
+
+/// The platform `stage` is for (BuildKit's rule): its `FROM --platform`
+/// (already expanded), else its base stage's, else the build's.
+pub(crate) fn stage_platform(scope: &BuildScope<'_>, stage: &Stage) -> Result<Platform, StepError> {
+    match (&stage.platform, &stage.base) {
+        (Some(spec), _) => Platform::parse(spec).ok_or_else(|| {
+            StepError::Invalid(format!(
+                "failed to parse platform {spec}: expected os/arch[/variant]"
+            ))
+        }),
+        (None, Base::Stage(index)) => stage_platform(scope, &scope.graph.stages[*index]),
+        (None, _) => Ok(scope.request.platform.clone()),
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub struct PullOptions<'a> {
     /// Blobs downloaded at the same time.
     pub max_concurrent_downloads: usize,
     pub progress: &'a dyn TransferProgress,
+    /// Point the reference's tag at the image (as `hoist pull` does); when
+    /// false the image is only listed untagged (a build's base for another
+    /// platform than the tag's image).
+    pub tag: bool,
 }
 
 impl<'a> PullOptions<'a> {
@@ -48,6 +52,7 @@ impl<'a> PullOptions<'a> {
             platform: None,
             max_concurrent_downloads: DEFAULT_CONCURRENT_DOWNLOADS,
             progress,
+            tag: true,
         }
     }
 }
@@ -303,7 +308,7 @@ impl Client {
         store.add_repo_digest(image.digest(), &format!("{name}@{}", resolved.repo_digest))?;
         store.add_blob_sources(&image.blobs()[1..], &name)?;
         let downloaded = downloaded.load(Ordering::Relaxed);
-        let up_to_date = if reference.tag().is_some() {
+        let up_to_date = if reference.tag().is_some() && options.tag {
             let tagged = reference.without_digest();
             let had_tag = store.names_of(image.digest())?.contains(&tagged);
             store.tag(&tagged.to_string(), &image)?;

@@ -121,3 +121,141 @@ fn r7_build_push_and_output_type_registry() {
         "{err}"
     );
 }
+
+/// The host's architecture and another one, as OCI names them.
+fn host_and_foreign_arch() -> (&'static str, &'static str) {
+    match std::env::consts::ARCH {
+        "x86_64" => ("amd64", "arm64"),
+        "aarch64" => ("arm64", "amd64"),
+        other => panic!("no image for this test on {other}"),
+    }
+}
+
+/// Pushes to `dest` (with skopeo) an index over two one-layer images, one
+/// per architecture in `arches`, each with `/platform` saying which it is.
+fn push_per_arch_index(dest: &str, arches: &[&str]) {
+    use sha2::Digest;
+    let layout = tempfile::tempdir().unwrap();
+    let blobs = layout.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = format!("{:x}", sha2::Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut entries = Vec::new();
+    for arch in arches {
+        let mut layer = tar::Builder::new(Vec::new());
+        let content = format!("{arch}\n");
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_cksum();
+        layer
+            .append_data(&mut header, "platform", content.as_bytes())
+            .unwrap();
+        let layer = layer.into_inner().unwrap();
+        let (layer_digest, layer_size) = put(&layer);
+        let config = json!({
+            "architecture": arch, "os": "linux",
+            "config": {"Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        });
+        let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer_digest, "size": layer_size}],
+        });
+        let (digest, size) = put(&serde_json::to_vec(&manifest).unwrap());
+        entries.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let (index_digest, index_size) = put(&serde_json::to_vec(&index).unwrap());
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let top = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest, "size": index_size,
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    std::fs::write(layout.path().join("index.json"), top.to_string()).unwrap();
+    skopeo(&[
+        "copy",
+        "--multi-arch=all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.path().display()),
+        &format!("docker://{dest}"),
+    ]);
+}
+
+#[test]
+fn r7_copy_from_a_stage_for_another_platform() {
+    let (host, foreign) = host_and_foreign_arch();
+    let registry = TestRegistry::anonymous();
+    let multi = format!("{}/lib/multi:1", registry.host());
+    push_per_arch_index(&multi, &[host, foreign]);
+
+    // The store's tag names the host's image...
+    let hoist = Hoist::with_busybox();
+    hoist.ok(&["pull", "-q", &multi]);
+    assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
+    // ...and a stage for the other platform, only copied from, gets the
+    // other image (nothing of it runs).
+    let context = dockerfile_context(&format!(
+        "FROM --platform=linux/{foreign} {multi} AS other\n\
+         FROM busybox\n\
+         COPY --from=other /platform /other-platform\n\
+         RUN cat /other-platform > /seen\n"
+    ));
+    let log = hoist.build(context.path(), &["-t", "app:1"]);
+    assert!(log.contains(&format!("[internal] pull {multi}")), "{log}");
+    assert_eq!(
+        hoist.exec("app:1", &["cat", "/seen"]),
+        format!("{foreign}\n")
+    );
+    // The tag still names the host's image.
+    assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
+    let fsck = hoist.ok(&["fsck"]);
+    assert!(fsck.contains(" 0 problems"), "{fsck}");
+
+    // A RUN in such a stage is refused, naming the platform.
+    let context = dockerfile_context(&format!(
+        "FROM --platform=linux/{foreign} {multi}\nRUN true\n"
+    ));
+    let err = hoist.fails(&[
+        "build",
+        "--progress=plain",
+        context.path().to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "the stage's platform is linux/{foreign}, but this host is linux/{host}"
+        )) && err.contains("emulation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Dockerfile:2"),
+        "the error names the RUN: {err}"
+    );
+}
