@@ -140,6 +140,53 @@ impl BuildContext {
         }
     }
 
+    /// For a `RUN --mount=type=bind` of the context directory `sub`
+    /// (relative to the context): writes into `dest` an overlay layer of
+    /// whiteouts (0/0 character devices) hiding what `.dockerignore`
+    /// excludes below `sub`, so that the RUN sees the context as COPY and
+    /// BuildKit do. Returns how many entries are hidden.
+    pub fn write_ignore_whiteouts(&self, sub: &Path, dest: &Path) -> Result<usize, ContextError> {
+        let Some(ignore) = &self.ignore else {
+            return Ok(0);
+        };
+        let mut hidden = 0;
+        let mut pending = vec![PathBuf::new()];
+        while let Some(rel) = pending.pop() {
+            let dir = self.dir.join(sub).join(&rel);
+            let read_err = |source| ContextError::Read {
+                path: slash_path(&sub.join(&rel)),
+                source,
+            };
+            for entry in std::fs::read_dir(&dir).map_err(read_err)? {
+                let entry = entry.map_err(read_err)?;
+                let child = rel.join(entry.file_name());
+                let in_context = slash_path(&sub.join(&child));
+                let is_dir = entry.file_type().map_err(read_err)?.is_dir();
+                let excluded = ignore
+                    .matches_or_parent_matches(&in_context)
+                    .map_err(ContextError::Pattern)?;
+                if excluded && !(is_dir && ignore.must_descend_excluded(&in_context)) {
+                    let target = dest.join(&child);
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent).map_err(read_err)?;
+                    }
+                    rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        &target,
+                        rustix::fs::FileType::CharacterDevice,
+                        rustix::fs::Mode::empty(),
+                        rustix::fs::makedev(0, 0),
+                    )
+                    .map_err(|err| read_err(err.into()))?;
+                    hidden += 1;
+                } else if is_dir {
+                    pending.push(child);
+                }
+            }
+        }
+        Ok(hidden)
+    }
+
     /// Stats every file the context exposes.
     pub fn stat_index(&self) -> Result<StatIndex, ContextError> {
         StatIndex::build(self.view())

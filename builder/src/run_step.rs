@@ -245,8 +245,11 @@ impl StageBuilder<'_> {
                         }
                     };
                     let source = mount.source.as_deref().unwrap_or("/");
-                    let path =
+                    let mut path =
                         crate::copy::resolve_in_root(&root, source).map_err(StepError::Copy)?;
+                    if mount.from.is_none() {
+                        path = self.filtered_context(&root, &path, scratch, guards)?;
+                    }
                     if mount.readonly {
                         MountKind::Bind {
                             source: path,
@@ -264,6 +267,37 @@ impl StageBuilder<'_> {
             mounts.push(Mount { target, kind });
         }
         Ok(mounts)
+    }
+
+    /// A bind mount of the context shows it as BuildKit sends it: without
+    /// what `.dockerignore` excludes. A directory is mounted through an
+    /// overlay whose top layer whites the excluded entries out.
+    fn filtered_context(
+        &self,
+        root: &Path,
+        path: &Path,
+        scratch: &Scratch,
+        guards: &mut Vec<MountGuard>,
+    ) -> Result<PathBuf, StepError> {
+        let context = &self.scope.context;
+        // An excluded source never gets here: its checksum (the step's
+        // key) already found it missing.
+        let rel = path.strip_prefix(root).unwrap_or(Path::new(""));
+        if !path.is_dir() {
+            return Ok(path.to_owned());
+        }
+        let n = guards.len();
+        let whiteouts = scratch.side_dir(&format!("ignored{n}"))?;
+        let hidden = context
+            .write_ignore_whiteouts(rel, &whiteouts)
+            .map_err(StepError::Context)?;
+        if hidden == 0 {
+            return Ok(path.to_owned());
+        }
+        let at = scratch.side_dir(&format!("context{n}"))?;
+        let guard = mount_overlay_read_only(&[whiteouts, path.to_owned()], &at)?;
+        guards.push(guard);
+        Ok(at)
     }
 
     /// A cache mount's directory: `hoist/mounts/<sha256(id)>` in the store,

@@ -864,3 +864,46 @@ fn r8_add_url_without_checksum_is_keyed_by_content_and_downloaded_once() {
     assert_eq!(requests.load(Ordering::SeqCst), 3, "one download\n{log}");
     assert_eq!(hoist.exec("add:3", &["cat", "/copy"]), "version 2\n");
 }
+
+/// `RUN --mount=type=bind` of the context sees what BuildKit sends: the
+/// context without what `.dockerignore` excludes (exceptions included),
+/// read-only and `rw` alike, and from a subdirectory.
+#[test]
+fn r8_run_bind_mount_of_the_context_honours_dockerignore() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox
+RUN --mount=type=bind,target=/ctx cd /ctx && find . | sort > /ro
+RUN --mount=type=bind,target=/ctx,rw cd /ctx && find . | sort > /rw
+RUN --mount=type=bind,source=sub,target=/sub cd /sub && find . | sort > /sub.txt
+",
+    );
+    write(ctx.path(), "kept.txt", "k\n");
+    write(ctx.path(), "secret.env", "s\n");
+    write(ctx.path(), "node_modules/x/index.js", "x\n");
+    write(ctx.path(), "sub/a.log", "a\n");
+    write(ctx.path(), "sub/b.txt", "b\n");
+    write(ctx.path(), "sub/keep.log", "k\n");
+    write(
+        ctx.path(),
+        ".dockerignore",
+        "*.env\nnode_modules\nsub/*.log\n!sub/keep.log\n",
+    );
+    hoist.build(ctx.path(), &["-t", "bind:1"]);
+    let whole = "./.dockerignore\n./Dockerfile\n./kept.txt\n./sub\n./sub/b.txt\n./sub/keep.log\n";
+    assert_eq!(hoist.exec("bind:1", &["cat", "/ro"]), format!(".\n{whole}"));
+    assert_eq!(hoist.exec("bind:1", &["cat", "/rw"]), format!(".\n{whole}"));
+    assert_eq!(
+        hoist.exec("bind:1", &["cat", "/sub.txt"]),
+        ".\n./b.txt\n./keep.log\n"
+    );
+
+    // An excluded source is not there to mount (BuildKit: not found).
+    let excluded = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=bind,source=secret.env,target=/s cat /s\n",
+    );
+    write(excluded.path(), "secret.env", "s\n");
+    write(excluded.path(), ".dockerignore", "*.env\n");
+    let err = hoist.fails(&["build", excluded.path().to_str().unwrap()]);
+    assert!(err.contains("\"/secret.env\": not found"), "{err}");
+}
