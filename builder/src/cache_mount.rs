@@ -5,7 +5,9 @@
 //!
 //! Each directory (`hoist/mounts/<sha256 of id>`) has a lock file in
 //! `hoist/mount-locks`; a user holds it shared (`shared`) or exclusive
-//! (`locked`, `private`) for the length of its RUN.
+//! (`locked`, `private`) for the length of its RUN. Every user also holds
+//! `<hex>.use` shared, which `hoist builder prune` takes exclusive (without
+//! waiting) before it removes a directory: a mount in use is never removed.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -33,6 +35,7 @@ pub(crate) struct Leases {
 
 struct Lease {
     _lock: Option<File>,
+    _in_use: File,
     _private: Option<tempfile::TempDir>,
 }
 
@@ -53,6 +56,18 @@ impl Leases {
         let dir = mounts.join(hex);
         let locks = mounts.with_file_name("mount-locks");
         fs_err::create_dir_all(&locks).map_err(StepError::io("creating cache mount locks"))?;
+        // Held shared for the whole RUN, whatever the sharing mode: a
+        // prune takes it exclusive and leaves a mount in use alone. Taken
+        // first, so a prune in progress finishes before the directory is
+        // looked at (and made again if it went).
+        let in_use = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(format!("{hex}.use")))
+            .map_err(StepError::io("opening a cache mount lock"))?;
+        rustix::fs::flock(&in_use, FlockOperation::LockShared)
+            .map_err(|e| StepError::io("locking a cache mount")(std::io::Error::from(e)))?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -97,6 +112,7 @@ impl Leases {
         }
         self.held.borrow_mut().push(Lease {
             _lock: lock,
+            _in_use: in_use,
             _private: private,
         });
         Ok(dir)
@@ -168,5 +184,47 @@ mod tests {
         });
         let order: Vec<&str> = order.try_iter().collect();
         assert_eq!(order, ["holder releases", "waiter got it"]);
+    }
+
+    /// A prune never removes a cache mount a RUN holds, whatever its
+    /// sharing mode, and removes it once the RUN let go.
+    #[test]
+    fn r8_prune_leaves_a_cache_mount_in_use() {
+        let root = tempfile::tempdir().unwrap();
+        let store = hoist_store::Store::open(root.path()).unwrap();
+        let mounts = store.root().join("hoist/mounts");
+        let prune = hoist_store::gc::GcOptions {
+            cache_mounts: true,
+            ..Default::default()
+        };
+        for sharing in [Sharing::Shared, Sharing::Locked, Sharing::Private] {
+            let run = Leases::default();
+            let dir = run
+                .acquire(&mounts, store.tmp_dir(), "id", sharing, OWNER)
+                .unwrap();
+            std::fs::write(dir.join("warm"), "x").unwrap();
+            let report = store.gc(&prune).unwrap();
+            assert_eq!(report.cache_mounts, 0, "{sharing:?}: in use");
+            assert!(dir.join("warm").is_file(), "{sharing:?}: in use");
+        }
+        // A shared user that came while a locked one held the mount has no
+        // sharing lock, but it still uses the directory.
+        let locked = Leases::default();
+        let dir = locked
+            .acquire(&mounts, store.tmp_dir(), "id", Sharing::Locked, OWNER)
+            .unwrap();
+        let shared = Leases::default();
+        let same = shared
+            .acquire(&mounts, store.tmp_dir(), "id", Sharing::Shared, OWNER)
+            .unwrap();
+        assert_eq!(same, dir);
+        drop(locked);
+        assert_eq!(store.gc(&prune).unwrap().cache_mounts, 0);
+        assert!(dir.join("warm").is_file());
+        drop(shared);
+        // Every lease above is dropped now.
+        let report = store.gc(&prune).unwrap();
+        assert_eq!(report.cache_mounts, 1);
+        assert!(!dir.exists());
     }
 }

@@ -407,6 +407,12 @@ impl Store {
         let mut count = 0;
         for name in list_dir_names(&self.cache_mounts_dir())? {
             let path = self.cache_mounts_dir().join(&name);
+            // A RUN using the directory holds its use lock shared: leave
+            // it. Held exclusive here, a new user waits until it is gone
+            // (and then makes a fresh one).
+            let Some(_unused) = self.lock_unused_cache_mount(&name)? else {
+                continue;
+            };
             if let Some(cutoff) = cutoff {
                 let used = std::fs::metadata(&path)
                     .and_then(|m| m.modified())
@@ -421,6 +427,27 @@ impl Store {
             count += 1;
         }
         Ok(count)
+    }
+
+    /// The use lock of cache mount `name` (`hoist/mount-locks/<name>.use`,
+    /// which every RUN using the mount holds shared), held exclusive;
+    /// `None` when a RUN holds it.
+    fn lock_unused_cache_mount(&self, name: &str) -> Result<Option<std::fs::File>> {
+        let path = cache_mount_use_lock(self.root(), name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(StoreError::io(parent))?;
+        }
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(StoreError::io(&path))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(file)),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(err) => Err(StoreError::io(&path)(err.into())),
+        }
     }
 
     fn evict_lru(
@@ -635,4 +662,11 @@ pub(crate) fn dir_size(dir: &Path) -> u64 {
         .filter(|m| m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))))
         .map(|m| m.len())
         .sum()
+}
+
+/// The use lock of cache mount directory `name`: every RUN using
+/// `hoist/mounts/<name>` holds it shared, so that a prune (which takes it
+/// exclusive, without waiting) never removes a mount in use.
+pub fn cache_mount_use_lock(root: &std::path::Path, name: &str) -> std::path::PathBuf {
+    root.join("hoist/mount-locks").join(format!("{name}.use"))
 }
