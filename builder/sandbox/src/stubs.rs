@@ -4,50 +4,102 @@
 //! still empty, keeping the parent directory's timestamps, so they never
 //! reach the layer.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use filetime::FileTime;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps};
 
 use crate::plan::Stub;
 
 /// Removes `created` (paths relative to the root, shallowest first) from
 /// `upperdir`, deepest first, stopping at the first one the run filled.
+///
+/// The run had the upperdir in its hands until now, so every path is
+/// resolved beneath it with no symlinks at all (CVE-2024-23652: a run that
+/// swaps a stub's parent for a symlink to a host directory made BuildKit's
+/// cleanup delete there). hoist made each stub and its parents as real
+/// directories; a symlink on the way means the run replaced them, and the
+/// stub is left alone.
 pub(crate) fn remove(upperdir: &Path, created: &[&Path]) {
+    let Ok(upper) = rustix::fs::open(
+        upperdir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
     for rel in created.iter().rev() {
-        let path = upperdir.join(rel);
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let empty = if meta.is_dir() {
-            std::fs::read_dir(&path)
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(false)
-        } else {
-            meta.is_file() && meta.len() == 0
-        };
-        if !empty {
+        if remove_one(&upper, rel) == Some(false) {
             return;
-        }
-        let parent = path.parent().map(Path::to_owned);
-        let times = parent
-            .as_ref()
-            .and_then(|p| std::fs::symlink_metadata(p).ok());
-        let removed = if meta.is_dir() {
-            std::fs::remove_dir(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        if removed.is_err() {
-            return;
-        }
-        if let (Some(parent), Some(m)) = (parent, times) {
-            let _ = filetime::set_file_times(
-                parent,
-                FileTime::from_last_access_time(&m),
-                FileTime::from_last_modification_time(&m),
-            );
         }
     }
+}
+
+/// Removes one stub if it is still empty: `Some(false)` when the run filled
+/// it (or it cannot be removed), which ends the cleanup, and `None` when it
+/// is gone or unreachable without a symlink.
+fn remove_one(upper: &OwnedFd, rel: &Path) -> Option<bool> {
+    let name = rel.file_name()?;
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    let parent_rel = if parent_rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent_rel
+    };
+    let parent = rustix::fs::openat2(
+        upper,
+        parent_rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let st = rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let kind = FileType::from_raw_mode(st.st_mode);
+    let empty = match kind {
+        FileType::Directory => {
+            let dir = rustix::fs::openat(
+                &parent,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()?;
+            let mut entries = rustix::fs::Dir::read_from(&dir).ok()?;
+            entries.all(|e| {
+                e.map(|e| matches!(e.file_name().to_bytes(), b"." | b".."))
+                    .unwrap_or(false)
+            })
+        }
+        FileType::RegularFile => st.st_size == 0,
+        _ => false,
+    };
+    if !empty {
+        return Some(false);
+    }
+    let times = rustix::fs::fstat(&parent).ok()?;
+    let flags = if kind == FileType::Directory {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    if rustix::fs::unlinkat(&parent, name, flags).is_err() {
+        return Some(false);
+    }
+    let _ = rustix::fs::futimens(
+        &parent,
+        &Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: times.st_atime,
+                tv_nsec: times.st_atime_nsec as _,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: times.st_mtime,
+                tv_nsec: times.st_mtime_nsec as _,
+            },
+        },
+    );
+    Some(true)
 }
 
 /// The stub paths the child reported: stub `id` created from prefix `from` on.
@@ -82,6 +134,34 @@ mod tests {
                 !up.path().join("etc").exists(),
                 dir_gone,
                 "case {name}: dir"
+            );
+        }
+    }
+
+    /// CVE-2024-23652: a stub whose parent the run swapped for a symlink
+    /// (absolute or relative, to a directory outside the upperdir) is left
+    /// alone, and so is what the symlink points at.
+    #[test]
+    fn r11_cve_2024_23652_never_removes_through_a_symlink() {
+        for (case, link) in [("absolute", None), ("relative", Some("../outside"))] {
+            let tmp = tempfile::tempdir().unwrap();
+            let up = tmp.path().join("upper");
+            let outside = tmp.path().join("outside");
+            std::fs::create_dir_all(&up).unwrap();
+            std::fs::create_dir_all(outside.join("sub")).unwrap();
+            std::fs::write(outside.join("hosts"), "").unwrap();
+            let target = link.map_or_else(|| outside.clone(), Into::into);
+            std::os::unix::fs::symlink(&target, up.join("newdir")).unwrap();
+            remove(&up, &[Path::new("newdir"), Path::new("newdir/sub")]);
+            remove(&up, &[Path::new("newdir"), Path::new("newdir/hosts")]);
+            assert!(outside.join("sub").is_dir(), "case {case}: sub removed");
+            assert!(
+                outside.join("hosts").is_file(),
+                "case {case}: hosts removed"
+            );
+            assert!(
+                up.join("newdir").is_symlink(),
+                "case {case}: the link itself"
             );
         }
     }

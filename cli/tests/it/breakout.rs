@@ -241,3 +241,72 @@ fn r11_fork_bomb_is_stopped_by_the_pids_limit() {
     assert!(stderr.contains("can't fork"), "{stderr}");
     assert_store_sound(&hoist);
 }
+
+/// A host directory a hostile RUN aims symlinks at: it holds what a mount
+/// stub cleanup would delete (an empty directory and an empty file) and
+/// has a known mtime, so any removal or touch through a symlink shows.
+struct Victim {
+    dir: tempfile::TempDir,
+}
+
+impl Victim {
+    const MTIME: i64 = 1_000_000_000;
+
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hoist-victim-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("hosts"), "").unwrap();
+        let t = filetime::FileTime::from_unix_time(Self::MTIME, 0);
+        filetime::set_file_times(dir.path(), t, t).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    fn assert_untouched(&self, what: &str) {
+        let p = self.dir.path();
+        assert!(
+            p.join("sub").is_dir(),
+            "{what}: the host's {p:?}/sub was removed"
+        );
+        assert!(
+            p.join("hosts").is_file(),
+            "{what}: the host's {p:?}/hosts was removed"
+        );
+        let mtime = std::fs::metadata(p).unwrap();
+        assert_eq!(
+            filetime::FileTime::from_last_modification_time(&mtime).unix_seconds(),
+            Self::MTIME,
+            "{what}: the host's {p:?} was modified"
+        );
+    }
+}
+
+/// CVE-2024-23652: a RUN moves away the directory its mount target's stub
+/// was made in and leaves a symlink to a host directory in its place. The
+/// cleanup of mount stubs after the run must stay inside the rootfs: it
+/// neither deletes the host directory's empty entries nor touches it.
+#[test]
+fn r11_cve_2024_23652_stub_cleanup_stays_in_the_root() {
+    let hoist = Hoist::with_busybox();
+    let victim = Victim::new();
+    let out = build_and_read(
+        &hoist,
+        &format!(
+            "FROM busybox\n\
+             RUN --mount=type=tmpfs,target=/newdir/sub \
+                 mv /newdir /moved && ln -s {v} /newdir && echo moved > /out\n\
+             RUN --mount=type=tmpfs,target=/etc2/hosts \
+                 mv /etc2 /moved2 && ln -s {v} /etc2 && echo moved >> /out\n",
+            v = victim.path()
+        ),
+        &[],
+    );
+    assert_eq!(out, "moved\nmoved\n");
+    victim.assert_untouched("stub cleanup");
+}

@@ -492,3 +492,48 @@ fn r10_rootless_limits_without_a_delegated_cgroup_fail_clearly() {
     );
     ws.ok(&["fsck"]);
 }
+
+/// CVE-2024-23652, rootless: the mount stub cleanup runs as the user, who
+/// owns the host directory the hostile RUN's symlinks point at (so a
+/// cleanup that followed them could delete there); nothing in it changes.
+#[test]
+fn r11_rootless_cve_2024_23652_stub_cleanup_stays_in_the_root() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    let victim = ws.path().join("victim");
+    std::fs::create_dir_all(victim.join("sub")).unwrap();
+    std::fs::write(victim.join("hosts"), "").unwrap();
+    let ctx = ws.path().join("probe");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM busybox\n\
+             RUN --mount=type=tmpfs,target=/newdir/sub \
+                 mv /newdir /moved && ln -s {v} /newdir\n\
+             RUN --mount=type=tmpfs,target=/etc2/hosts \
+                 mv /etc2 /moved2 && ln -s {v} /etc2\n",
+            v = victim.display()
+        ),
+    )
+    .unwrap();
+    for path in [&ctx, &victim] {
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    ws.ok(&["build", "-q", "-t", "probe:latest", "probe"]);
+    assert!(
+        victim.join("sub").is_dir(),
+        "the user's victim/sub was removed"
+    );
+    assert!(
+        victim.join("hosts").is_file(),
+        "the user's victim/hosts was removed"
+    );
+    ws.ok(&["fsck"]);
+}
