@@ -1,8 +1,9 @@
 //! `hoist build`: parse, resolve the stages the target needs, build them in
 //! dependency order, and store the final image.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hoist_parser::{Dockerfile, Graph, StageIndex, parse};
@@ -15,8 +16,9 @@ use crate::error::BuildError;
 use crate::layer::Compression;
 use crate::progress::{Progress, StepId};
 use crate::rootfs::LayerStack;
+use crate::schedule::{PanicGuard, Schedule};
 use crate::stage::StageBuilder;
-use hoist_sandbox::{Network, Sandbox};
+use hoist_sandbox::{CancelHandle, Network, Sandbox};
 
 /// Everything one build needs besides the store, the sandbox and progress.
 #[derive(Clone, Debug)]
@@ -90,6 +92,12 @@ pub struct StageResult {
     /// `--dry-run`: the step that would run first in this stage (or in a
     /// stage it builds on), after which its filesystem is not known.
     pub diverged: Option<StepId>,
+    /// The stage's own steps that changed the filesystem, and how many of
+    /// them came from the cache.
+    pub steps: usize,
+    pub cached: usize,
+    /// The latest first-run time among its steps taken from the cache.
+    pub latest_cached: Option<String>,
 }
 
 /// Runs builds against one store with one sandbox.
@@ -102,6 +110,14 @@ pub struct Builder<'a> {
     /// `--pull`: check the registry for a newer image even when the store
     /// has one.
     pub always_pull: bool,
+    /// How many stages may build at the same time (`--jobs`).
+    jobs: usize,
+    /// Cancelled on the first error, to kill the RUNs of the other stages;
+    /// the sandbox's own handle.
+    cancel: Option<CancelHandle>,
+    /// One lock per image reference, so that two stages needing the same
+    /// missing image pull it once.
+    pulls: std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<()>>>>,
     next_step: AtomicUsize,
     /// The cache keys this builder's builds used or made, in order (for
     /// `--cache-to`).
@@ -132,6 +148,9 @@ impl<'a> Builder<'a> {
             progress,
             registry: None,
             always_pull: false,
+            jobs: default_jobs(),
+            cancel: None,
+            pulls: std::sync::Mutex::new(BTreeMap::new()),
             next_step: AtomicUsize::new(1),
             used_keys: std::sync::Mutex::new(Vec::new()),
         }
@@ -147,6 +166,28 @@ impl<'a> Builder<'a> {
         self.registry = Some(client);
         self.always_pull = always_pull;
         self
+    }
+
+    /// Builds at most `jobs` stages at the same time (at least one); the
+    /// default is the number of CPUs. The image is the same for any value.
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// On the first failing step, cancels `handle` (the sandbox's; see
+    /// [`hoist_sandbox::NamespaceSandbox::cancel_handle`]) so that the RUNs
+    /// other stages are running are killed rather than waited for. A
+    /// cancelled handle also stops the build before its next step.
+    pub fn with_cancel(mut self, handle: CancelHandle) -> Self {
+        self.cancel = Some(handle);
+        self
+    }
+
+    /// Held while `reference` is being resolved or pulled.
+    pub(crate) fn pull_lock(&self, reference: &str) -> Arc<std::sync::Mutex<()>> {
+        let mut locks = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(locks.entry(reference.to_owned()).or_default())
     }
 
     /// The cache keys the builds so far used or made, in order.
@@ -252,28 +293,39 @@ impl<'a> Builder<'a> {
             dry_run,
         };
 
-        let mut results: HashMap<StageIndex, StageResult> = HashMap::new();
-        let (mut steps, mut cached) = (0, 0);
-        let mut latest_cached: Option<String> = None;
-        let stages = (|| {
+        let schedule = Schedule::new(&graph, &order, self.jobs, self.cancel.as_ref());
+        std::thread::scope(|threads| {
             for &index in &order {
-                let mut stage = StageBuilder::new(&scope, index, &results)?;
-                stage.run()?;
-                steps += stage.steps;
-                cached += stage.cached;
-                latest_cached = latest_cached.take().max(stage.latest_cached.take());
-                results.insert(index, stage.finish());
+                let (scope, schedule) = (&scope, &schedule);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("stage-{index}"))
+                    // The main thread's size: COPY walks trees recursively.
+                    .stack_size(8 << 20)
+                    .spawn_scoped(threads, move || build_stage(scope, schedule, index));
+                if let Err(err) = spawned {
+                    schedule.fail(
+                        BuildError::Invalid(format!("starting a build thread: {err}")),
+                        false,
+                    );
+                }
             }
-            Ok::<(), BuildError>(())
-        })();
+        });
         // What was learnt about the context's files is kept even when a
         // later step failed: the fix-and-retry build is the common one.
         let saved = crate::cache::save_context_index(self.store, &scope.context);
-        stages?;
+        let mut results = schedule.into_results()?;
         saved?;
+        let (mut steps, mut cached) = (0, 0);
+        let mut latest_cached: Option<String> = None;
+        for result in results.values() {
+            steps += result.steps;
+            cached += result.cached;
+            latest_cached = latest_cached.max(result.latest_cached.clone());
+        }
         let last = order
             .last()
             .and_then(|index| results.remove(index))
+            .map(|last| Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone()))
             .ok_or_else(|| BuildError::Invalid("the Dockerfile has no stage to build".into()))?;
         Ok(Stages {
             last,
@@ -283,6 +335,29 @@ impl<'a> Builder<'a> {
             created: scope.created,
         })
     }
+}
+
+/// One stage's thread: wait for its turn, build it, hand the result to the
+/// stages that read it.
+fn build_stage(scope: &BuildScope<'_>, schedule: &Schedule<'_>, index: StageIndex) {
+    let _guard = PanicGuard { schedule, index };
+    if let Err(err) = schedule.start(index) {
+        schedule.fail(err, false);
+        return;
+    }
+    let built = StageBuilder::new(scope, index, schedule).and_then(|mut stage| {
+        stage.run()?;
+        Ok(stage.finish())
+    });
+    match built {
+        Ok(result) => schedule.finish(index, result),
+        Err(err) => schedule.fail(err, true),
+    }
+}
+
+/// The default `--jobs`: one stage per CPU.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The stages of a build, done.

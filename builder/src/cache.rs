@@ -306,7 +306,7 @@ impl StageBuilder<'_> {
                 .filter(|i| *i < graph.stages.len())
         });
         index
-            .and_then(|i| self.results.get(&i))
+            .and_then(|i| self.stage_result(i).ok())
             .is_some_and(|r| r.diverged.is_some())
     }
 

@@ -170,13 +170,7 @@ impl StageBuilder<'_> {
                 .filter(|i| *i < graph.stages.len())
         });
         if let Some(index) = index {
-            return self
-                .results
-                .get(&index)
-                .map(|result| result.stack.clone())
-                .ok_or_else(|| {
-                    StepError::Invalid(format!("stage {from:?} is not built before this one"))
-                });
+            return self.stage_result(index).map(|result| result.stack.clone());
         }
         let image = self.scope.builder.image_for(from, &self.platform)?;
         Ok(LayerStack::from_layers(image.layers()))

@@ -18,6 +18,7 @@ pub mod progress;
 mod pull;
 pub mod rootfs;
 mod run_step;
+mod schedule;
 pub mod secrets;
 mod stage;
 pub mod user;

@@ -32,6 +32,9 @@ pub enum Event<'a> {
     Done { step: StepId, elapsed: Duration },
     /// The step failed; the error itself is returned by the build.
     Failed { step: StepId, elapsed: Duration },
+    /// The step was stopped because another stage failed (or the build
+    /// was interrupted); BuildKit's `CANCELED`.
+    Canceled { step: StepId, elapsed: Duration },
     /// A free-form status line for a step (`exporting layers`, a digest).
     Status { step: StepId, message: &'a str },
 }

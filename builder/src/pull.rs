@@ -21,6 +21,10 @@ impl Builder<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<Image, StepError> {
+        // Stages built at the same time that need the same image pull it
+        // once: the second finds it in the store.
+        let lock = self.pull_lock(reference);
+        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
         let local = self.store.resolve(reference);
         let Some(client) = self.registry else {
             return local.map_err(|err| match err {

@@ -2,13 +2,15 @@
 //! order. Metadata instructions edit the image config; RUN, COPY, ADD and
 //! WORKDIR change the filesystem, each through the build cache.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hoist_parser::graph::Base;
 use hoist_parser::instruction::{Instruction, Spanned};
 use hoist_parser::{Span, Stage, StageIndex};
+use hoist_sandbox::SandboxError;
 use hoist_store::image_config::{EmptyObject, History, ImageConfig};
 
 use crate::args::Platform;
@@ -17,6 +19,7 @@ use crate::config::{self, get_env, go_list, go_quoted_list, history, is_valid_si
 use crate::error::{BuildError, StepError};
 use crate::progress::{Event, StepId};
 use crate::rootfs::{LayerStack, Scratch};
+use crate::schedule::Schedule;
 use hoist_sandbox::DEFAULT_PATH;
 
 pub(crate) struct StageBuilder<'s> {
@@ -25,7 +28,8 @@ pub(crate) struct StageBuilder<'s> {
     pub(crate) platform: Platform,
     pub(crate) scope: &'s BuildScope<'s>,
     pub(crate) stage: &'s Stage,
-    pub(crate) results: &'s HashMap<StageIndex, StageResult>,
+    /// The other stages of the build, for `FROM <stage>` and `--from`.
+    pub(crate) schedule: &'s Schedule<'s>,
     pub(crate) config: ImageConfig,
     pub(crate) stack: LayerStack,
     /// ARGs in scope, in declaration order, with their values.
@@ -79,13 +83,13 @@ impl<'s> StageBuilder<'s> {
     pub(crate) fn new(
         scope: &'s BuildScope<'s>,
         index: StageIndex,
-        results: &'s HashMap<StageIndex, StageResult>,
+        schedule: &'s Schedule<'s>,
     ) -> Result<Self, BuildError> {
         let stage = &scope.graph.stages[index];
         let mut builder = Self {
             scope,
             stage,
-            results,
+            schedule,
             config: ImageConfig::scratch("", ""),
             stack: LayerStack::default(),
             args: Vec::new(),
@@ -124,7 +128,21 @@ impl<'s> StageBuilder<'s> {
             stack: self.stack,
             args: self.args,
             diverged: self.diverged,
+            steps: self.steps,
+            cached: self.cached,
+            latest_cached: self.latest_cached,
         }
+    }
+
+    /// The result of stage `index`, which this stage reads: waits for it
+    /// when it is still being built.
+    pub(crate) fn stage_result(&self, index: StageIndex) -> Result<Arc<StageResult>, StepError> {
+        self.schedule
+            .result(self.stage.index, index)
+            .map_err(|err| match err {
+                BuildError::Cancelled => StepError::Sandbox(SandboxError::Cancelled),
+                other => StepError::Invalid(other.to_string()),
+            })
     }
 
     fn base_span(&self) -> Span {
@@ -159,9 +177,7 @@ impl<'s> StageBuilder<'s> {
                 (config, LayerStack::default(), "FROM scratch".to_owned())
             }
             Base::Stage(index) => {
-                let base = self.results.get(index).ok_or_else(|| {
-                    BuildError::Invalid(format!("stage {index} was not built before its child"))
-                })?;
+                let base = self.schedule.result(self.stage.index, *index)?;
                 let mut config = base.config.clone();
                 // Triggers do not carry over from a stage (BuildKit's rule).
                 config.config.on_build = None;
@@ -262,10 +278,29 @@ impl<'s> StageBuilder<'s> {
         self.announce_from();
         let triggers = std::mem::take(&mut self.triggers);
         for spanned in &triggers {
+            if self.schedule.cancelled() {
+                return Err(BuildError::Cancelled);
+            }
             self.dispatch(spanned, true)?;
         }
         let range = self.stage.instructions.clone();
-        for spanned in &self.scope.dockerfile.instructions[range] {
+        for (at, spanned) in self.scope.dockerfile.instructions[range.clone()]
+            .iter()
+            .enumerate()
+        {
+            if self.schedule.cancelled() {
+                return Err(BuildError::Cancelled);
+            }
+            // A step that reads another stage starts once that stage is
+            // built, as BuildKit's vertex waits for its inputs.
+            let instruction = range.start + at;
+            for dependency in &self.stage.dependencies {
+                if dependency.instruction == instruction
+                    && let Base::Stage(dep) = dependency.target
+                {
+                    self.schedule.result(self.stage.index, dep)?;
+                }
+            }
             self.dispatch(spanned, false)?;
         }
         Ok(())
@@ -478,10 +513,19 @@ impl<'s> StageBuilder<'s> {
     }
 
     fn fail_step(&self, step: &StepContext, cause: StepError) -> BuildError {
-        self.scope.builder.progress.event(Event::Failed {
-            step: step.id,
-            elapsed: step.started.elapsed(),
-        });
+        let elapsed = step.started.elapsed();
+        let event = if matches!(cause, StepError::Sandbox(SandboxError::Cancelled)) {
+            Event::Canceled {
+                step: step.id,
+                elapsed,
+            }
+        } else {
+            Event::Failed {
+                step: step.id,
+                elapsed,
+            }
+        };
+        self.scope.builder.progress.event(event);
         self.step_error(step.span, &step.name, cause)
     }
 

@@ -55,7 +55,9 @@ impl CancelInner {
 }
 
 impl CancelHandle {
-    fn new() -> Result<Self, SandboxError> {
+    /// A handle of its own, for a builder whose sandbox is not a
+    /// [`NamespaceSandbox`] (the fake, in tests).
+    pub fn new() -> Result<Self, SandboxError> {
         let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
             .map_err(|e| SandboxError::Pipe(e.into()))?;
         Ok(Self(Arc::new(CancelInner {

@@ -4,3 +4,4 @@ mod context;
 mod copy;
 mod layer;
 mod orchestration;
+mod schedule;

@@ -16,7 +16,7 @@ use hoist_sandbox::fake::{FakeSandbox, upperdir};
 use hoist_sandbox::{Network, SandboxError};
 use hoist_store::Store;
 
-fn request(dockerfile: &str, context: &std::path::Path) -> BuildRequest {
+pub(super) fn request(dockerfile: &str, context: &std::path::Path) -> BuildRequest {
     BuildRequest {
         dockerfile: dockerfile.to_owned(),
         dockerfile_name: "Dockerfile".to_owned(),
@@ -39,7 +39,7 @@ fn request(dockerfile: &str, context: &std::path::Path) -> BuildRequest {
 
 /// A fake whose runs write `/<argv[0]>` with the argv joined, and fail with
 /// the code given as `exit=N` in argv.
-fn scripted() -> FakeSandbox {
+pub(super) fn scripted() -> FakeSandbox {
     FakeSandbox::new(|spec, _io| {
         if let Some(code) = spec.args.iter().find_map(|a| a.strip_prefix("exit=")) {
             return Ok(code.parse().unwrap());
@@ -55,13 +55,13 @@ fn scripted() -> FakeSandbox {
     })
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    store: Store,
-    context: std::path::PathBuf,
+pub(super) struct Env {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) store: Store,
+    pub(super) context: std::path::PathBuf,
 }
 
-fn env() -> Env {
+pub(super) fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
     let context = dir.path().join("ctx");

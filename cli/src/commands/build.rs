@@ -98,6 +98,11 @@ pub struct Args {
     /// no-new-privileges[=false]
     #[arg(long = "security-opt", value_name = "OPT")]
     security_opts: Vec<String>,
+    /// How many independent stages to build at the same time (hoist's own
+    /// flag; the image is the same for any value) [default: the number
+    /// of CPUs]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
     /// Extra privileged entitlement: security.insecure (for
     /// `RUN --security=insecure`)
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
@@ -237,7 +242,12 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         };
         drawer.note(&format!("importing cache manifest from {what}"), &[line]);
     }
-    let builder = Builder::new(&store, &sandbox, drawer.as_ref()).with_registry(&client, args.pull);
+    let mut builder = Builder::new(&store, &sandbox, drawer.as_ref())
+        .with_registry(&client, args.pull)
+        .with_cancel(sandbox.cancel_handle());
+    if let Some(jobs) = args.jobs {
+        builder = builder.with_jobs(usize::from(jobs));
+    }
     if args.dry_run {
         let predicted = builder
             .dry_run(&request)

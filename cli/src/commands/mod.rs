@@ -31,7 +31,7 @@ pub mod version;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile
-    Build(build::Args),
+    Build(Box<build::Args>),
     /// Run a command in a new sandbox of an image
     Run(run::Args),
     /// List images
@@ -85,7 +85,7 @@ pub enum Command {
 
 pub fn run(command: Command, globals: &Globals) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Build(args) => build::run(args, globals),
+        Command::Build(args) => build::run(*args, globals),
         Command::Run(args) => run::run(args, globals),
         Command::Images(args) => images::run(args, globals),
         Command::Inspect(args) => inspect::run(args, globals),

@@ -12,6 +12,7 @@ mod docker;
 mod environment;
 mod inputs;
 mod issue10;
+mod parallel;
 mod realworld;
 mod registry;
 mod rootless;

@@ -1,0 +1,166 @@
+//! Parallel stages (issue 8) with the real sandbox: stages that can only
+//! finish together, the same image for any `--jobs`, and a failure that
+//! cancels a running sibling and leaves nothing behind. Overlap is proved
+//! by what the RUNs saw, never by timing.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{Hoist, dockerfile_context, running_with_arg};
+
+/// A RUN that marks its arrival in a cache mount shared by the stages,
+/// then waits (up to 60 s, a guard against hanging) for `other`'s mark and
+/// fails with 9 if it never comes.
+fn meet(me: &str, other: &str) -> String {
+    format!(
+        "RUN --mount=type=cache,target=/meet,id=meet touch /meet/{me}; i=0; \
+         while [ ! -e /meet/{other} ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 9; sleep 0.05; done; \
+         echo {me} met {other}; echo {me} > /{me}"
+    )
+}
+
+#[test]
+fn r8_independent_stages_run_at_the_same_time() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(&format!(
+        "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\n\
+         FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        meet("a", "b"),
+        meet("b", "a")
+    ));
+    let log = hoist.build(ctx.path(), &["--jobs", "2", "-t", "met"]);
+    assert!(log.contains("a met b") && log.contains("b met a"), "{log}");
+    assert_eq!(hoist.exec("met", &["cat", "/a", "/b"]), "a\nb\n");
+}
+
+#[test]
+fn r8_jobs_1_and_parallel_builds_give_the_same_image() {
+    let hoist = Hoist::with_busybox();
+    let mut df = String::new();
+    for name in ["one", "two", "three", "four"] {
+        df.push_str(&format!(
+            "FROM busybox AS {name}\nRUN echo {name} > /{name} && mkdir -p /d/{name}\n"
+        ));
+    }
+    df.push_str("FROM busybox\n");
+    for name in ["four", "two", "three", "one"] {
+        df.push_str(&format!("COPY --from={name} /{name} /d/{name}/ /out/\n"));
+    }
+    df.push_str("CMD [\"cat\", \"/out/one\"]\n");
+    let ctx = dockerfile_context(&df);
+    let build = |jobs: &str| {
+        let out = hoist
+            .command(&[
+                "build",
+                "-q",
+                "--no-cache",
+                "--jobs",
+                jobs,
+                ctx.path().to_str().unwrap(),
+            ])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "--jobs {jobs}: {stderr}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let sequential = build("1");
+    let parallel = build("4");
+    assert!(sequential.starts_with("sha256:"), "{sequential}");
+    assert_eq!(sequential, parallel, "image ID, --jobs 1 vs --jobs 4");
+}
+
+/// The mount points in `mountinfo` at or below `root`.
+fn mounts_under(mountinfo: &str, root: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| {
+            point
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn r8_a_failing_stage_cancels_a_running_sibling_and_leaves_nothing() {
+    let hoist = Hoist::with_busybox();
+    // `long` sleeps long after marking that it runs; `failing` fails once
+    // it sees the mark, so `long` is running when the build fails.
+    let ctx = dockerfile_context(
+        "FROM busybox AS long\n\
+         RUN --mount=type=cache,target=/meet,id=meet touch /meet/long; sleep 985\n\
+         FROM busybox AS failing\n\
+         RUN --mount=type=cache,target=/meet,id=meet i=0; \
+         while [ ! -e /meet/long ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 9; sleep 0.05; done; exit 3\n\
+         FROM busybox\nCOPY --from=long /etc/hostname /l\nCOPY --from=failing /etc/hostname /f\n",
+    );
+    let mut child = hoist
+        .command(&[
+            "build",
+            "--progress=plain",
+            "--jobs",
+            "2",
+            ctx.path().to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        stderr.read_to_string(&mut log).unwrap();
+        log
+    });
+    // A guard against a build that waits for its `sleep 985` instead of
+    // killing it; not a measure.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the build did not cancel its running stage");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = reader.join().unwrap();
+    assert!(!status.success(), "{log}");
+    // The failing step's error is the one reported, with its line.
+    let error = log
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    assert!(error.contains("Dockerfile:4:1: [failing 2/2] RUN"), "{log}");
+    assert!(error.contains("exit code: 3"), "{log}");
+    // The sibling's step shows as cancelled, as BuildKit shows it.
+    let long_step = log
+        .lines()
+        .find(|l| l.contains("[long 2/2] RUN"))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("no long step:\n{log}"));
+    assert!(log.contains(&format!("{long_step} CANCELED")), "{log}");
+    // Nothing is left: no process, no mount, no temporary directory.
+    assert!(
+        !running_with_arg(b"985"),
+        "the cancelled RUN outlived the build"
+    );
+    let root = hoist.root().to_str().unwrap();
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts_under(&host, root), Vec::<String>::new(), "{log}");
+    let tmp = hoist.root().join("hoist/tmp");
+    let leftovers: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "leftovers in {}: {leftovers:?}",
+        tmp.display()
+    );
+    hoist.ok(&["fsck"]);
+}
