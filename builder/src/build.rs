@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use hoist_parser::graph::Base;
 use hoist_parser::{Dockerfile, Graph, StageIndex, parse};
 use hoist_store::image_config::ImageConfig;
 use hoist_store::{Image, Store};
@@ -118,6 +119,9 @@ pub struct Builder<'a> {
     /// One lock per image reference, so that two stages needing the same
     /// missing image pull it once.
     pulls: std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<()>>>>,
+    /// Images that could not be resolved before the build, by reference:
+    /// the stage that needs one reports the error.
+    failed_images: std::sync::Mutex<BTreeMap<String, crate::error::StepError>>,
     next_step: AtomicUsize,
     /// The cache keys this builder's builds used or made, in order (for
     /// `--cache-to`).
@@ -151,6 +155,7 @@ impl<'a> Builder<'a> {
             jobs: default_jobs(),
             cancel: None,
             pulls: std::sync::Mutex::new(BTreeMap::new()),
+            failed_images: std::sync::Mutex::new(BTreeMap::new()),
             next_step: AtomicUsize::new(1),
             used_keys: std::sync::Mutex::new(Vec::new()),
         }
@@ -182,6 +187,63 @@ impl<'a> Builder<'a> {
     pub fn with_cancel(mut self, handle: CancelHandle) -> Self {
         self.cancel = Some(handle);
         self
+    }
+
+    /// Resolves (pulling when needed) the images the stages start from or
+    /// read, as BuildKit loads every stage's metadata before it builds,
+    /// and gives each stage a block of step numbers in the build order, so
+    /// that a step's `#N` is the same however the stages interleave (and
+    /// the same as with `--jobs 1`). A block holds the FROM, the stage's
+    /// filesystem steps and its base image's ONBUILD triggers.
+    fn number_steps(
+        &self,
+        dockerfile: &Dockerfile,
+        graph: &Graph,
+        order: &[StageIndex],
+        platform: &Platform,
+    ) -> std::collections::HashMap<StageIndex, std::ops::Range<usize>> {
+        let mut blocks = std::collections::HashMap::new();
+        for &index in order {
+            let stage = &graph.stages[index];
+            let triggers = match &stage.base {
+                Base::Image(reference) => self
+                    .prefetch(reference, platform)
+                    .map_or(0, |image| trigger_steps(&image)),
+                _ => 0,
+            };
+            for dependency in &stage.dependencies {
+                if let Base::Image(reference) = &dependency.target {
+                    self.prefetch(reference, platform);
+                }
+            }
+            let own = dockerfile.instructions[stage.instructions.clone()]
+                .iter()
+                .filter(|s| crate::stage::is_filesystem_step(&s.instruction))
+                .count();
+            let size = 1 + own + triggers;
+            let first = self.next_step.fetch_add(size, Ordering::Relaxed);
+            blocks.insert(index, first..first + size);
+        }
+        blocks
+    }
+
+    /// Resolves `reference` ahead of the stage that needs it; a failure is
+    /// kept for that stage to report at its step.
+    fn prefetch(&self, reference: &str, platform: &Platform) -> Option<Image> {
+        match self.image_for(reference, platform) {
+            Ok(image) => Some(image),
+            Err(err) => {
+                let mut failed = self.failed_images.lock().unwrap_or_else(|e| e.into_inner());
+                failed.insert(reference.to_owned(), err);
+                None
+            }
+        }
+    }
+
+    /// The error resolving `reference` ahead of its stage met, once.
+    pub(crate) fn take_failed_image(&self, reference: &str) -> Option<crate::error::StepError> {
+        let mut failed = self.failed_images.lock().unwrap_or_else(|e| e.into_inner());
+        failed.remove(reference)
     }
 
     /// Held while `reference` is being resolved or pulled.
@@ -293,7 +355,8 @@ impl<'a> Builder<'a> {
             dry_run,
         };
 
-        let schedule = Schedule::new(&graph, &order, self.jobs, self.cancel.as_ref());
+        let step_blocks = self.number_steps(&dockerfile, &graph, &order, &request.platform);
+        let schedule = Schedule::new(&graph, &order, step_blocks, self.jobs, self.cancel.as_ref());
         std::thread::scope(|threads| {
             for &index in &order {
                 let (scope, schedule) = (&scope, &schedule);
@@ -353,6 +416,23 @@ fn build_stage(scope: &BuildScope<'_>, schedule: &Schedule<'_>, index: StageInde
         Ok(result) => schedule.finish(index, result),
         Err(err) => schedule.fail(err, true),
     }
+}
+
+/// How many filesystem steps the ONBUILD triggers of `image` add to a
+/// stage built on it (none when they do not parse: the stage fails).
+fn trigger_steps(image: &Image) -> usize {
+    let Ok(config) = serde_json::from_value::<ImageConfig>(image.config_json().clone()) else {
+        return 0;
+    };
+    config
+        .config
+        .on_build
+        .iter()
+        .flatten()
+        .filter_map(|trigger| parse(trigger).ok())
+        .flat_map(|file| file.instructions)
+        .filter(|s| crate::stage::is_filesystem_step(&s.instruction))
+        .count()
 }
 
 /// The default `--jobs`: one stage per CPU.

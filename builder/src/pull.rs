@@ -25,6 +25,9 @@ impl Builder<'_> {
         // once: the second finds it in the store.
         let lock = self.pull_lock(reference);
         let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(err) = self.take_failed_image(reference) {
+            return Err(err);
+        }
         let local = self.store.resolve(reference);
         let Some(client) = self.registry else {
             return local.map_err(|err| match err {

@@ -16,6 +16,7 @@
 //! same for any `--jobs`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use hoist_parser::graph::Base;
@@ -30,6 +31,8 @@ pub(crate) struct Schedule<'g> {
     graph: &'g Graph,
     /// Position in the build order of each stage the build needs.
     rank: HashMap<StageIndex, usize>,
+    /// The numbers of each stage's steps.
+    step_blocks: HashMap<StageIndex, Range<usize>>,
     jobs: usize,
     cancel: Option<&'g CancelHandle>,
     state: Mutex<State>,
@@ -47,13 +50,17 @@ struct State {
     running: usize,
     /// The first error of the build; once set, nothing more starts.
     error: Option<BuildError>,
+    /// Threads waiting for a change (for tests).
+    sleeping: usize,
 }
 
 impl<'g> Schedule<'g> {
-    /// `order` is the stages to build, each after the stages it needs.
+    /// `order` is the stages to build, each after the stages it needs;
+    /// `step_blocks` the numbers of each one's steps.
     pub(crate) fn new(
         graph: &'g Graph,
         order: &[StageIndex],
+        step_blocks: HashMap<StageIndex, Range<usize>>,
         jobs: usize,
         cancel: Option<&'g CancelHandle>,
     ) -> Self {
@@ -61,6 +68,7 @@ impl<'g> Schedule<'g> {
         Self {
             graph,
             rank,
+            step_blocks,
             jobs: jobs.max(1),
             cancel,
             state: Mutex::new(State {
@@ -71,14 +79,22 @@ impl<'g> Schedule<'g> {
         }
     }
 
+    /// The numbers of stage `index`'s steps, whenever the stage runs.
+    pub(crate) fn step_block(&self, index: StageIndex) -> Range<usize> {
+        self.step_blocks.get(&index).cloned().unwrap_or(0..0)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking stage thread poisons nothing we cannot read: the
         // state is only ever changed in whole steps.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wait<'m>(&self, guard: MutexGuard<'m, State>) -> MutexGuard<'m, State> {
-        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    fn wait<'m>(&self, mut guard: MutexGuard<'m, State>) -> MutexGuard<'m, State> {
+        guard.sleeping += 1;
+        let mut guard = self.changed.wait(guard).unwrap_or_else(|e| e.into_inner());
+        guard.sleeping -= 1;
+        guard
     }
 
     /// Whether the build is being abandoned (a stage failed, or the user
@@ -99,6 +115,8 @@ impl<'g> Schedule<'g> {
             if self.next_in_line(&state) == Some(rank) {
                 state.started[rank] = true;
                 state.running += 1;
+                // The next in line may be another waiting stage now.
+                self.changed.notify_all();
                 return Ok(());
             }
             state = self.wait(state);
@@ -170,6 +188,7 @@ impl<'g> Schedule<'g> {
             if state.results.contains_key(&dep) && self.next_in_line(&state) == Some(rank) {
                 state.waiting.remove(&rank);
                 state.running += 1;
+                self.changed.notify_all();
                 return Ok(Arc::clone(&state.results[&dep]));
             }
             state = self.wait(state);
@@ -229,6 +248,96 @@ impl Drop for PanicGuard<'_, '_> {
                 BuildError::Invalid(format!("building stage {name} panicked")),
                 false,
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn graph(dockerfile: &str) -> (Graph, Vec<StageIndex>) {
+        let parsed = hoist_parser::parse(dockerfile).unwrap();
+        let graph = Graph::build(&parsed, &BTreeMap::new()).unwrap();
+        let order = graph.stages_for_target(None).unwrap();
+        (graph, order)
+    }
+
+    fn until_sleeping(schedule: &Schedule<'_>, n: usize) {
+        while schedule.lock().sleeping < n {
+            std::thread::yield_now();
+        }
+    }
+
+    /// A stage that asked first but is not first in line must be woken
+    /// when the one before it takes its slot (a lost wake-up hung builds).
+    #[test]
+    fn r8_a_stage_waiting_for_its_turn_starts_when_a_slot_is_free() {
+        let (graph, order) = graph(
+            "FROM scratch AS a\nFROM scratch AS b\nFROM scratch\nCOPY --from=a / /\nCOPY --from=b / /\n",
+        );
+        let schedule = Schedule::new(&graph, &order, HashMap::new(), 2, None);
+        let (sent, started) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                schedule.start(1).unwrap();
+                sent.send(1).unwrap();
+            });
+            // Stage 1 waits: stage 0 comes first in the build order.
+            until_sleeping(&schedule, 1);
+            schedule.start(0).unwrap();
+            // A guard against hanging, not a measure.
+            let woke = started.recv_timeout(Duration::from_secs(60));
+            assert_eq!(woke, Ok(1), "stage 1 was never woken");
+        });
+        // Two slots are taken: the last stage waits for one.
+        assert_eq!(schedule.next_in_line(&schedule.lock()), None);
+        schedule.finish(0, result());
+        assert_eq!(schedule.next_in_line(&schedule.lock()), Some(2));
+    }
+
+    /// A stage reading another gives its slot back while it waits, and
+    /// gets one again once the stage it reads is built.
+    #[test]
+    fn r8_a_waiting_reader_gives_its_slot_back() {
+        let (graph, order) = graph(
+            "FROM scratch AS a\nFROM scratch AS b\nCOPY --from=a / /\nFROM scratch AS c\n\
+             FROM scratch\nCOPY --from=b / /\nCOPY --from=c / /\n",
+        );
+        assert_eq!(order, [0, 1, 2, 3]);
+        let schedule = Schedule::new(&graph, &order, HashMap::new(), 2, None);
+        schedule.start(0).unwrap();
+        schedule.start(1).unwrap();
+        assert_eq!(
+            schedule.next_in_line(&schedule.lock()),
+            None,
+            "both slots taken"
+        );
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| schedule.result(1, 0).map(|_| ()));
+            until_sleeping(&schedule, 1);
+            // b waits for a without its slot: c may take it.
+            assert_eq!(schedule.next_in_line(&schedule.lock()), Some(2));
+            schedule.start(2).unwrap();
+            schedule.finish(0, result());
+            reader.join().unwrap().unwrap();
+        });
+        assert_eq!(schedule.lock().running, 2, "b and c hold the slots");
+    }
+
+    fn result() -> StageResult {
+        StageResult {
+            config: hoist_store::image_config::ImageConfig::scratch("amd64", "linux"),
+            stack: Default::default(),
+            args: Vec::new(),
+            diverged: None,
+            steps: 0,
+            cached: 0,
+            latest_cached: None,
         }
     }
 }

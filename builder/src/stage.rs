@@ -41,6 +41,8 @@ pub(crate) struct StageBuilder<'s> {
     /// The FROM step's text, e.g. `FROM docker.io/library/busybox:latest`.
     from_name: String,
     step_total: usize,
+    /// The numbers left for the stage's steps (see `Builder::number_steps`).
+    step_numbers: std::ops::Range<usize>,
     pub(crate) step_index: usize,
     pub(crate) steps: usize,
     pub(crate) cached: usize,
@@ -97,6 +99,7 @@ impl<'s> StageBuilder<'s> {
             triggers: Vec::new(),
             from_name: String::new(),
             step_total: 0,
+            step_numbers: schedule.step_block(index),
             step_index: 0,
             steps: 0,
             cached: 0,
@@ -236,9 +239,18 @@ impl<'s> StageBuilder<'s> {
         Ok(())
     }
 
+    /// The next step's number: the next in the stage's block, and beyond
+    /// the block (more steps than counted) a fresh one.
+    fn step_id(&mut self) -> StepId {
+        match self.step_numbers.next() {
+            Some(n) => StepId(n),
+            None => self.scope.builder.progress_step(),
+        }
+    }
+
     /// Reports the FROM step, once the stage's step count is known.
     fn announce_from(&mut self) {
-        let id = self.scope.builder.progress_step();
+        let id = self.step_id();
         self.step_index = 1;
         let vertex = self.vertex_name(&self.from_name);
         let progress = self.scope.builder.progress;
@@ -490,6 +502,7 @@ impl<'s> StageBuilder<'s> {
 
     /// Numbers a filesystem step and reports it started.
     fn begin_step(&mut self, span: Span, text: &str, is_trigger: bool) -> StepContext {
+        let id = self.step_id();
         self.step_index += 1;
         let text = if is_trigger {
             format!("ONBUILD {text}")
@@ -497,7 +510,6 @@ impl<'s> StageBuilder<'s> {
             text.to_owned()
         };
         let name = self.vertex_name(&text);
-        let id = self.scope.builder.progress_step();
         self.scope.builder.progress.event(Event::Started {
             step: id,
             name: &name,
@@ -582,7 +594,7 @@ impl<'s> StageBuilder<'s> {
     }
 }
 
-fn is_filesystem_step(instruction: &Instruction) -> bool {
+pub(crate) fn is_filesystem_step(instruction: &Instruction) -> bool {
     matches!(
         instruction,
         Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_)

@@ -299,21 +299,39 @@ RUN --mount=from=long,target=/l --mount=from=failing,target=/f --mount=from=late
 fn r8_jobs_1_and_parallel_builds_give_the_same_image() {
     let mut digests = Vec::new();
     let mut keys = Vec::new();
+    let mut steps = Vec::new();
     for jobs in [1, 4] {
         let env = env();
         let shared = tempfile::tempdir().unwrap();
         let sb = rendezvous(shared.path().to_owned(), Log::default(), None);
-        let builder =
-            Builder::new(&env.store, &sb, &hoist_builder::progress::NoProgress).with_jobs(jobs);
+        let events = Events::default();
+        let builder = Builder::new(&env.store, &sb, &events).with_jobs(jobs);
         let built = builder.build(&request(INDEPENDENT, &env.context)).unwrap();
         digests.push(built.image.digest().to_string());
         let mut used = builder.used_cache_keys();
         used.sort();
         keys.push(used);
+        let mut started: Vec<String> = events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("started "))
+            .cloned()
+            .collect();
+        started.sort();
+        steps.push(started);
     }
     assert_eq!(digests[0], digests[1], "image digest, --jobs 1 vs 4");
     assert_eq!(keys[0], keys[1], "cache keys, --jobs 1 vs 4");
     assert_eq!(keys[0].len(), 4);
+    // Every step has the same `#N` whatever the interleaving.
+    assert_eq!(steps[0], steps[1], "step numbers, --jobs 1 vs 4");
+    assert!(
+        steps[0].contains(&"started 3 [b 1/2] FROM scratch".to_owned()),
+        "{:?}",
+        steps[0]
+    );
 }
 
 #[test]
