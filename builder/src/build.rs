@@ -121,7 +121,7 @@ pub struct Builder<'a> {
     pulls: std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<()>>>>,
     /// Images that could not be resolved before the build, by reference:
     /// the stage that needs one reports the error.
-    failed_images: std::sync::Mutex<BTreeMap<String, crate::error::StepError>>,
+    failed_images: std::sync::Mutex<BTreeMap<(String, String), crate::error::StepError>>,
     next_step: AtomicUsize,
     /// The cache keys this builder's builds used or made, in order (for
     /// `--cache-to`).
@@ -197,26 +197,27 @@ impl<'a> Builder<'a> {
     /// filesystem steps and its base image's ONBUILD triggers.
     fn number_steps(
         &self,
-        dockerfile: &Dockerfile,
-        graph: &Graph,
+        scope: &BuildScope<'_>,
         order: &[StageIndex],
-        platform: &Platform,
     ) -> std::collections::HashMap<StageIndex, std::ops::Range<usize>> {
         let mut blocks = std::collections::HashMap::new();
         for &index in order {
-            let stage = &graph.stages[index];
+            let stage = &scope.graph.stages[index];
+            // A stage whose platform does not parse fails at its FROM.
+            let platform = crate::stage::stage_platform(scope, stage).ok();
+            let prefetch = |reference: &str| Some(self.prefetch(reference, platform.as_ref()?));
             let triggers = match &stage.base {
-                Base::Image(reference) => self
-                    .prefetch(reference, platform)
+                Base::Image(reference) => prefetch(reference)
+                    .flatten()
                     .map_or(0, |image| trigger_steps(&image)),
                 _ => 0,
             };
             for dependency in &stage.dependencies {
                 if let Base::Image(reference) = &dependency.target {
-                    self.prefetch(reference, platform);
+                    prefetch(reference);
                 }
             }
-            let own = dockerfile.instructions[stage.instructions.clone()]
+            let own = scope.dockerfile.instructions[stage.instructions.clone()]
                 .iter()
                 .filter(|s| crate::stage::is_filesystem_step(&s.instruction))
                 .count();
@@ -234,16 +235,21 @@ impl<'a> Builder<'a> {
             Ok(image) => Some(image),
             Err(err) => {
                 let mut failed = self.failed_images.lock().unwrap_or_else(|e| e.into_inner());
-                failed.insert(reference.to_owned(), err);
+                failed.insert((reference.to_owned(), platform.to_string()), err);
                 None
             }
         }
     }
 
-    /// The error resolving `reference` ahead of its stage met, once.
-    pub(crate) fn take_failed_image(&self, reference: &str) -> Option<crate::error::StepError> {
+    /// The error resolving `reference` for `platform` ahead of its stage
+    /// met, once.
+    pub(crate) fn take_failed_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Option<crate::error::StepError> {
         let mut failed = self.failed_images.lock().unwrap_or_else(|e| e.into_inner());
-        failed.remove(reference)
+        failed.remove(&(reference.to_owned(), platform.to_string()))
     }
 
     /// Held while `reference` is being resolved or pulled.
@@ -355,7 +361,7 @@ impl<'a> Builder<'a> {
             dry_run,
         };
 
-        let step_blocks = self.number_steps(&dockerfile, &graph, &order, &request.platform);
+        let step_blocks = self.number_steps(&scope, &order);
         let schedule = Schedule::new(&graph, &order, step_blocks, self.jobs, self.cancel.as_ref());
         std::thread::scope(|threads| {
             for &index in &order {

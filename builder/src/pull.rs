@@ -25,7 +25,7 @@ impl Builder<'_> {
         // once: the second finds it in the store.
         let lock = self.pull_lock(reference);
         let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(err) = self.take_failed_image(reference) {
+        if let Some(err) = self.take_failed_image(reference, platform) {
             return Err(err);
         }
         let local = self.store.resolve(reference);
