@@ -310,3 +310,13 @@ fn r11_cve_2024_23652_stub_cleanup_stays_in_the_root() {
     assert_eq!(out, "moved\nmoved\n");
     victim.assert_untouched("stub cleanup");
 }
+
+/// Build-input attacks (see `hostile.rs`), as root.
+#[test]
+fn r11_build_input_attacks_fail() {
+    let hoist = Hoist::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let kit = crate::hostile::Kit::new(dir.path());
+    crate::hostile::run_cases(&kit, hoist.root(), &|args| hoist.run(args));
+    assert_store_sound(&hoist);
+}

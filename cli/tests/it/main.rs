@@ -10,6 +10,7 @@ mod cache;
 mod common;
 mod docker;
 mod environment;
+mod hostile;
 mod inputs;
 mod issue10;
 mod parallel;

@@ -537,3 +537,20 @@ fn r11_rootless_cve_2024_23652_stub_cleanup_stays_in_the_root() {
     );
     ws.ok(&["fsck"]);
 }
+
+/// Build-input attacks (see `hostile.rs`), rootless: the victim directory
+/// belongs to the user, so only hoist's confinement protects it.
+#[test]
+fn r11_rootless_build_input_attacks_fail() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    let kit = crate::hostile::Kit::new(&ws.path().join("kit"));
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
+        .arg(ws.path().join("kit"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    crate::hostile::run_cases(&kit, &ws.store(), &|args| ws.run(args));
+}
