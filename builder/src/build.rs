@@ -307,6 +307,7 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|l| l.diff_id.clone())
             .collect();
+        let config = crate::config::lossy_config(config);
         let image = self
             .store
             .put_image_config(&config, &last.stack.descriptors())?;

@@ -87,6 +87,39 @@ pub fn is_valid_signal(signal: &str) -> bool {
     })
 }
 
+/// The image config as BuildKit writes it from a Dockerfile that is not
+/// UTF-8: each byte the parse carried ([`hoist_parser::bytes`]) becomes
+/// U+FFFD, as Go's JSON encoder writes invalid UTF-8 (RUN still got the
+/// bytes themselves).
+pub fn lossy_config(config: ImageConfig) -> ImageConfig {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(shown) = hoist_parser::bytes::lossy(s) {
+                    *s = shown;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut v) in entries {
+                    walk(&mut v);
+                    map.insert(hoist_parser::bytes::lossy(&key).into_owned(), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&config) else {
+        return config;
+    };
+    if !value.to_string().chars().any(|c| c >= '\u{10FF80}') {
+        return config;
+    }
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(config)
+}
+
 /// A history entry as BuildKit's `commitToHistory` writes it.
 pub fn history(created_by: String, empty_layer: bool, created: Option<&str>) -> History {
     History {

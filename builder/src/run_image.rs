@@ -113,7 +113,7 @@ pub fn run_image(
         },
         argv,
     );
-    spec.env = env;
+    spec.env = env.into_iter().map(Into::into).collect();
     spec.cwd = options
         .workdir
         .clone()

@@ -96,9 +96,15 @@ impl StageBuilder<'_> {
                 upperdir: scratch.upper.clone(),
                 workdir: scratch.work.clone(),
             },
-            argv.clone(),
+            Vec::new(),
         );
-        spec.env = env;
+        // The bytes the Dockerfile holds, also where they are not UTF-8.
+        let bytes = |text: &String| {
+            use std::os::unix::ffi::OsStringExt;
+            std::ffi::OsString::from_vec(hoist_parser::bytes::encode(text).into_owned())
+        };
+        spec.args = argv.iter().map(bytes).collect();
+        spec.env = env.iter().map(bytes).collect();
         spec.cwd = cwd;
         spec.user = resolved_user;
         spec.network = network;
@@ -130,7 +136,7 @@ impl StageBuilder<'_> {
                 })
                 .unwrap_or(-1);
             return Err(StepError::RunFailed {
-                command: argv.join(" "),
+                command: hoist_parser::bytes::lossy(&argv.join(" ")).into_owned(),
                 code,
                 output_tail: io.tail(),
             });

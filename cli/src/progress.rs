@@ -132,7 +132,9 @@ fn plain_event(
     match event {
         Event::Started { step, name } => {
             state.started.insert(step, Instant::now());
-            state.names.insert(step, name.to_owned());
+            state
+                .names
+                .insert(step, hoist_parser::bytes::lossy(name).into_owned());
             state.last_step = state.last_step.max(step.0);
             state.switch_to(step, err)
         }
@@ -168,7 +170,7 @@ fn plain_event(
         Event::Canceled { step, .. } => finish_step(state, step, err, "CANCELED"),
         Event::Status { step, message } => {
             state.switch_to(step, err)?;
-            writeln!(err, "#{} {message}", step.0)
+            writeln!(err, "#{} {}", step.0, hoist_parser::bytes::lossy(message))
         }
     }
 }
@@ -274,6 +276,7 @@ impl Progress for Tty {
     fn event(&self, event: Event<'_>) {
         match event {
             Event::Started { step, name } => {
+                let name = &*hoist_parser::bytes::lossy(name);
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 let style = ProgressStyle::with_template(" {spinner} {msg} {elapsed:.dim}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner());
@@ -312,6 +315,7 @@ impl Progress for Tty {
             }
             Event::Canceled { step, .. } => self.finish_group(step, "CANCELED"),
             Event::Status { message, .. } => {
+                let message = hoist_parser::bytes::lossy(message);
                 let _ = self.multi.println(format!("    {message}"));
             }
         }

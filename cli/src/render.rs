@@ -23,20 +23,26 @@ impl Source {
         if let Some(line) = self.not_utf8 {
             eprintln!(
                 "warning: {}:{line}: the Dockerfile is not valid UTF-8; \
-                 bytes that are not were read as U+FFFD",
+                 RUN gets its bytes unchanged, messages show them as U+FFFD",
                 self.name
             );
         }
         for warning in warnings {
-            eprintln!("warning: {}:{warning}", self.name);
+            let warning = warning.to_string();
+            eprintln!(
+                "warning: {}:{}",
+                self.name,
+                hoist_parser::bytes::lossy(&warning)
+            );
         }
     }
 }
 
 /// Reads `path` (`-` for stdin). BuildKit reads a Dockerfile byte-wise, so
 /// one that is not UTF-8 (a Latin-1 or GBK comment) is accepted: each
-/// invalid sequence becomes U+FFFD and [`Source::not_utf8`] says where the
-/// first one was.
+/// invalid byte is carried through the parse ([`hoist_parser::bytes`]), RUN
+/// gets it unchanged, messages show U+FFFD, and [`Source::not_utf8`] says
+/// where the first one was.
 pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
     let (name, bytes) = if path == Path::new("-") {
         let mut buf = Vec::new();
@@ -54,7 +60,7 @@ pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
             let at = e.utf8_error().valid_up_to();
             let bytes = e.into_bytes();
             let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-            (String::from_utf8_lossy(&bytes).into_owned(), Some(line))
+            (hoist_parser::bytes::decode(&bytes).into_owned(), Some(line))
         }
     };
     Ok(Source {
@@ -66,7 +72,8 @@ pub fn read_dockerfile(path: &Path) -> anyhow::Result<Source> {
 
 /// A parse error as the user sees it, ready for `main` to print.
 pub fn parse_error(source: &Source, err: &ParseError) -> anyhow::Error {
-    anyhow::anyhow!("{}", err.render(&source.name, &source.text))
+    let rendered = err.render(&source.name, &source.text);
+    anyhow::anyhow!("{}", hoist_parser::bytes::lossy(&rendered))
 }
 
 /// A build error as the user sees it: the step and its cause, then the
@@ -78,5 +85,5 @@ pub fn build_error(source: &Source, err: &hoist_builder::BuildError) -> anyhow::
     if let Some(snippet) = snippet {
         let _ = write!(message, "\n{snippet}");
     }
-    anyhow::anyhow!(message)
+    anyhow::anyhow!(hoist_parser::bytes::lossy(&message).into_owned())
 }

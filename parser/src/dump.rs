@@ -90,6 +90,19 @@ pub fn go_quote(s: &str) -> String {
 
 fn go_quote_into(s: &str, out: &mut String) {
     out.push('"');
+    // Go quotes bytes: each byte that is not valid UTF-8 (carried through
+    // the parse, see `bytes`) is `\xNN`.
+    let bytes = crate::bytes::encode(s);
+    for chunk in bytes.utf8_chunks() {
+        quote_chars(chunk.valid(), out);
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out.push('"');
+}
+
+fn quote_chars(s: &str, out: &mut String) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -113,7 +126,6 @@ fn go_quote_into(s: &str, out: &mut String) {
             }
         }
     }
-    out.push('"');
 }
 
 /// Go's `strconv.IsPrint` for the characters a Dockerfile plausibly holds:
@@ -145,6 +157,12 @@ fn is_go_printable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_quote_escapes_bytes_that_are_not_utf8_as_go_does() {
+        let text = crate::bytes::decode(b"caf\xe9 \xd6\xd0 \xc3\xa9");
+        assert_eq!(go_quote(&text), "\"caf\\xe9 \\xd6\\xd0 \u{e9}\"");
+    }
 
     #[test]
     fn quoting_matches_go() {

@@ -8,6 +8,7 @@
 //! word expansion applied at build time, and [`graph`] resolves stages and
 //! their dependencies.
 
+pub mod bytes;
 pub mod dump;
 pub mod error;
 pub mod expand;

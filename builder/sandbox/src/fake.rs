@@ -41,9 +41,18 @@ impl FakeSandbox {
         self.runs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The argv of every run so far, in order.
+    /// The argv of every run so far, in order (as text: bytes that are
+    /// not UTF-8 show as U+FFFD).
     pub fn argvs(&self) -> Vec<Vec<String>> {
-        self.runs().into_iter().map(|r| r.args).collect()
+        self.runs()
+            .into_iter()
+            .map(|r| {
+                r.args
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .collect()
     }
 }
 

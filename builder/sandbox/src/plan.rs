@@ -834,12 +834,12 @@ fn validate(spec: &RunSpec, idmap: Option<&IdMap>) -> Result<(), SandboxError> {
 
 /// `argv[0]` is looked up in the image's PATH (the spec's env), like Docker.
 fn exec_plan(spec: &RunSpec) -> Result<ExecPlan, SandboxError> {
-    let program = spec.args[0].clone();
+    let program = spec.args[0].to_string_lossy().into_owned();
     let path = spec
         .env
         .iter()
         .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
+        .find_map(|e| e.to_str()?.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
     let candidates = if program.contains('/') {
         vec![cstring(&program)?]
@@ -854,8 +854,16 @@ fn exec_plan(spec: &RunSpec) -> Result<ExecPlan, SandboxError> {
             })
             .collect::<Result<_, _>>()?
     };
-    let argv: Vec<CString> = spec.args.iter().map(cstring).collect::<Result<_, _>>()?;
-    let env: Vec<CString> = spec.env.iter().map(cstring).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = spec
+        .args
+        .iter()
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let env: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|e| cstring(e.as_bytes()))
+        .collect::<Result<_, _>>()?;
     let ptrs = |v: &[CString]| {
         v.iter()
             .map(|c| c.as_ptr())

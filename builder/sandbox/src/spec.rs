@@ -2,6 +2,7 @@
 //! surroundings. Everything here is already resolved by the caller (user
 //! names, env order, PATH), so the sandbox never reads the image's config.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,10 +19,12 @@ pub const BUILD_HOSTNAME: &str = "buildkitsandbox";
 pub struct RunSpec {
     pub rootfs: Rootfs,
     /// argv; `args[0]` is looked up in the `PATH` of `env` inside the new root.
-    /// No shell is added.
-    pub args: Vec<String>,
-    /// `KEY=VALUE` entries in the order the process sees them.
-    pub env: Vec<String>,
+    /// No shell is added. Bytes, not text: a Dockerfile that is not UTF-8
+    /// hands its bytes to the process unchanged, as BuildKit does.
+    pub args: Vec<OsString>,
+    /// `KEY=VALUE` entries in the order the process sees them (bytes, as
+    /// `args`).
+    pub env: Vec<OsString>,
     /// Absolute working directory inside the root; created (owned by `user`)
     /// when missing.
     pub cwd: String,
@@ -49,8 +52,8 @@ impl RunSpec {
         let network = Network::Host;
         Self {
             rootfs,
-            args,
-            env: vec![format!("PATH={DEFAULT_PATH}")],
+            args: args.into_iter().map(OsString::from).collect(),
+            env: vec![format!("PATH={DEFAULT_PATH}").into()],
             cwd: "/".to_owned(),
             user: User::ROOT,
             hostname: BUILD_HOSTNAME.to_owned(),

@@ -41,16 +41,17 @@ pub(super) fn request(dockerfile: &str, context: &std::path::Path) -> BuildReque
 /// the code given as `exit=N` in argv.
 pub(super) fn scripted() -> FakeSandbox {
     FakeSandbox::new(|spec, _io| {
-        if let Some(code) = spec.args.iter().find_map(|a| a.strip_prefix("exit=")) {
+        let args: Vec<&str> = spec.args.iter().map(|a| a.to_str().unwrap()).collect();
+        if let Some(code) = args.iter().find_map(|a| a.strip_prefix("exit=")) {
             return Ok(code.parse().unwrap());
         }
-        if spec.args[0] == "missing" {
+        if args[0] == "missing" {
             return Err(SandboxError::NotFound {
                 program: "missing".into(),
             });
         }
         let upper = upperdir(spec).expect("RUN writes a layer");
-        std::fs::write(upper.join(&spec.args[0]), spec.args.join(" ")).unwrap();
+        std::fs::write(upper.join(args[0]), args.join(" ")).unwrap();
         Ok(0)
     })
 }
@@ -84,9 +85,9 @@ fn r11_steps_run_in_order_with_the_stage_env_and_user() {
     let runs = sb.runs();
     assert_eq!(runs[0].cwd, "/");
     assert_eq!((runs[0].user.uid, runs[0].user.gid), (4242, 4243));
-    assert!(runs[0].env.contains(&"A=1".to_owned()), "{:?}", runs[0].env);
+    assert!(runs[0].env.contains(&"A=1".into()), "{:?}", runs[0].env);
     assert!(
-        runs[0].env.contains(&"HOME=/".to_owned()),
+        runs[0].env.contains(&"HOME=/".into()),
         "no passwd entry: HOME=/ ({:?})",
         runs[0].env
     );

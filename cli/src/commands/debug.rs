@@ -78,7 +78,8 @@ fn ast(args: &AstArgs) -> anyhow::Result<String> {
     if args.json {
         let mut s = serde_json::to_string_pretty(&df)?;
         s.push('\n');
-        return Ok(s);
+        // Bytes that are not UTF-8 as Go's JSON encoder writes them.
+        return Ok(hoist_parser::bytes::lossy(&s).into_owned());
     }
     let nodes: Vec<_> = df.instructions.into_iter().map(|s| s.node).collect();
     Ok(dump::dump(&nodes))

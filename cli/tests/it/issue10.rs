@@ -471,3 +471,73 @@ fn r10_import_change_and_message() {
     let err = hoist.fails(&["inspect", "bad:test"]);
     assert!(err.contains("No such image"), "{err}");
 }
+
+/// BuildKit hands a Latin-1 RUN's bytes to the shell as they are: the
+/// layer holds 0xE9 itself, not U+FFFD's three bytes. The build's
+/// messages and the image's history show U+FFFD, as Go's JSON encoder
+/// writes invalid UTF-8.
+#[test]
+fn r10_latin1_run_bytes_reach_the_shell_unchanged() {
+    let hoist = Hoist::with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        b"FROM busybox\nENV X=caf\xe9\nRUN printf 'caf\xe9' > /out && printf \"$X\" > /env\n",
+    )
+    .unwrap();
+    let err = hoist.build(ctx.path(), &["-t", "latin1run:test"]);
+    assert!(err.contains("RUN printf 'caf\u{FFFD}' > /out"), "{err}");
+    // `debug ast` quotes the byte as Go's %q does, as BuildKit's dump.
+    let file = ctx.path().join("Dockerfile");
+    let ast = hoist.ok(&["debug", "ast", "--raw", "-f", file.to_str().unwrap()]);
+    assert!(
+        ast.contains("(run \"printf 'caf\\xe9' > /out && printf \\\"$X\\\" > /env\")"),
+        "{ast}"
+    );
+    assert!(!err.contains('\u{10FFE9}'), "{err}");
+
+    let saved = ctx.path().join("saved");
+    std::fs::create_dir(&saved).unwrap();
+    let archive = saved.join("image.tar");
+    hoist.ok(&["save", "latin1run:test", "-o", archive.to_str().unwrap()]);
+    let tar = |args: &[&str]| {
+        let out = std::process::Command::new("tar")
+            .args(args)
+            .current_dir(&saved)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar {args:?}: {out:?}");
+        out.stdout
+    };
+    tar(&["-xf", "image.tar"]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(saved.join("manifest.json")).unwrap()).unwrap();
+    let top = manifest[0]["Layers"].as_array().unwrap().last().unwrap();
+    assert_eq!(tar(&["-xOf", top.as_str().unwrap(), "out"]), b"caf\xe9");
+    assert_eq!(tar(&["-xOf", top.as_str().unwrap(), "env"]), b"caf\xe9");
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(saved.join(manifest[0]["Config"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["history"].as_array().unwrap().last().unwrap()["created_by"],
+        "RUN /bin/sh -c printf 'caf\u{FFFD}' > /out && printf \"$X\" > /env # buildkit"
+    );
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("X=caf\u{FFFD}")),
+        "{config}"
+    );
+
+    // A failing RUN names its command with U+FFFD too.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        b"FROM busybox\nRUN printf 'caf\xe9'; exit 3\n",
+    )
+    .unwrap();
+    let err = hoist.fails(&["build", ctx.path().to_str().unwrap()]);
+    assert!(err.contains("printf 'caf\u{FFFD}'; exit 3"), "{err}");
+    assert!(!err.contains('\u{10FFE9}'), "{err}");
+}

@@ -830,7 +830,10 @@ fn rootless_child() {
     let mut spec = RunSpec::new(rootfs, Vec::new());
     if mode == "single" {
         spec.rootless = Some(IdMapping::SingleId);
-        spec.args = sh("id -u; echo data > /new; rm /etc/group; cat /etc/hosts >/dev/null");
+        spec.args = sh("id -u; echo data > /new; rm /etc/group; cat /etc/hosts >/dev/null")
+            .into_iter()
+            .map(Into::into)
+            .collect();
     } else {
         spec.rootless = Some(IdMapping::Auto);
         spec.user = User {
@@ -839,7 +842,10 @@ fn rootless_child() {
             additional_gids: vec![1000, 10],
         };
         spec.cwd = "/tmp/w".into();
-        spec.args = sh("id -u; id -G >&2; echo data > new");
+        spec.args = sh("id -u; id -G >&2; echo data > new")
+            .into_iter()
+            .map(Into::into)
+            .collect();
     }
     let mut io = CollectIo::new();
     let status = sb
@@ -959,5 +965,20 @@ fn many_runs_leave_nothing_behind() {
     assert!(
         cgroups.is_empty(),
         "every run's cgroup is removed: {cgroups:?}"
+    );
+}
+
+/// A command that is not UTF-8 (a Latin-1 Dockerfile's RUN) reaches the
+/// process byte for byte.
+#[test]
+fn r10_argv_bytes_reach_the_process_unchanged() {
+    use std::os::unix::ffi::OsStringExt;
+    let mut spec = ephemeral(sh("true"));
+    spec.args[2] = std::ffi::OsString::from_vec(b"printf 'caf\xe9' | od -An -tx1".to_vec());
+    let (code, out, err) = run(&spec);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["63", "61", "66", "e9"]
     );
 }

@@ -38,9 +38,10 @@ fn probe(security: Security, which: &[&str]) -> BTreeMap<String, String> {
             read_only: true,
         },
     });
-    spec.env.push(format!("HOIST_PROBES={}", which.join(",")));
     spec.env
-        .push(format!("HOIST_BUILDER_PID={}", std::process::id()));
+        .push(format!("HOIST_PROBES={}", which.join(",")).into());
+    spec.env
+        .push(format!("HOIST_BUILDER_PID={}", std::process::id()).into());
     spec.security = security;
     let (sb, _state) = sandbox();
     let mut io = CollectIo::new();
