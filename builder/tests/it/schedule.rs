@@ -59,9 +59,14 @@ fn wait_for(path: &Path) -> bool {
 /// `until-cancelled` waits for `cancel`, then fails as cancelled.
 fn rendezvous(shared: PathBuf, log: Log, cancel: Option<CancelHandle>) -> FakeSandbox {
     FakeSandbox::new(move |spec, _io| {
-        let name = spec.args[0].clone();
+        let args: Vec<String> = spec
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let name = args[0].clone();
         log.push(format!("start {name}"));
-        for word in &spec.args[1..] {
+        for word in &args[1..] {
             if let Some(mark) = word.strip_prefix("mark=") {
                 std::fs::write(shared.join(mark), "").unwrap();
             } else if let Some(mark) = word.strip_prefix("await=") {
@@ -85,7 +90,7 @@ fn rendezvous(shared: PathBuf, log: Log, cancel: Option<CancelHandle>) -> FakeSa
             }
         }
         let upper = upperdir(spec).expect("RUN writes a layer");
-        std::fs::write(upper.join(&name), spec.args.join(" ")).unwrap();
+        std::fs::write(upper.join(&name), args.join(" ")).unwrap();
         log.push(format!("end {name}"));
         Ok(0)
     })
