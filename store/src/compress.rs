@@ -252,12 +252,17 @@ fn read_block(reader: &mut impl Read, size: usize) -> io::Result<Vec<u8>> {
 }
 
 /// Raw deflate of one block, primed with `dictionary`, ended by a sync
-/// flush so that the next block starts on a byte boundary.
+/// flush so that the next block starts on a byte boundary. A block that
+/// does not compress (random or already compressed data) is stored as it
+/// is, at the speed of a copy.
 fn deflate_block(
     block: &[u8],
     dictionary: &[u8],
     level: flate2::Compression,
 ) -> io::Result<Vec<u8>> {
+    if level.level() > 0 && incompressible(block, level) {
+        return Ok(stored_blocks(block));
+    }
     let mut deflate = Compress::new(level, false);
     if !dictionary.is_empty() {
         deflate
@@ -279,6 +284,58 @@ fn deflate_block(
             out.reserve(out.capacity().max(4096));
         }
     }
+}
+
+/// Bytes sampled from a block to judge whether it compresses.
+const SAMPLE: usize = 16 << 10;
+
+/// Whether deflating `block` is not worth its time: four samples spread
+/// over it compress to more than 95% of their size. The answer depends
+/// only on the content, so the output stays the same on any machine.
+/// (klauspost's encoders, which skopeo and Docker use, skip such data too.)
+fn incompressible(block: &[u8], level: flate2::Compression) -> bool {
+    if block.len() < 4 * SAMPLE {
+        return false;
+    }
+    let (mut read, mut written) = (0u64, 0u64);
+    for i in 0..4 {
+        let start = i * (block.len() - SAMPLE) / 3;
+        let sample = &block[start..start + SAMPLE];
+        let mut deflate = Compress::new(level, false);
+        let mut out = Vec::with_capacity(SAMPLE + SAMPLE / 8 + 64);
+        if deflate
+            .compress_vec(sample, &mut out, FlushCompress::Finish)
+            .is_err()
+        {
+            return false;
+        }
+        read += SAMPLE as u64;
+        // A sample that did not fit its room did not compress.
+        written += deflate
+            .total_out()
+            .max(if deflate.total_in() < SAMPLE as u64 {
+                SAMPLE as u64
+            } else {
+                0
+            });
+    }
+    written * 100 > read * 95
+}
+
+/// `block` as deflate stored blocks (RFC 1951 3.2.4), starting and ending
+/// on a byte boundary as a sync flush leaves the stream.
+fn stored_blocks(block: &[u8]) -> Vec<u8> {
+    const MAX: usize = u16::MAX as usize;
+    let mut out = Vec::with_capacity(block.len() + block.len() / MAX * 5 + 5);
+    for chunk in block.chunks(MAX) {
+        // BFINAL 0, BTYPE 00, then padding to the byte boundary.
+        out.push(0);
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 /// The last, empty deflate block.
@@ -614,6 +671,51 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn incompressible_blocks_are_stored_and_others_deflated() {
+        // Random bytes (xorshift), text, and a block half of each.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let random: Vec<u8> = (0..3 * GZIP_BLOCK)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let text = sample(3 * GZIP_BLOCK);
+        let mut mixed = random[..GZIP_BLOCK].to_vec();
+        mixed.extend_from_slice(&text[..GZIP_BLOCK]);
+        mixed.extend_from_slice(&random[GZIP_BLOCK..2 * GZIP_BLOCK]);
+        for (name, data, most) in [
+            // Stored: a few bytes per 64 KiB more than the input.
+            ("random", &random, random.len() + random.len() / 10_000 + 64),
+            ("text", &text, text.len() / 2),
+            ("mixed", &mixed, mixed.len() * 3 / 4),
+        ] {
+            let mut out = Vec::new();
+            compress_with(data.as_slice(), &mut out, Compression::Gzip { level: 2 }, 3).unwrap();
+            assert!(
+                out.len() <= most,
+                "{name}: {} bytes, at most {most}",
+                out.len()
+            );
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(out.as_slice())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == *data, "{name}: round trip differs");
+        }
+        assert!(incompressible(
+            &random[..GZIP_BLOCK],
+            flate2::Compression::new(2)
+        ));
+        assert!(!incompressible(
+            &text[..GZIP_BLOCK],
+            flate2::Compression::new(2)
+        ));
     }
 
     #[test]

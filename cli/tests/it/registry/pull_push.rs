@@ -713,3 +713,56 @@ fn r7_pull_of_a_docker_schema2_image_keeps_its_manifest() {
         remote_digest(&remote)
     );
 }
+
+/// Records the largest `advanced` count per layer and the finished layers.
+#[derive(Default)]
+struct Recorded {
+    done: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    finished: std::sync::Mutex<Vec<String>>,
+}
+
+impl hoist_store::registry::TransferProgress for Recorded {
+    fn advanced(&self, layer: &oci_spec::image::Descriptor, done: u64) {
+        let mut map = self.done.lock().unwrap();
+        let seen = map.entry(layer.digest().to_string()).or_default();
+        *seen = (*seen).max(done);
+    }
+    fn finished(&self, layer: &oci_spec::image::Descriptor) {
+        self.finished
+            .lock()
+            .unwrap()
+            .push(layer.digest().to_string());
+    }
+}
+
+#[test]
+fn r7_push_progress_counts_the_bytes_of_each_layer() {
+    use hoist_store::registry::{Client, PushOptions, RegistrySettings, StaticCredentials};
+    let hoist = uncompressed_busybox();
+    let store = hoist_store::Store::open(hoist.root()).unwrap();
+    let image = store.resolve("busybox:latest").unwrap();
+    let layer = image.manifest().layers()[0].clone();
+    let client = Client::new(
+        std::sync::Arc::new(StaticCredentials::default()),
+        RegistrySettings::default(),
+    );
+    // First compressed on the way (the bar counts the layer's own bytes, as
+    // `docker push` does), then, to another registry, uploaded from the
+    // stored variant (its bytes scaled to the layer's).
+    let registries = [TestRegistry::anonymous(), TestRegistry::anonymous()];
+    for (registry, path) in registries.iter().zip(["streamed", "stored"]) {
+        let recorded = Recorded::default();
+        let options = PushOptions::new(&recorded);
+        let reference =
+            hoist_store::Reference::parse_normalized(&format!("{}/progress:1", registry.host()))
+                .unwrap();
+        client.push(&store, &image, &reference, &options).unwrap();
+        let key = layer.digest().to_string();
+        assert_eq!(
+            recorded.done.lock().unwrap().get(&key),
+            Some(&layer.size()),
+            "{path}: every byte of the layer is counted"
+        );
+        assert_eq!(*recorded.finished.lock().unwrap(), vec![key], "{path}");
+    }
+}
