@@ -320,3 +320,15 @@ fn r11_build_input_attacks_fail() {
     crate::hostile::run_cases(&kit, hoist.root(), &|args| hoist.run(args));
     assert_store_sound(&hoist);
 }
+
+/// CVE-2024-23651 (see `hostile::cache_mount_race`), as root.
+#[test]
+fn r11_cve_2024_23651_cache_mount_race() {
+    let hoist = Hoist::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let kit = crate::hostile::Kit::new(dir.path());
+    crate::hostile::cache_mount_race(&kit, hoist.root(), &|args| hoist.run(args), &|args| {
+        hoist.command(args).spawn().unwrap()
+    });
+    assert_store_sound(&hoist);
+}

@@ -215,3 +215,82 @@ pub fn run_cases(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::process:
     }
     ok(&["fsck"]);
 }
+
+/// CVE-2024-23651, the cache mount race: one build's RUN keeps swapping
+/// `sub` inside a shared cache mount between a directory and a symlink to
+/// the victim (a host path), while other builds mount the same cache and a
+/// tmpfs on `sub/m` under it, so that a builder that resolved the mount
+/// target against the host would make or mount `victim/m`. Afterwards
+/// `builder prune -a` deletes the cache holding the symlinks. The victim
+/// must be untouched and the store sound, whichever builds the race fails.
+/// `spawn(args)` starts `hoist args` without waiting.
+pub fn cache_mount_race(
+    kit: &Kit,
+    store: &Path,
+    run: &dyn Fn(&[&str]) -> std::process::Output,
+    spawn: &dyn Fn(&[&str]) -> std::process::Child,
+) {
+    let v = kit.victim.display();
+    let swapper = kit.context.with_file_name("swapper");
+    std::fs::create_dir_all(&swapper).unwrap();
+    std::fs::write(
+        swapper.join("Dockerfile"),
+        format!(
+            "FROM busybox\n\
+             RUN --mount=type=cache,id=race,target=/c \
+                 rm -f /c/stop; touch /c/started; i=0; \
+                 while [ ! -e /c/stop ]; do \
+                   rm -rf /c/sub; ln -s {v} /c/sub; rm -f /c/sub; mkdir /c/sub; \
+                   i=$((i+1)); done; ln -sfn {v} /c/sub; ln -sfn / /c/root\n"
+        ),
+    )
+    .unwrap();
+    let mounter = kit.context.with_file_name("mounter");
+    std::fs::create_dir_all(&mounter).unwrap();
+    std::fs::write(
+        mounter.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN --mount=type=cache,id=race,target=/c --mount=type=tmpfs,target=/c/sub/m \
+             touch /c/sub/m/pwned; ls /c/root/ > /dev/null\n",
+    )
+    .unwrap();
+    // The cache directory, as the builder names it: hoist/mounts/<sha256(id)>.
+    let hex = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(b"race"));
+    let cache = store.join("hoist/mounts").join(hex);
+    let mut swap = spawn(&["build", "--no-cache", swapper.to_str().unwrap()]);
+    crate::common::wait_until("the swapping RUN to start", || {
+        cache.join("started").exists()
+    });
+    for _ in 0..12 {
+        let _ = run(&["build", "--no-cache", mounter.to_str().unwrap()]);
+        kit.assert_victim_untouched(store);
+    }
+    // Every mounting build ran while the swap went on: it stops only now.
+    assert!(
+        swap.try_wait().unwrap().is_none(),
+        "the swapping build ended before it was told to"
+    );
+    std::fs::write(cache.join("stop"), "").unwrap();
+    let status = swap.wait().unwrap();
+    assert!(status.success(), "the swapping build failed");
+    // Once more with the symlink left in place for good.
+    let _ = run(&["build", "--no-cache", mounter.to_str().unwrap()]);
+    kit.assert_victim_untouched(store);
+    let out = run(&["builder", "prune", "-a", "-f"]);
+    assert!(
+        out.status.success(),
+        "builder prune: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kit.assert_victim_untouched(store);
+    assert!(
+        !Path::new("/m").exists() && !Path::new("/pwned").exists(),
+        "written at the host's root"
+    );
+    let out = run(&["fsck"]);
+    assert!(
+        out.status.success(),
+        "fsck: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

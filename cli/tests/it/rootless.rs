@@ -554,3 +554,26 @@ fn r11_rootless_build_input_attacks_fail() {
     ws.ok(&["import", "busybox.tar", "busybox:latest"]);
     crate::hostile::run_cases(&kit, &ws.store(), &|args| ws.run(args));
 }
+
+/// CVE-2024-23651 (see `hostile::cache_mount_race`), rootless, with a
+/// victim the user owns.
+#[test]
+fn r11_rootless_cve_2024_23651_cache_mount_race() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    let kit = crate::hostile::Kit::new(&ws.path().join("kit"));
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
+        .arg(ws.path().join("kit"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    crate::hostile::cache_mount_race(&kit, &ws.store(), &|args| ws.run(args), &|args| {
+        ws.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+}
