@@ -300,6 +300,25 @@ fn r10_images_and_inspect_format() {
     let out = hoist.ok(&["images", "--format", "json", "busybox"]);
     let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(row["Repository"], "busybox");
+    // Variables, printf, comparisons and else-if, as Go's text/template.
+    let out = hoist.ok(&[
+        "images",
+        "--format",
+        "{{$r := .Repository}}{{if eq .Tag \"one\"}}{{printf \"%-8s|\" $r}}\
+         {{else if eq $r \"busybox\"}}{{printf \"%.3s\" .ID | upper}}{{end}}",
+    ]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    let mut want = ["bb      |".to_owned(), short[..3].to_uppercase()];
+    want.sort_unstable();
+    assert_eq!(lines, want);
+    let out = hoist.ok(&[
+        "inspect",
+        "-f",
+        "{{range $i, $t := .RepoTags}}{{if $i}},{{end}}{{len $t}}{{end}}",
+        "busybox:latest",
+    ]);
+    assert!(out == "6,14\n" || out == "14,6\n", "{out}");
 
     let out = hoist.ok(&[
         "inspect",
@@ -337,8 +356,8 @@ fn r10_images_and_inspect_format() {
     tags.sort_unstable();
     assert_eq!(tags, ["bb:one", "busybox:latest"]);
 
-    let err = hoist.fails(&["images", "--format", "{{printf \"%s\" .ID}}"]);
-    assert!(err.contains("\"printf\" is not supported"), "{err}");
+    let err = hoist.fails(&["images", "--format", "{{template \"x\"}}"]);
+    assert!(err.contains("{{template}} is not supported"), "{err}");
     let err = hoist.fails(&["images", "--format", "{{.Nope}}"]);
     assert!(err.contains("can't evaluate field Nope"), "{err}");
 }
