@@ -96,6 +96,17 @@ pub(super) fn timespec(secs: u64) -> Timespec {
     }
 }
 
+/// Go's archive/tar, which Docker and containerd apply layers with, reads
+/// a numeric header field of only NULs and spaces as 0; the tar crate
+/// calls it an error.
+pub(super) fn blank_is_zero(field: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
+    if field.iter().all(|&b| b == 0 || b == b' ') {
+        Ok(0)
+    } else {
+        parsed
+    }
+}
+
 /// Parses a PAX time such as `1700000000.123456789`.
 pub(super) fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
     let text = std::str::from_utf8(value).ok()?;
@@ -299,16 +310,21 @@ impl Applier<'_> {
         let header = entry.header();
         let uid = extras
             .uid
-            .map_or_else(|| header.uid(), Ok)
+            .map_or_else(|| blank_is_zero(&header.as_old().uid, header.uid()), Ok)
             .map_err(ExtractError::Read)?;
         let gid = extras
             .gid
-            .map_or_else(|| header.gid(), Ok)
+            .map_or_else(|| blank_is_zero(&header.as_old().gid, header.gid()), Ok)
             .map_err(ExtractError::Read)?;
-        let mode = header.mode().map_err(ExtractError::Read)? & 0o7777;
+        let mode = blank_is_zero(&header.as_old().mode, header.mode().map(u64::from))
+            .map_err(ExtractError::Read)? as u32
+            & 0o7777;
         let mtime = match extras.mtime {
             Some(mtime) => mtime,
-            None => timespec(header.mtime().map_err(ExtractError::Read)?),
+            None => timespec(
+                blank_is_zero(&header.as_old().mtime, header.mtime())
+                    .map_err(ExtractError::Read)?,
+            ),
         };
         let id = |id: u64| {
             u32::try_from(id)

@@ -851,3 +851,31 @@ fn huge_pax_header_is_refused_with_bounded_memory() {
     assert!(growth < 64 << 20, "peak RSS grew by {} MiB", growth >> 20);
     assert_eq!(fs::read_dir(&sb.dest).unwrap().count(), 0);
 }
+
+/// Numeric header fields left blank (all NULs, as some tar writers leave
+/// uid, gid, mode and mtime) read as 0, as Go's archive/tar reads them for
+/// Docker and containerd; the tar crate alone calls them an error.
+#[test]
+fn r11_blank_numeric_fields_read_as_zero() {
+    let mut layer = tar_of(&[file("a", b"x")]);
+    let mut header = tar::Header::from_byte_slice(&layer[..512]).clone();
+    let old = header.as_old_mut();
+    old.uid = [0; 8];
+    old.gid = [0; 8];
+    old.mtime = [0; 12];
+    old.mode = [b' '; 8];
+    header.set_cksum();
+    layer[..512].copy_from_slice(header.as_bytes());
+    let dest = tempfile::tempdir().unwrap();
+    let opts = ApplyOptions {
+        chown: true,
+        ..ApplyOptions::default()
+    };
+    let stats = apply_layer(layer.as_slice(), dest.path(), &opts).unwrap();
+    assert_eq!(stats.entries, 1);
+    let meta = fs::symlink_metadata(dest.path().join("a")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777, meta.mtime()),
+        (0, 0, 0, 0)
+    );
+}
