@@ -12,10 +12,10 @@
 //! Both walk with the same filtered walker as COPY itself
 //! ([`crate::copy::source`]), so they see exactly the files COPY takes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use oci_spec::image::Digest;
@@ -295,23 +295,38 @@ pub struct ChecksumOptions<'a> {
 
 /// File digests remembered by stat (size, mtime, ctime, inode, mode), so
 /// an unchanged file is not re-read. A build keeps one per context in the
-/// store (see [`crate::cache`]).
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// store (see [`crate::cache`]). Lookups, made from every hashing thread at
+/// once, take a read lock and allocate nothing.
+#[derive(Debug, Default)]
 pub struct DigestCache {
-    entries: Mutex<HashMap<String, (StatKey, String)>>,
+    entries: RwLock<HashMap<String, Remembered>>,
     /// Files changed this close to (or after) the build's start are hashed
     /// but not remembered: a write in the same timestamp tick as the stat
     /// could leave the stat unchanged ("racily clean", as git calls it).
-    #[serde(skip)]
     racy_after_ns: Option<i128>,
-    /// Paths looked up or added in this session.
-    #[serde(skip)]
-    used: Mutex<HashSet<String>>,
     /// Regular files read and hashed in this session.
-    #[serde(skip)]
     reads: AtomicUsize,
-    #[serde(skip)]
     dirty: AtomicBool,
+}
+
+/// One remembered digest.
+#[derive(Debug)]
+struct Remembered {
+    key: StatKey,
+    digest: String,
+    /// Looked up or added in this session (then kept by a save without
+    /// checking that the file still exists).
+    used: AtomicBool,
+}
+
+impl Remembered {
+    fn new(key: StatKey, digest: String, used: bool) -> Self {
+        Remembered {
+            key,
+            digest,
+            used: AtomicBool::new(used),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -362,19 +377,25 @@ impl DigestCache {
     /// Loads remembered digests (from [`DigestCache::save`]) into this
     /// cache. A record of another version, or a malformed line, is
     /// ignored: it only costs reading those files again.
-    pub fn load(&self, reader: impl io::BufRead) -> io::Result<()> {
-        let mut lines = reader.lines();
-        if lines.next().transpose()?.as_deref() != Some(DIGESTS_HEADER) {
+    pub fn load(&self, mut reader: impl io::BufRead) -> io::Result<()> {
+        // One line buffer for the whole file: a 20,000-file index costs no
+        // allocation per line beyond the entry itself.
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        if line.trim_end_matches('\n') != DIGESTS_HEADER {
             return Ok(());
         }
         let mut entries = HashMap::new();
-        for line in lines {
-            let line = line?;
-            if let Some((path, key, digest)) = parse_digest_line(&line) {
-                entries.insert(path, (key, digest));
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                break;
+            }
+            if let Some((path, key, digest)) = parse_digest_line(line.trim_end_matches('\n')) {
+                entries.insert(path, Remembered::new(key, digest, false));
             }
         }
-        if let Ok(mut map) = self.entries.lock() {
+        if let Ok(mut map) = self.entries.write() {
             *map = entries;
         }
         Ok(())
@@ -389,36 +410,28 @@ impl DigestCache {
     ) -> io::Result<()> {
         let map = self
             .entries
-            .lock()
-            .map_err(|_| io::Error::other("digest cache lock poisoned"))?;
-        let used = self
-            .used
-            .lock()
+            .read()
             .map_err(|_| io::Error::other("digest cache lock poisoned"))?;
         writeln!(writer, "{DIGESTS_HEADER}")?;
-        for (path, (key, digest)) in map.iter() {
-            if path.contains('\n') || !(used.contains(path) || exists(path)) {
+        for (path, entry) in map.iter() {
+            if path.contains('\n') || !(entry.used.load(Ordering::Relaxed) || exists(path)) {
                 continue;
             }
+            let key = &entry.key;
             writeln!(
                 writer,
-                "{} {} {} {} {:o} {digest} {path}",
-                key.size, key.mtime_ns, key.ctime_ns, key.inode, key.mode
+                "{} {} {} {} {:o} {} {path}",
+                key.size, key.mtime_ns, key.ctime_ns, key.inode, key.mode, entry.digest
             )?;
         }
         Ok(())
     }
 
     fn get(&self, path: &str, key: &StatKey) -> Option<String> {
-        let map = self.entries.lock().ok()?;
-        let hit = map
-            .get(path)
-            .filter(|(k, _)| k == key)
-            .map(|(_, d)| d.clone())?;
-        if let Ok(mut used) = self.used.lock() {
-            used.insert(path.to_owned());
-        }
-        Some(hit)
+        let map = self.entries.read().ok()?;
+        let entry = map.get(path).filter(|e| e.key == *key)?;
+        entry.used.store(true, Ordering::Relaxed);
+        Some(entry.digest.clone())
     }
 
     fn put(&self, path: String, key: StatKey, digest: String) {
@@ -427,17 +440,14 @@ impl DigestCache {
         {
             return;
         }
-        if let Ok(mut used) = self.used.lock() {
-            used.insert(path.clone());
-        }
-        if let Ok(mut map) = self.entries.lock() {
-            map.insert(path, (key, digest));
+        if let Ok(mut map) = self.entries.write() {
+            map.insert(path, Remembered::new(key, digest, true));
             self.dirty.store(true, Ordering::Relaxed);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+        self.entries.read().map(|m| m.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -284,13 +284,21 @@ pub fn list_dir(root: &Root, dir: &Path) -> io::Result<Vec<(OsString, Stat)>> {
         .map(OsString::from_vec)
         .collect();
     names.sort();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
+    let stat = |name: OsString| -> io::Result<(OsString, Stat)> {
         let stat = rustix::fs::statat(&fd, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-        out.push((name, stat));
+        Ok((name, stat))
+    };
+    // A big directory is statted on every core (a context's no-op rebuild
+    // is mostly these stats); the order stays the sorted one.
+    if names.len() >= PARALLEL_STAT_MIN {
+        use rayon::prelude::*;
+        return names.into_par_iter().map(stat).collect();
     }
-    Ok(out)
+    names.into_iter().map(stat).collect()
 }
+
+/// From how many entries a directory's stats are spread over threads.
+const PARALLEL_STAT_MIN: usize = 64;
 
 pub fn is_dir(stat: &Stat) -> bool {
     FileType::from_raw_mode(stat.st_mode) == FileType::Directory
