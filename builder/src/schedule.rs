@@ -166,9 +166,12 @@ impl<'g> Schedule<'g> {
         if let Some(result) = state.results.get(&dep) {
             return Ok(Arc::clone(result));
         }
-        if !self.rank.contains_key(&dep) {
+        // Only a stage earlier in the build order may be waited for, so no
+        // two stages ever wait for each other (an ONBUILD trigger's
+        // `--from` is not in the graph).
+        if self.rank.get(&dep).is_none_or(|&r| r >= rank) {
             return Err(BuildError::Invalid(format!(
-                "stage {} reads stage {}, which this build does not build",
+                "stage {} reads stage {}, which is not built before it",
                 self.graph.stages[me].display_name(),
                 self.graph.stages[dep].display_name()
             )));
@@ -327,6 +330,22 @@ mod tests {
             reader.join().unwrap().unwrap();
         });
         assert_eq!(schedule.lock().running, 2, "b and c hold the slots");
+    }
+
+    /// A stage is never waited for by one before it in the build order (a
+    /// trigger's `--from` is not in the graph): that could wait forever.
+    #[test]
+    fn r8_a_later_stage_is_never_waited_for() {
+        let (graph, order) = graph(
+            "FROM scratch AS a\nFROM scratch AS b\nFROM scratch\nCOPY --from=a / /\nCOPY --from=b / /\n",
+        );
+        let schedule = Schedule::new(&graph, &order, HashMap::new(), 2, None);
+        schedule.start(0).unwrap();
+        let err = schedule.result(0, 1).map(|_| ()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stage a reads stage b, which is not built before it"
+        );
     }
 
     fn result() -> StageResult {
