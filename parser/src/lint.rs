@@ -8,8 +8,17 @@
 //! BuildKit's words and on the instruction's first line, as `docker build`
 //! prints them. `# check=skip=RULE,...` and `# check=skip=all` turn them off
 //! (`NoEmptyContinuation` too), as in BuildKit.
+//!
+//! [`check_from`] adds the checks of FROM that need the build's arguments:
+//! `UndefinedArgInFrom`, `InvalidDefaultArgInFrom`,
+//! `RedundantTargetPlatform` and `FromPlatformFlagConstDisallowed`.
 
-use crate::instruction::Spanned;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use crate::expand::expand_word;
+use crate::graph::PLATFORM_ARGS;
+use crate::instruction::{Dockerfile, Instruction, Spanned};
 use crate::syntax::Warning;
 
 /// The rules `# check=skip=` turns off.
@@ -46,6 +55,277 @@ impl Skip {
     pub(crate) fn skips(&self, rule: &str) -> bool {
         self.all || self.rules.iter().any(|r| r == rule)
     }
+}
+
+/// The arguments BuildKit defines for every build besides [`PLATFORM_ARGS`]
+/// (`defaultArgs` in dockerfile2llb).
+const MORE_DEFAULT_ARGS: &[&str] = &["BUILDOSVERSION", "TARGETOSVERSION", "TARGETSTAGE"];
+
+/// BuildKit's checks of each FROM that depend on the build's arguments
+/// (dockerfile2llb's `buildDispatchStates` and
+/// `validateBaseImagesWithDefaultArgs`), in its words and on the FROM's
+/// line:
+/// - `UndefinedArgInFrom`: the image or `--platform` uses a variable that
+///   is neither a global `ARG` nor one BuildKit defines;
+/// - `InvalidDefaultArgInFrom`: with no `--build-arg`, the global ARGs'
+///   defaults give an empty or invalid image name;
+/// - `RedundantTargetPlatform`: `--platform=$TARGETPLATFORM`;
+/// - `FromPlatformFlagConstDisallowed`: a constant `--platform` whose OS
+///   and architecture the stage name does not mention.
+///
+/// `build_args` are the `--build-arg`s, platform ones included (a missing
+/// platform argument gets the host's value).
+pub fn check_from(df: &Dockerfile, build_args: &BTreeMap<String, String>) -> Vec<Warning> {
+    let skip = Skip::from_directive(df.directives.check.as_deref());
+    let escape = df.escape();
+    let mut out = Vec::new();
+    let platform = host_platform();
+    let defaults: Vec<(String, String)> = PLATFORM_ARGS
+        .iter()
+        .chain(MORE_DEFAULT_ARGS)
+        .map(|&name| {
+            let value = match name {
+                "BUILDPLATFORM" | "TARGETPLATFORM" => platform.clone(),
+                "BUILDOS" | "TARGETOS" => "linux".to_owned(),
+                "BUILDARCH" | "TARGETARCH" => go_arch().to_owned(),
+                "TARGETSTAGE" => "default".to_owned(),
+                _ => String::new(),
+            };
+            (name.to_owned(), value)
+        })
+        .collect();
+    // The global ARGs, evaluated as BuildKit's `buildMetaArgs` does: with
+    // the build's arguments, and with their defaults alone.
+    let meta = |with_args: bool| -> Option<(Vec<(String, String)>, Vec<String>)> {
+        let mut env: Vec<(String, String)> = defaults
+            .iter()
+            .map(|(k, v)| {
+                let v = if with_args {
+                    build_args.get(k).unwrap_or(v)
+                } else {
+                    v
+                };
+                (k.clone(), v.clone())
+            })
+            .collect();
+        let mut declared = Vec::new();
+        for s in &df.instructions {
+            let decls = match &s.instruction {
+                Instruction::From(_) => break,
+                Instruction::Arg(decls) => decls,
+                _ => continue,
+            };
+            for d in decls {
+                declared.push(d.name.clone());
+                let given = if with_args {
+                    build_args.get(&d.name).cloned()
+                } else {
+                    None
+                };
+                let value = match (given, &d.default) {
+                    (Some(v), _) => Some(v),
+                    (None, Some(default)) => {
+                        Some(expand_word(default, &|n| get(&env, n), escape).ok()?)
+                    }
+                    (None, None) => None,
+                };
+                env.retain(|(k, _)| k != &d.name);
+                if let Some(value) = value {
+                    env.push((d.name.clone(), value));
+                }
+            }
+        }
+        Some((env, declared))
+    };
+    let Some((env, declared)) = meta(true) else {
+        return out;
+    };
+    let defaults_only = meta(false);
+    let known: Vec<&str> = env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .chain(declared.iter().map(String::as_str))
+        .collect();
+    for s in &df.instructions {
+        let Instruction::From(from) = &s.instruction else {
+            continue;
+        };
+        let mut warn = |rule: &'static str, message: String| {
+            if !skip.skips(rule) {
+                out.push(Warning {
+                    span: s.span,
+                    rule,
+                    message,
+                });
+            }
+        };
+        let mut words = vec![&from.image];
+        words.extend(&from.platform);
+        for word in words {
+            let (_, _, unmatched) = expand_tracking(word, &env, escape);
+            for name in unmatched {
+                if known.contains(&name.as_str()) {
+                    continue;
+                }
+                let mut message = format!("FROM argument '{name}' is not declared");
+                if let Some(near) = crate::suggest::nearest(&name, &known) {
+                    message.push_str(&format!(" (did you mean {near}?)"));
+                }
+                warn("UndefinedArgInFrom", message);
+            }
+        }
+        if let Some(word) = &from.platform {
+            let (result, matched, unmatched) = expand_tracking(word, &env, escape);
+            if let Some(result) = result {
+                if matched == ["TARGETPLATFORM"]
+                    && unmatched.is_empty()
+                    && Some(result.as_str()) == get(&env, "TARGETPLATFORM").as_deref()
+                {
+                    warn(
+                        "RedundantTargetPlatform",
+                        format!(
+                            "Setting platform to predefined {word} in FROM is redundant as this \
+                             is the default behavior"
+                        ),
+                    );
+                }
+                if matched.is_empty() && unmatched.is_empty() {
+                    let mut parts = result.split('/');
+                    let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                    let name = from.name.as_deref().unwrap_or("");
+                    let valid = !os.is_empty() && result.split('/').count() <= 3;
+                    if valid && !name.contains(os) && (arch.is_empty() || !name.contains(arch)) {
+                        warn(
+                            "FromPlatformFlagConstDisallowed",
+                            format!(
+                                "FROM --platform flag should not use constant value {result:?}"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some((env, _)) = &defaults_only {
+            let (result, _, _) = expand_tracking(&from.image, env, escape);
+            if result.is_some_and(|r| !is_valid_reference(&r)) {
+                warn(
+                    "InvalidDefaultArgInFrom",
+                    format!(
+                        "Default value for ARG {} results in empty or invalid base image name",
+                        from.image
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn get(env: &[(String, String)], name: &str) -> Option<String> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// `word` expanded in `env`, with the variables it found set and those it
+/// found unset (BuildKit's `ProcessWordWithMatches`).
+fn expand_tracking(
+    word: &str,
+    env: &[(String, String)],
+    escape: char,
+) -> (Option<String>, Vec<String>, Vec<String>) {
+    let seen: RefCell<(Vec<String>, Vec<String>)> = RefCell::default();
+    let result = expand_word(
+        word,
+        &|name| {
+            let value = get(env, name);
+            let mut seen = seen.borrow_mut();
+            let list = if value.is_some() {
+                &mut seen.0
+            } else {
+                &mut seen.1
+            };
+            if !list.iter().any(|n| n == name) {
+                list.push(name.to_owned());
+            }
+            value
+        },
+        escape,
+    )
+    .ok();
+    let (matched, unmatched) = seen.into_inner();
+    (result, matched, unmatched)
+}
+
+/// Whether `name` is an image reference docker accepts
+/// (distribution's `ParseNormalizedNamed`): `[domain/]path[:tag][@digest]`
+/// with a lowercase path.
+fn is_valid_reference(name: &str) -> bool {
+    let (rest, digest) = match name.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (name, None),
+    };
+    if let Some(digest) = digest {
+        let Some((algo, hex)) = digest.split_once(':') else {
+            return false;
+        };
+        if algo.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    let (path, tag) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && !tag.starts_with(['.', '-'])
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return false;
+        }
+    }
+    if path.is_empty() {
+        return false;
+    }
+    let mut components: Vec<&str> = path.split('/').collect();
+    let first = components[0];
+    if components.len() > 1 && (first.contains(['.', ':']) || first == "localhost") {
+        let (host, port) = first.split_once(':').unwrap_or((first, ""));
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+            || !port.chars().all(|c| c.is_ascii_digit())
+        {
+            return false;
+        }
+        components.remove(0);
+    }
+    components.iter().all(|c| {
+        !c.is_empty()
+            && c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
+            && c.chars().all(|ch| {
+                ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')
+            })
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn host_platform() -> String {
+    format!("linux/{}", go_arch())
 }
 
 /// The checks for one instruction, appended to `out`.
@@ -349,6 +629,117 @@ mod tests {
         ];
         for (name, want) in cases {
             assert_eq!(is_secret_name(name), want, "case {name}");
+        }
+    }
+
+    fn from_warnings(dockerfile: &str, args: &[(&str, &str)]) -> Vec<String> {
+        let df = crate::parse(dockerfile).unwrap();
+        let args = args
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        check_from(&df, &args)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn r10_from_checks_that_need_the_build_args() {
+        let platform = host_platform();
+        let cases: Vec<(&str, Vec<(&str, &str)>, Vec<String>)> = vec![
+            ("FROM busybox\n", vec![], vec![]),
+            ("ARG TAG=latest\nFROM busybox:${TAG}\n", vec![], vec![]),
+            (
+                "FROM busybox:${TAG}\n",
+                vec![("TAG", "1")],
+                vec![
+                    "1: UndefinedArgInFrom: FROM argument 'TAG' is not declared".into(),
+                    "1: InvalidDefaultArgInFrom: Default value for ARG busybox:${TAG} results \
+                     in empty or invalid base image name"
+                        .into(),
+                ],
+            ),
+            (
+                "ARG VERSION=1\nFROM busybox:${VERSIN}\n",
+                vec![],
+                vec![
+                    "2: UndefinedArgInFrom: FROM argument 'VERSIN' is not declared (did you \
+                     mean VERSION?)"
+                        .into(),
+                    "2: InvalidDefaultArgInFrom: Default value for ARG busybox:${VERSIN} \
+                     results in empty or invalid base image name"
+                        .into(),
+                ],
+            ),
+            // Declared without a default: given at build time, not
+            // undefined; empty by default.
+            (
+                "ARG IMAGE\nFROM ${IMAGE}\n",
+                vec![("IMAGE", "busybox")],
+                vec![
+                    "2: InvalidDefaultArgInFrom: Default value for ARG ${IMAGE} results in \
+                     empty or invalid base image name"
+                        .into(),
+                ],
+            ),
+            ("ARG IMAGE=busybox\nFROM ${IMAGE}\n", vec![], vec![]),
+            (
+                "FROM --platform=$TARGETPLATFORM busybox\n",
+                vec![],
+                vec![
+                    "1: RedundantTargetPlatform: Setting platform to predefined \
+                     $TARGETPLATFORM in FROM is redundant as this is the default behavior"
+                        .into(),
+                ],
+            ),
+            ("FROM --platform=$BUILDPLATFORM busybox\n", vec![], vec![]),
+            (
+                "FROM --platform=linux/amd64 busybox AS build\n",
+                vec![],
+                vec![
+                    "1: FromPlatformFlagConstDisallowed: FROM --platform flag should not use \
+                     constant value \"linux/amd64\""
+                        .into(),
+                ],
+            ),
+            (
+                "FROM --platform=linux/amd64 busybox AS build-amd64\n",
+                vec![],
+                vec![],
+            ),
+            (
+                "# check=skip=UndefinedArgInFrom,InvalidDefaultArgInFrom\nFROM busybox:${X}\n",
+                vec![],
+                vec![],
+            ),
+        ];
+        for (dockerfile, args, want) in cases {
+            assert_eq!(from_warnings(dockerfile, &args), want, "{dockerfile:?}");
+        }
+        assert!(platform.starts_with("linux/"));
+    }
+
+    #[test]
+    fn references_are_checked_as_docker_parses_them() {
+        for (name, valid) in [
+            ("busybox", true),
+            ("busybox:1.36", true),
+            ("library/busybox:latest", true),
+            ("reg.example:5000/a/b:c", true),
+            ("localhost/x", true),
+            (
+                "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                true,
+            ),
+            ("", false),
+            ("busybox:", false),
+            ("Busybox", false),
+            ("busy box", false),
+            ("a//b", false),
+            (":tag", false),
+        ] {
+            assert_eq!(is_valid_reference(name), valid, "{name:?}");
         }
     }
 

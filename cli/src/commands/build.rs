@@ -164,7 +164,14 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
         // The builder parses again and reports errors; this parse is for
         // the warnings, which docker build shows whether or not it fails.
         let warnings = hoist_parser::parse(&dockerfile.text)
-            .map(|df| df.warnings)
+            .map(|df| {
+                let mut all = hoist_builder::args::platform_args(&platform, &Platform::host());
+                all.extend(build_args.clone());
+                let mut warnings = df.warnings.clone();
+                warnings.extend(hoist_parser::check_from(&df, &all));
+                warnings.sort_by_key(|w| w.span.line);
+                warnings
+            })
             .unwrap_or_default();
         dockerfile.print_warnings(&warnings);
     }

@@ -560,3 +560,36 @@ fn r10_latin1_run_bytes_reach_the_shell_unchanged() {
     assert!(err.contains("printf 'caf\u{FFFD}'; exit 3"), "{err}");
     assert!(!err.contains('\u{10FFE9}'), "{err}");
 }
+
+/// BuildKit's checks of FROM that need the build's arguments print in
+/// `hoist build` as BuildKit HEAD words them (compared under bkref).
+#[test]
+fn r10_from_checks_print_in_build() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "ARG VERSION=1\nARG IMAGE\nFROM busybox:${VERSIN} AS a\n\
+         FROM --platform=$TARGETPLATFORM busybox AS b\n\
+         FROM --platform=linux/amd64 busybox AS c\nFROM ${IMAGE}\nRUN true\n",
+    );
+    let err = hoist.build(ctx.path(), &["--build-arg", "IMAGE=busybox"]);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("warning: "))
+        .map(|l| l.split_once("Dockerfile:").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "3: UndefinedArgInFrom: FROM argument 'VERSIN' is not declared (did you mean VERSION?)",
+            "3: InvalidDefaultArgInFrom: Default value for ARG busybox:${VERSIN} results in empty \
+             or invalid base image name",
+            "4: RedundantTargetPlatform: Setting platform to predefined $TARGETPLATFORM in FROM is \
+             redundant as this is the default behavior",
+            "5: FromPlatformFlagConstDisallowed: FROM --platform flag should not use constant \
+             value \"linux/amd64\"",
+            "6: InvalidDefaultArgInFrom: Default value for ARG ${IMAGE} results in empty or \
+             invalid base image name",
+        ],
+        "{err}"
+    );
+}
