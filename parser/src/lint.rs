@@ -96,7 +96,7 @@ pub fn check_from(df: &Dockerfile, build_args: &BTreeMap<String, String>) -> Vec
         .collect();
     // The global ARGs, evaluated as BuildKit's `buildMetaArgs` does: with
     // the build's arguments, and with their defaults alone.
-    let meta = |with_args: bool| -> Option<(Vec<(String, String)>, Vec<String>)> {
+    let meta = |with_args: bool| -> Option<(Env, Vec<String>)> {
         let mut env: Vec<(String, String)> = defaults
             .iter()
             .map(|(k, v)| {
@@ -220,6 +220,9 @@ pub fn check_from(df: &Dockerfile, build_args: &BTreeMap<String, String>) -> Vec
     }
     out
 }
+
+/// Variables and their values, later ones winning.
+type Env = Vec<(String, String)>;
 
 fn get(env: &[(String, String)], name: &str) -> Option<String> {
     env.iter()
@@ -647,7 +650,8 @@ mod tests {
     #[test]
     fn r10_from_checks_that_need_the_build_args() {
         let platform = host_platform();
-        let cases: Vec<(&str, Vec<(&str, &str)>, Vec<String>)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<String>);
+        let cases: Vec<Case<'_>> = vec![
             ("FROM busybox\n", vec![], vec![]),
             ("ARG TAG=latest\nFROM busybox:${TAG}\n", vec![], vec![]),
             (
