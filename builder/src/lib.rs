@@ -7,6 +7,7 @@ pub mod build;
 pub mod cache;
 pub mod cache_export;
 mod cache_mount;
+pub mod checks;
 pub mod config;
 pub mod context;
 pub mod copy;

@@ -57,6 +57,12 @@ impl Skip {
     }
 }
 
+/// Whether the Dockerfile's `# check=skip=` directive turns `rule` off,
+/// for the checks made outside the parser.
+pub fn skips_check(df: &Dockerfile, rule: &str) -> bool {
+    Skip::from_directive(df.directives.check.as_deref()).skips(rule)
+}
+
 /// The arguments BuildKit defines for every build besides [`PLATFORM_ARGS`]
 /// (`defaultArgs` in dockerfile2llb).
 const MORE_DEFAULT_ARGS: &[&str] = &["BUILDOSVERSION", "TARGETOSVERSION", "TARGETSTAGE"];

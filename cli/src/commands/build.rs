@@ -169,6 +169,20 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                 all.extend(build_args.clone());
                 let mut warnings = df.warnings.clone();
                 warnings.extend(hoist_parser::check_from(&df, &all));
+                // COPY and ADD sources .dockerignore excludes, in the
+                // stages this build runs.
+                let ignore = hoist_builder::dockerignore::load_for_build(
+                    &context.dir,
+                    context.dockerfile_on_disk().as_deref(),
+                );
+                if let (Ok(Some(ignore)), Ok(graph)) =
+                    (ignore, hoist_parser::Graph::build(&df, &all))
+                    && let Ok(stages) = graph.stages_for_target(args.target.as_deref())
+                {
+                    warnings.extend(hoist_builder::checks::copy_ignored_files(
+                        &df, &graph, &stages, &ignore,
+                    ));
+                }
                 warnings.sort_by_key(|w| w.span.line);
                 warnings
             })

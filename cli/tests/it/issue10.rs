@@ -593,3 +593,28 @@ fn r10_from_checks_print_in_build() {
         "{err}"
     );
 }
+
+/// `CopyIgnoredFile`: a COPY or ADD source that .dockerignore excludes is
+/// reported before the build fails on it, in BuildKit HEAD's words
+/// (compared under bkref).
+#[test]
+fn r10_copy_of_an_ignored_file_is_reported() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context("FROM busybox\nCOPY keep.txt secret.txt /\nADD logs /logs\n");
+    std::fs::write(ctx.path().join(".dockerignore"), "secret.txt\nlogs\n").unwrap();
+    std::fs::write(ctx.path().join("keep.txt"), "k").unwrap();
+    std::fs::write(ctx.path().join("secret.txt"), "s").unwrap();
+    let err = hoist.fails(&["build", ctx.path().to_str().unwrap()]);
+    for want in [
+        "Dockerfile:2: CopyIgnoredFile: Attempting to Copy file \"secret.txt\" that is excluded \
+         by .dockerignore",
+        "Dockerfile:3: CopyIgnoredFile: Attempting to Add file \"logs\" that is excluded by \
+         .dockerignore",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("warning: ") && l.ends_with(want)),
+            "{err}"
+        );
+    }
+}
