@@ -178,3 +178,107 @@ pub fn os(bytes: &[u8]) -> &OsStr {
     use std::os::unix::ffi::OsStrExt;
     OsStr::from_bytes(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A directory `root/` holding a symlink `link` to a sibling directory
+    /// `outside/` that holds `keep`, and a tree `tree/a/b` with a symlink
+    /// `tree/out` to `outside/` too.
+    fn setup() -> (tempfile::TempDir, File) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(root.join("tree/a/b")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("keep"), "keep").unwrap();
+        symlink(&outside, root.join("link")).unwrap();
+        symlink(&outside, root.join("tree/out")).unwrap();
+        let dir = File::open(&root).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn leaf_operations_never_follow_a_symlink_at_the_leaf() {
+        let (tmp, root) = setup();
+        let outside = tmp.path().join("outside");
+        let cases: &[(&str, &dyn Fn() -> io::Result<()>)] = &[
+            ("create_file", &|| create_file(&root, os(b"link")).map(drop)),
+            ("set_times_at", &|| {
+                set_times_at(
+                    &root,
+                    os(b"link"),
+                    Timespec {
+                        tv_sec: 7,
+                        tv_nsec: 0,
+                    },
+                )
+            }),
+            ("chown_at", &|| chown_at(&root, os(b"link"), 0, 0)),
+            ("remove_all of a tree holding a link out", &|| {
+                remove_all(&root, os(b"tree"))
+            }),
+            ("remove_all of the link", &|| remove_all(&root, os(b"link"))),
+        ];
+        for (case, op) in cases {
+            let _ = op();
+            assert_eq!(
+                std::fs::read_to_string(outside.join("keep")).unwrap(),
+                "keep",
+                "case {case}"
+            );
+            let mtime = std::fs::metadata(&outside).unwrap().modified().unwrap();
+            assert_ne!(
+                mtime,
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(7),
+                "case {case}: the link's target was touched"
+            );
+        }
+        assert!(!tmp.path().join("root/tree").exists(), "the tree is gone");
+        assert!(
+            !tmp.path().join("root/link").exists(),
+            "the link itself is gone"
+        );
+    }
+
+    #[test]
+    fn create_file_refuses_anything_already_there() {
+        let (_tmp, root) = setup();
+        let err = create_file(&root, os(b"link")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn set_xattr_at_sets_the_link_itself_or_nothing() {
+        let (tmp, root) = setup();
+        // user.* xattrs are refused on symlinks (EPERM): never set on the
+        // target instead.
+        let _ = set_xattr_at(&root, os(b"link"), os(b"user.x"), b"1");
+        assert!(
+            xattr::get(tmp.path().join("outside"), "user.x")
+                .unwrap()
+                .is_none()
+        );
+        // A directory gets it.
+        set_xattr_at(&root, os(b"tree"), os(b"user.x"), b"1").unwrap();
+        assert_eq!(
+            xattr::get(tmp.path().join("root/tree"), "user.x").unwrap(),
+            Some(b"1".to_vec())
+        );
+    }
+
+    #[test]
+    fn overlay_xattrs_are_recognised() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"trusted.overlay.opaque", true),
+            (b"user.overlay.redirect", true),
+            (b"user.overlayfoo", false),
+            (b"security.capability", false),
+        ];
+        for (key, want) in cases {
+            assert_eq!(is_overlay_xattr(key), *want, "case {key:?}");
+        }
+    }
+}
