@@ -37,6 +37,9 @@ pub enum Event<'a> {
     Canceled { step: StepId, elapsed: Duration },
     /// A free-form status line for a step (`exporting layers`, a digest).
     Status { step: StepId, message: &'a str },
+    /// A build check's finding while the build runs (BuildKit's
+    /// `UndefinedVar`), as `FILE:LINE: RULE: message`.
+    Warning { message: &'a str },
 }
 
 /// Receives build events. Implementations must be cheap: events arrive from

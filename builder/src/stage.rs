@@ -333,6 +333,43 @@ impl<'s> StageBuilder<'s> {
             .and_then(|(_, v)| v.clone())
     }
 
+    /// BuildKit's `UndefinedVar`: a variable an instruction expanded that
+    /// is neither in the environment (the image's, ENV, ARG values) nor a
+    /// declared ARG of the stage.
+    fn report_undefined(&self, span: Span, unset: &[String]) {
+        const RULE: &str = "UndefinedVar";
+        let undefined: Vec<&String> = unset
+            .iter()
+            .filter(|name| !self.args.iter().any(|(k, _)| k == *name))
+            .collect();
+        if undefined.is_empty() || hoist_parser::skips_check(self.scope.dockerfile, RULE) {
+            return;
+        }
+        let env = self.config.config.env.clone().unwrap_or_default();
+        let known: Vec<&str> = env
+            .iter()
+            .filter_map(|e| e.split_once('=').map(|(k, _)| k))
+            .chain(
+                self.args
+                    .iter()
+                    .filter(|(_, v)| v.is_some())
+                    .map(|(k, _)| k.as_str()),
+            )
+            .collect();
+        for name in undefined {
+            let message = format!(
+                "{}:{}: {RULE}: {}",
+                self.scope.request.dockerfile_name,
+                span.line,
+                hoist_parser::undefined_var_message(name, &known)
+            );
+            self.scope
+                .builder
+                .progress
+                .event(Event::Warning { message: &message });
+        }
+    }
+
     fn dispatch(&mut self, spanned: &Spanned, is_trigger: bool) -> Result<(), BuildError> {
         let escape = self.scope.dockerfile.escape();
         let span = spanned.span;
@@ -344,9 +381,24 @@ impl<'s> StageBuilder<'s> {
             }
             text
         };
+        // The variables the expansion found unset, for `UndefinedVar`.
+        let unset = std::cell::RefCell::new(Vec::<String>::new());
         let instruction = spanned
-            .expanded(&|name| self.lookup(name), escape)
+            .expanded(
+                &|name| {
+                    let value = self.lookup(name);
+                    let mut unset = unset.borrow_mut();
+                    if value.is_none() && !unset.iter().any(|n| n == name) {
+                        unset.push(name.to_owned());
+                    }
+                    value
+                },
+                escape,
+            )
             .map_err(|err| self.step_error(span, &raw_name(), StepError::Expand(err)))?;
+        if !is_trigger && !matches!(spanned.instruction, Instruction::Arg(_)) {
+            self.report_undefined(span, &unset.into_inner());
+        }
         let meta = |s: &mut Self, created_by: String| {
             s.push_history(history(created_by, true, Some(&s.scope.created)));
         };

@@ -168,6 +168,9 @@ fn plain_event(
             finish_step(state, step, err, &format!("ERROR {}", secs(elapsed)))
         }
         Event::Canceled { step, .. } => finish_step(state, step, err, "CANCELED"),
+        Event::Warning { message } => {
+            writeln!(err, "warning: {}", hoist_parser::bytes::lossy(message))
+        }
         Event::Status { step, message } => {
             state.switch_to(step, err)?;
             writeln!(err, "#{} {}", step.0, hoist_parser::bytes::lossy(message))
@@ -314,6 +317,10 @@ impl Progress for Tty {
                 self.finish_group(step, &format!("ERROR {}", secs(elapsed)));
             }
             Event::Canceled { step, .. } => self.finish_group(step, "CANCELED"),
+            Event::Warning { message } => {
+                let message = hoist_parser::bytes::lossy(message);
+                let _ = self.multi.println(format!("warning: {message}"));
+            }
             Event::Status { message, .. } => {
                 let message = hoist_parser::bytes::lossy(message);
                 let _ = self.multi.println(format!("    {message}"));
@@ -367,6 +374,7 @@ mod tests {
                     step: *step,
                     message,
                 },
+                Event::Warning { message } => Event::Warning { message },
             };
             plain_event(&mut state, event, &mut out).unwrap();
         }

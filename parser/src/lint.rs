@@ -11,7 +11,9 @@
 //!
 //! [`check_from`] adds the checks of FROM that need the build's arguments:
 //! `UndefinedArgInFrom`, `InvalidDefaultArgInFrom`,
-//! `RedundantTargetPlatform` and `FromPlatformFlagConstDisallowed`.
+//! `RedundantTargetPlatform` and `FromPlatformFlagConstDisallowed`; the
+//! builder makes `UndefinedVar` (with [`undefined_var_message`]) and
+//! `CopyIgnoredFile`, which need the stage's state and the context.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -61,6 +63,16 @@ impl Skip {
 /// for the checks made outside the parser.
 pub fn skips_check(df: &Dockerfile, rule: &str) -> bool {
     Skip::from_directive(df.directives.check.as_deref()).skips(rule)
+}
+
+/// BuildKit's `UndefinedVar` message for `name`, with a "did you mean"
+/// from the variables the instruction could see.
+pub fn undefined_var_message(name: &str, known: &[&str]) -> String {
+    let mut message = format!("Usage of undefined variable '${name}'");
+    if let Some(near) = crate::suggest::nearest(name, known) {
+        message.push_str(&format!(" (did you mean ${near}?)"));
+    }
+    message
 }
 
 /// The arguments BuildKit defines for every build besides [`PLATFORM_ARGS`]

@@ -618,3 +618,33 @@ fn r10_copy_of_an_ignored_file_is_reported() {
         );
     }
 }
+
+/// `UndefinedVar`: an instruction BuildKit expands that uses a variable
+/// neither set nor declared is reported with a "did you mean", in BuildKit
+/// HEAD's words (compared under bkref); RUN, which the shell expands, and
+/// a declared ARG are not.
+#[test]
+fn r10_undefined_var_is_reported() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\nARG DECLARED\nENV FOO=bar\nWORKDIR /$FO\n\
+         LABEL a=$NOPE b=${DECLARED}\nRUN echo $NOTCHECKED\n",
+    );
+    let err = hoist.build(ctx.path(), &[]);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("warning: "))
+        .map(|l| l.split_once("Dockerfile:").map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "4: UndefinedVar: Usage of undefined variable '$FO' (did you mean $FOO?)",
+            "5: UndefinedVar: Usage of undefined variable '$NOPE'",
+        ],
+        "{err}"
+    );
+    let ctx = dockerfile_context("# check=skip=UndefinedVar\nFROM busybox\nLABEL a=$NOPE\n");
+    let err = hoist.build(ctx.path(), &[]);
+    assert!(!err.contains("UndefinedVar"), "{err}");
+}
