@@ -332,3 +332,34 @@ fn r11_cve_2024_23651_cache_mount_race() {
     });
     assert_store_sound(&hoist);
 }
+
+/// `ADD` of a URL whose server redirects to a local file (`file://`, the
+/// victim's secret) must not read the builder's filesystem: the build
+/// fails naming the URL, and the secret appears nowhere.
+#[test]
+fn r11_add_url_redirecting_to_a_local_file_reads_nothing() {
+    let hoist = Hoist::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let kit = crate::hostile::Kit::new(dir.path());
+    let location = format!("file://{}/secret", kit.victim.display());
+    let server = crate::registry::http::Server::start(move |_, mut stream| {
+        let headers = [("Location", location.as_str())];
+        crate::registry::http::respond(&mut stream, 307, &headers, b"").unwrap();
+    });
+    let ctx = dockerfile_context(&format!(
+        "FROM busybox\nADD http://{}/dl/secret /s\n",
+        server.host()
+    ));
+    let out = hoist.run(&["build", "-t", "probe:latest", ctx.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the build followed the redirect:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("/dl/secret"),
+        "the error names the URL:\n{stderr}"
+    );
+    assert!(!stderr.contains(crate::hostile::SECRET), "{stderr}");
+    assert_store_sound(&hoist);
+}
