@@ -115,8 +115,9 @@ pub fn load_context_index(store: &Store, context: &BuildContext) {
         return;
     };
     if let Ok(Some(reader)) = store.cache_record_reader(CacheRecord::ContextIndex, &key) {
+        let size = reader.get_ref().metadata().map_or(0, |m| m.len());
         // A corrupt record is as good as none: it is rewritten below.
-        let _ = context.digests().load(reader);
+        let _ = context.digests().load_sized(reader, size);
     }
 }
 
