@@ -566,12 +566,23 @@ impl Unified {
         // controller at all (a hybrid host's cgroup2, a minimal kernel).
         let has_pids = read(&self.root.join("cgroup.controllers"))
             .is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"));
-        let files = v2_files(resources, has_pids)?;
+        let mut files = v2_files(resources, has_pids)?;
         let mut controllers: Vec<&str> = files.iter().map(|f| f.controller).collect();
         controllers.sort_unstable();
         controllers.dedup();
         let base_rel = parent_path(&self.own, resources.cgroup_parent.as_deref())?;
-        self.enable(&base_rel, &controllers, self_pid)?;
+        match self.enable(&base_rel, &controllers, self_pid) {
+            Ok(()) => {}
+            // Only the default pids limit was wanted and it cannot be
+            // passed down here (a cgroup shared with other processes, a
+            // delegation without pids): a cgroup without controllers still
+            // carries the device rules.
+            Err(_) if resources.pids_limit.is_none() && controllers == ["pids"] => {
+                files.clear();
+                self.enable(&base_rel, &[], self_pid)?;
+            }
+            Err(e) => return Err(e),
+        }
         let base = self.root.join(&base_rel);
         sweep_stale(&base);
         let dir = base.join(name);
@@ -1067,6 +1078,17 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, ["pids.max"]);
+
+        // A cgroup that cannot pass pids down: the run's cgroup has no
+        // controller (it still gets the device rules).
+        let fs = FakeCgroupFs::new(&[("", ALL), ("b", "memory")]);
+        let cg = fs
+            .unified("b", false)
+            .prepare(&Resources::default(), false, "hoist-1-0", 1)
+            .unwrap();
+        assert_eq!(cg.dirs, vec![fs.dir.path().join("b/hoist-1-0")]);
+        assert!(!fs.dir.path().join("b/hoist-1-0/pids.max").exists());
+        assert_eq!(fs.read("b/cgroup.subtree_control"), "");
 
         // Without a pids controller (a hybrid host's cgroup2), nothing.
         let fs = FakeCgroupFs::new(&[("", "hugetlb"), ("b", "hugetlb")]);
