@@ -120,14 +120,16 @@ fn select_entries(
         }
         entries.push(entry);
     }
-    let mut layers: Vec<Digest> = Vec::new();
-    for entry in &entries {
-        for blob in &entry.blobs {
-            if !layers.contains(blob) {
-                layers.push(blob.clone());
-            }
-        }
-    }
+    // Stages that run at the same time record their keys in whatever
+    // order they finish: sort, as BuildKit's sortConfig does, so that the
+    // same build exports the same cache manifest.
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut layers: Vec<Digest> = entries
+        .iter()
+        .flat_map(|entry| entry.blobs.iter().cloned())
+        .collect();
+    layers.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    layers.dedup();
     Ok((entries, layers))
 }
 
@@ -666,4 +668,41 @@ fn write_atomic(
     tmp.as_file().sync_all().map_err(io_error(path))?;
     tmp.persist(path).map_err(|e| io_error(path)(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records and layers a cache exports do not depend on the order
+    /// the build's stages recorded their keys in.
+    #[test]
+    fn r8_exported_records_do_not_depend_on_the_order_stages_finish() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mut keys = Vec::new();
+        for (i, content) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+            let (blob, _) = store.put_blob_bytes(content).unwrap();
+            let key = format!("{i}").repeat(64);
+            store
+                .cache_put(&CacheEntry {
+                    key: key.clone(),
+                    payload: serde_json::Value::Null,
+                    blobs: vec![blob],
+                    chain_ids: Vec::new(),
+                    last_used: std::time::UNIX_EPOCH,
+                })
+                .unwrap();
+            keys.push(key);
+        }
+        let forward = select_entries(&store, &keys, &[], ExportMode::Max).unwrap();
+        keys.reverse();
+        let backward = select_entries(&store, &keys, &[], ExportMode::Max).unwrap();
+        let keys_of = |(entries, _): &(Vec<CacheEntry>, Vec<Digest>)| {
+            entries.iter().map(|e| e.key.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(keys_of(&forward), keys_of(&backward));
+        assert_eq!(forward.1, backward.1, "the layers in the same order");
+        assert_eq!(forward.1.len(), 3);
+    }
 }
