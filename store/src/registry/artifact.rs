@@ -14,7 +14,7 @@ use crate::lazy::BlobSource;
 use crate::reference::Reference;
 use crate::registry::auth::repository_scope;
 use crate::registry::pull::for_each_parallel;
-use crate::registry::push::{Pushed, Target};
+use crate::registry::push::{Pushed, Target, mount_sources, push_scopes};
 use crate::registry::{Client, RegistryError};
 use crate::store::Store;
 
@@ -80,31 +80,14 @@ impl Client {
         };
         let host = self.host(reference.domain())?;
         let name = reference.name();
-        let prefix = format!("{}/", reference.domain());
-        let mounts_of = |digest: &Digest| -> Vec<String> {
-            store
-                .blob_sources(digest)
-                .into_iter()
-                .filter(|repo| *repo != name)
-                .filter_map(|repo| repo.strip_prefix(&prefix).map(str::to_owned))
-                .collect()
-        };
-        let mut scopes = vec![repository_scope(reference.path(), "pull,push")];
-        for blob in blobs {
-            for source in mounts_of(blob.digest()) {
-                let scope = repository_scope(&source, "pull");
-                if !scopes.contains(&scope) {
-                    scopes.push(scope);
-                }
-            }
-        }
         let target = Target {
             host: &host,
             reference: &reference,
-            scopes,
+            scopes: push_scopes(store, &reference, blobs.iter().map(Descriptor::digest)),
         };
         for_each_parallel(blobs, CONCURRENT_UPLOADS, |blob| {
-            self.push_blob(store, &target, blob, &mounts_of(blob.digest()), None)
+            let mounts = mount_sources(store, &reference, blob.digest());
+            self.push_blob(store, &target, blob, &mounts, None)
         })?;
         let digest = sha256_bytes(manifest);
         let pushed = self.push_manifest(&target, manifest, &digest, &tag)?;

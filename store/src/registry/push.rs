@@ -98,32 +98,17 @@ impl Client {
             .collect::<Result<_, _>>()?;
         let host = self.host(reference.domain())?;
         let name = reference.name();
-        // Repositories of the same registry the blobs are known in: one
-        // token covers pushing here and mounting from all of them.
-        let prefix = format!("{}/", reference.domain());
-        let mounts_of = |digest: &Digest| -> Vec<String> {
-            store
-                .blob_sources(digest)
-                .into_iter()
-                .filter(|repo| *repo != name)
-                .filter_map(|repo| repo.strip_prefix(&prefix).map(str::to_owned))
-                .collect()
-        };
+        let mounts_of = |digest: &Digest| mount_sources(store, &reference, digest);
         let config = image.manifest().config();
-        let mut scopes = vec![repository_scope(reference.path(), "pull,push")];
-        for digest in known
-            .iter()
-            .flatten()
-            .map(Descriptor::digest)
-            .chain([config.digest()])
-        {
-            for source in mounts_of(digest) {
-                let scope = repository_scope(&source, "pull");
-                if !scopes.contains(&scope) {
-                    scopes.push(scope);
-                }
-            }
-        }
+        let scopes = push_scopes(
+            store,
+            &reference,
+            known
+                .iter()
+                .flatten()
+                .map(Descriptor::digest)
+                .chain([config.digest()]),
+        );
         let target = Target {
             host: &host,
             reference: &reference,
@@ -568,6 +553,39 @@ fn upload_location(response: &Response, what: &str) -> Result<String> {
         .join(location)
         .map(|url| url.to_string())
         .map_err(|err| RegistryError::invalid(what, format!("upload location: {err}")))
+}
+
+/// The repositories of `reference`'s registry, other than its own, the
+/// store knows `digest` to be in: where the registry can mount it from.
+pub(crate) fn mount_sources(store: &Store, reference: &Reference, digest: &Digest) -> Vec<String> {
+    let name = reference.name();
+    let prefix = format!("{}/", reference.domain());
+    store
+        .blob_sources(digest)
+        .into_iter()
+        .filter(|repo| *repo != name)
+        .filter_map(|repo| repo.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
+}
+
+/// The token scopes of a push to `reference`: pushing there, and pulling
+/// from every repository of the same registry `digests` can be mounted
+/// from, so that one token covers them all.
+pub(crate) fn push_scopes<'d>(
+    store: &Store,
+    reference: &Reference,
+    digests: impl IntoIterator<Item = &'d Digest>,
+) -> Vec<String> {
+    let mut scopes = vec![repository_scope(reference.path(), "pull,push")];
+    for digest in digests {
+        for source in mount_sources(store, reference, digest) {
+            let scope = repository_scope(&source, "pull");
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+    }
+    scopes
 }
 
 /// The manifest as pushed: the stored one byte for byte when no layer
