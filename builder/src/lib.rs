@@ -2,6 +2,8 @@
 //! It plans a Dockerfile's stages, runs RUN steps in namespaced sandboxes,
 //! and commits overlay diffs as layers.
 
+#![forbid(unsafe_code)]
+
 pub mod args;
 pub mod build;
 pub mod cache;

@@ -3,6 +3,7 @@
 //! the work and never print.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+#![forbid(unsafe_code)]
 
 mod commands;
 mod epoch;

@@ -8,6 +8,8 @@
 //! word expansion applied at build time, and [`graph`] resolves stages and
 //! their dependencies.
 
+#![forbid(unsafe_code)]
+
 pub mod bytes;
 pub mod dump;
 pub mod error;

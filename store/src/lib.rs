@@ -24,6 +24,8 @@
 //! *leases*: each session records the blobs and chain IDs it created or
 //! looked up, and [`Store::gc`] treats the leases of live sessions as roots.
 
+#![forbid(unsafe_code)]
+
 pub mod archive;
 pub mod blob;
 pub mod cache;
