@@ -180,33 +180,7 @@ fn push_per_arch_index(dest: &str, arches: &[&str]) {
             "platform": {"os": "linux", "architecture": arch},
         }));
     }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": entries,
-    });
-    let (index_digest, index_size) = put(&serde_json::to_vec(&index).unwrap());
-    std::fs::write(
-        layout.path().join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let top = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": index_digest, "size": index_size,
-            "annotations": {"org.opencontainers.image.ref.name": "multi"},
-        }],
-    });
-    std::fs::write(layout.path().join("index.json"), top.to_string()).unwrap();
-    skopeo(&[
-        "copy",
-        "--multi-arch=all",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:multi", layout.path().display()),
-        &format!("docker://{dest}"),
-    ]);
+    super::copy_index_with_skopeo(layout.path(), entries, &format!("docker://{dest}"));
 }
 
 #[test]

@@ -27,6 +27,50 @@ fn skopeo_push_busybox(hoist: &Hoist, dest: &str, extra: &[&str]) {
     skopeo(&args);
 }
 
+/// Finishes the OCI layout in `layout` (whose `blobs/sha256` holds the
+/// blobs of `manifests`): an index over `manifests`, named `multi` in
+/// `index.json`, then copies it with every platform to `dest` (a skopeo
+/// destination) with skopeo. Returns the index's digest.
+fn copy_index_with_skopeo(
+    layout: &std::path::Path,
+    manifests: Vec<serde_json::Value>,
+    dest: &str,
+) -> String {
+    use serde_json::json;
+    use sha2::Digest;
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap();
+    let hex = format!("{:x}", sha2::Sha256::digest(&index));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), &index).unwrap();
+    let index_digest = format!("sha256:{hex}");
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let top = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest, "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), top.to_string()).unwrap();
+    skopeo(&[
+        "copy",
+        "--multi-arch=all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", layout.display()),
+        dest,
+    ]);
+    index_digest
+}
+
 #[test]
 fn r7_harness_anonymous_registry_serves_pushes() {
     let registry = TestRegistry::anonymous();
