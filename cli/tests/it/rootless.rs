@@ -538,10 +538,10 @@ fn r11_rootless_cve_2024_23652_stub_cleanup_stays_in_the_root() {
     ws.ok(&["fsck"]);
 }
 
-/// Build-input attacks (see `hostile.rs`), rootless: the victim directory
-/// belongs to the user, so only hoist's confinement protects it.
-#[test]
-fn r11_rootless_build_input_attacks_fail() {
+/// A rootless workspace with busybox imported and the hostile kit (see
+/// `hostile.rs`) owned by the user, so that its victim directory is one
+/// the user may write: only hoist's confinement protects it.
+fn hostile_workspace() -> (Workspace, crate::hostile::Kit) {
     let ws = Workspace::new(rootless_user(), &[]);
     let kit = crate::hostile::Kit::new(&ws.path().join("kit"));
     let status = Command::new("chown")
@@ -550,8 +550,16 @@ fn r11_rootless_build_input_attacks_fail() {
         .arg(ws.path().join("kit"))
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "chown of the hostile kit failed");
     ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    (ws, kit)
+}
+
+/// Build-input attacks (see `hostile.rs`), rootless: the victim directory
+/// belongs to the user, so only hoist's confinement protects it.
+#[test]
+fn r11_rootless_build_input_attacks_fail() {
+    let (ws, kit) = hostile_workspace();
     crate::hostile::run_cases(&kit, &ws.store(), &|args| ws.run(args));
 }
 
@@ -559,16 +567,7 @@ fn r11_rootless_build_input_attacks_fail() {
 /// victim the user owns.
 #[test]
 fn r11_rootless_cve_2024_23651_cache_mount_race() {
-    let ws = Workspace::new(rootless_user(), &[]);
-    let kit = crate::hostile::Kit::new(&ws.path().join("kit"));
-    let status = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
-        .arg(ws.path().join("kit"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    let (ws, kit) = hostile_workspace();
     crate::hostile::cache_mount_race(&kit, &ws.store(), &|args| ws.run(args), &|args| {
         ws.command(args)
             .stdout(Stdio::null())
