@@ -569,7 +569,7 @@ fn r4_sigkill_during_a_copy_leaves_no_mount() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let seen = loop {
         let mounts = std::fs::read_to_string(&own_mountinfo).unwrap_or_default();
-        let under_root = mounts_under(&mounts, &root);
+        let under_root = crate::common::mounts_under(&mounts, &root);
         if !under_root.is_empty() {
             break under_root;
         }
@@ -581,7 +581,7 @@ fn r4_sigkill_during_a_copy_leaves_no_mount() {
     };
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(
-        mounts_under(&host, &root),
+        crate::common::mounts_under(&host, &root),
         Vec::<String>::new(),
         "hoist's mounts {seen:?} are visible in the host's mount namespace"
     );
@@ -589,7 +589,7 @@ fn r4_sigkill_during_a_copy_leaves_no_mount() {
     child.wait().unwrap();
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(
-        mounts_under(&host, &root),
+        crate::common::mounts_under(&host, &root),
         Vec::<String>::new(),
         "mounts left under {root} after SIGKILL"
     );
@@ -620,24 +620,10 @@ fn r4_sigkill_during_a_run_leaves_no_mount_or_process() {
     let root = hoist.root().to_str().unwrap();
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(
-        mounts_under(&host, root),
+        crate::common::mounts_under(&host, root),
         Vec::<String>::new(),
         "mounts left under {root} after SIGKILL"
     );
-}
-
-/// The mount points in `mountinfo` at or below `root`.
-fn mounts_under(mountinfo: &str, root: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .filter(|point| {
-            point
-                .strip_prefix(root)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-        .map(str::to_owned)
-        .collect()
 }
 
 fn rustix_kill(pid: u32, signal: i32) {

@@ -72,20 +72,6 @@ fn r8_jobs_1_and_parallel_builds_give_the_same_image() {
     assert_eq!(sequential, parallel, "image ID, --jobs 1 vs --jobs 4");
 }
 
-/// The mount points in `mountinfo` at or below `root`.
-fn mounts_under(mountinfo: &str, root: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .filter(|point| {
-            point
-                .strip_prefix(root)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn r8_a_failing_stage_cancels_a_running_sibling_and_leaves_nothing() {
     let hoist = Hoist::with_busybox();
@@ -152,7 +138,11 @@ fn r8_a_failing_stage_cancels_a_running_sibling_and_leaves_nothing() {
     );
     let root = hoist.root().to_str().unwrap();
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert_eq!(mounts_under(&host, root), Vec::<String>::new(), "{log}");
+    assert_eq!(
+        crate::common::mounts_under(&host, root),
+        Vec::<String>::new(),
+        "{log}"
+    );
     let tmp = hoist.root().join("hoist/tmp");
     let leftovers: Vec<_> = std::fs::read_dir(&tmp)
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
