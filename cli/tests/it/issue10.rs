@@ -561,6 +561,15 @@ fn r10_latin1_run_bytes_reach_the_shell_unchanged() {
     assert!(!err.contains('\u{10FFE9}'), "{err}");
 }
 
+/// The build's check warnings, each from its line number on
+/// (`3: UndefinedVar: ...`).
+fn check_warnings(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("warning: "))
+        .map(|l| l.split_once("Dockerfile:").map_or(l, |(_, rest)| rest))
+        .collect()
+}
+
 /// BuildKit's checks of FROM that need the build's arguments print in
 /// `hoist build` as BuildKit HEAD words them (compared under bkref).
 #[test]
@@ -572,11 +581,7 @@ fn r10_from_checks_print_in_build() {
          FROM --platform=linux/amd64 busybox AS c\nFROM ${IMAGE}\nRUN true\n",
     );
     let err = hoist.build(ctx.path(), &["--build-arg", "IMAGE=busybox"]);
-    let warnings: Vec<&str> = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("warning: "))
-        .map(|l| l.split_once("Dockerfile:").map_or(l, |(_, rest)| rest))
-        .collect();
+    let warnings = check_warnings(&err);
     assert_eq!(
         warnings,
         [
@@ -631,11 +636,7 @@ fn r10_undefined_var_is_reported() {
          LABEL a=$NOPE b=${DECLARED}\nRUN echo $NOTCHECKED\n",
     );
     let err = hoist.build(ctx.path(), &[]);
-    let warnings: Vec<&str> = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("warning: "))
-        .map(|l| l.split_once("Dockerfile:").map_or(l, |(_, rest)| rest))
-        .collect();
+    let warnings = check_warnings(&err);
     assert_eq!(
         warnings,
         [
