@@ -576,3 +576,17 @@ fn r11_rootless_cve_2024_23651_cache_mount_race() {
             .unwrap()
     });
 }
+
+/// Rootless, a bind mount of the context hides what .dockerignore
+/// excludes too: the whiteouts of its overlay are made without privilege.
+#[test]
+fn r8_rootless_bind_mount_of_the_context_honours_dockerignore() {
+    let ws = Workspace::new(rootless_user(), &["run-bind-ignore"]);
+    ws.ok(&["import", "busybox.tar", "busybox"]);
+    ws.ok(&["build", "-q", "-t", "bind:rootless", "run-bind-ignore"]);
+    let seen = "./.dockerignore\n./Dockerfile\n./kept.txt\n./sub\n./sub/keep.log\n";
+    for file in ["/ro", "/rw"] {
+        let listing = ws.ok(&["run", "--rm", "bind:rootless", "cat", file]);
+        assert_eq!(listing, format!(".\n{seen}"), "{file}");
+    }
+}
