@@ -105,14 +105,20 @@ impl Workspace {
                 .unwrap();
             assert!(status.success(), "copying context {name}");
         }
+        let ws = Self { user, dir };
+        ws.give(ws.path());
+        ws
+    }
+
+    /// Makes `path` and everything below it the rootless user's.
+    fn give(&self, path: &Path) {
         let status = Command::new("chown")
             .arg("-R")
-            .arg(format!("{}:{}", user.uid, user.gid))
+            .arg(format!("{}:{}", self.user.uid, self.user.gid))
             .arg(path)
             .status()
             .unwrap();
         assert!(status.success(), "chown of {}", path.display());
-        Self { user, dir }
     }
 
     fn path(&self) -> &Path {
@@ -402,13 +408,7 @@ fn r11_rootless_runs_refuse_the_same_breakouts() {
               for p in /proc/[0-9]*; do readlink $p/exe; done | sort -u) > /out\n",
     )
     .unwrap();
-    let status = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
-        .arg(&ctx)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    ws.give(&ctx);
     ws.ok(&["import", "busybox.tar", "busybox:latest"]);
     ws.ok(&["build", "-q", "-t", "probe:latest", "probe"]);
     assert_eq!(
@@ -463,13 +463,7 @@ fn r10_rootless_limits_without_a_delegated_cgroup_fail_clearly() {
         "FROM busybox\nRUN echo mark\"\"er-ran\n",
     )
     .unwrap();
-    let status = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
-        .arg(&ctx)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    ws.give(&ctx);
     ws.ok(&["import", "busybox.tar", "busybox:latest"]);
     let out = ws.run(&["build", "--memory", "64m", "-t", "limits:latest", "limits"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -517,13 +511,7 @@ fn r11_rootless_cve_2024_23652_stub_cleanup_stays_in_the_root() {
     )
     .unwrap();
     for path in [&ctx, &victim] {
-        let status = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        ws.give(path);
     }
     ws.ok(&["import", "busybox.tar", "busybox:latest"]);
     ws.ok(&["build", "-q", "-t", "probe:latest", "probe"]);
@@ -544,13 +532,7 @@ fn r11_rootless_cve_2024_23652_stub_cleanup_stays_in_the_root() {
 fn hostile_workspace() -> (Workspace, crate::hostile::Kit) {
     let ws = Workspace::new(rootless_user(), &[]);
     let kit = crate::hostile::Kit::new(&ws.path().join("kit"));
-    let status = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", ws.user.uid, ws.user.gid))
-        .arg(ws.path().join("kit"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "chown of the hostile kit failed");
+    ws.give(&ws.path().join("kit"));
     ws.ok(&["import", "busybox.tar", "busybox:latest"]);
     (ws, kit)
 }
