@@ -14,7 +14,7 @@ use crate::lazy::BlobSource;
 use crate::reference::Reference;
 use crate::registry::auth::repository_scope;
 use crate::registry::pull::for_each_parallel;
-use crate::registry::push::{Pushed, Target, mount_sources, push_scopes};
+use crate::registry::push::{Pushed, Target, mount_sources, push_scopes, push_tag};
 use crate::registry::{Client, RegistryError};
 use crate::store::Store;
 
@@ -71,13 +71,7 @@ impl Client {
         blobs: &[Descriptor],
         manifest: &[u8],
     ) -> Result<Pushed> {
-        let reference = reference.clone().with_default_tag();
-        let Some(tag) = reference.tag().map(str::to_owned) else {
-            return Err(RegistryError::invalid(
-                reference.familiar_string(),
-                "push needs a tag, not a digest",
-            ));
-        };
+        let (reference, tag) = push_tag(reference)?;
         let host = self.host(reference.domain())?;
         let name = reference.name();
         let target = Target {

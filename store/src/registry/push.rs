@@ -77,13 +77,7 @@ impl Client {
         reference: &Reference,
         options: &PushOptions<'_>,
     ) -> Result<Pushed> {
-        let reference = reference.clone().with_default_tag();
-        let Some(tag) = reference.tag().map(str::to_owned) else {
-            return Err(RegistryError::invalid(
-                reference.familiar_string(),
-                "push needs a tag, not a digest",
-            ));
-        };
+        let (reference, tag) = push_tag(reference)?;
         let stored_layers = image.layers();
         // Each layer as the registry gets it, where that is known without
         // compressing: `None` for those compressed on the way out.
@@ -553,6 +547,19 @@ fn upload_location(response: &Response, what: &str) -> Result<String> {
         .join(location)
         .map(|url| url.to_string())
         .map_err(|err| RegistryError::invalid(what, format!("upload location: {err}")))
+}
+
+/// `reference` with `:latest` when it names no tag, and its tag: a push
+/// needs one, not a digest.
+pub(crate) fn push_tag(reference: &Reference) -> Result<(Reference, String)> {
+    let reference = reference.clone().with_default_tag();
+    match reference.tag().map(str::to_owned) {
+        Some(tag) => Ok((reference, tag)),
+        None => Err(RegistryError::invalid(
+            reference.familiar_string(),
+            "push needs a tag, not a digest",
+        )),
+    }
 }
 
 /// The repositories of `reference`'s registry, other than its own, the
