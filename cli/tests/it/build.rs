@@ -520,14 +520,11 @@ fn ctrl_c_during_a_run_leaves_no_process_mount_or_temp_dir() {
     // Wait for the sandbox's process to appear.
     wait_until("the RUN to start", || running_with_arg(b"987"));
     rustix_kill(child.id(), 2);
-    let started = Instant::now();
+    // No wall-clock bound: a build that ignored the signal would run the
+    // RUN's 987 s and succeed, which fails below (or nextest's timeout).
     let status = child.wait().unwrap();
     let log = reader.join().unwrap();
     assert!(!status.success(), "{log}");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "cancel was slow"
-    );
     assert!(
         !running_with_arg(b"987"),
         "the sandboxed process outlived the build"
@@ -609,14 +606,12 @@ fn r4_sigkill_during_a_run_leaves_no_mount_or_process() {
     wait_until("the RUN to start", || running_with_arg(b"986"));
     rustix_kill(child.id(), 9);
     child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while running_with_arg(b"986") {
-        assert!(
-            Instant::now() < deadline,
-            "the sandboxed process outlived a SIGKILLed build"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The kernel kills it asynchronously: wait for it (the guard catches
+    // a process that outlives the build for good).
+    wait_until(
+        "the sandboxed process to die with the SIGKILLed build",
+        || !running_with_arg(b"986"),
+    );
     let root = hoist.root().to_str().unwrap();
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(
