@@ -547,9 +547,11 @@ fn cancel_kills_the_run_and_leaves_nothing() {
     let took = start.elapsed();
     canceller.join().unwrap();
     assert!(matches!(r, Err(SandboxError::Cancelled)), "got {r:?}");
+    // Not a wall-clock bound on the machine: the run must end before the
+    // command it was cancelled in could have ended by itself.
     assert!(
-        took < Duration::from_secs(2),
-        "cancel returned after {took:?}"
+        took < Duration::from_secs(100),
+        "cancel waited for the command: {took:?}"
     );
     let (procs, mounts) = sandbox_pids_and_mounts(state.path());
     assert!(procs.is_empty(), "leftover processes: {procs:?}");
@@ -608,7 +610,9 @@ fn start_sleeping_builder(mode: &str) -> (std::process::Child, TempDir) {
 
 fn assert_sandbox_gone(mode: &str) {
     let needle = format!("sleep 4242{mode}");
-    let deadline = Instant::now() + Duration::from_secs(2);
+    // The kernel kills the sandbox asynchronously; the deadline only
+    // guards against one that is never killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !processes_running(&needle).is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -630,18 +634,14 @@ fn the_sandbox_dies_with_a_killed_builder() {
 #[test]
 fn sigterm_cancels_the_run() {
     let (builder, _scratch) = start_sleeping_builder("2");
-    let start = Instant::now();
     let pid = rustix::process::Pid::from_raw(builder.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let out = builder.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "builder failed: {stdout}");
+    // The run sleeps for hours: that it returned at all, cancelled, shows
+    // the signal cut it short (no wall-clock bound on a noisy machine).
     assert!(stdout.contains("RESULT cancelled"), "{stdout}");
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        start.elapsed()
-    );
     assert_sandbox_gone("2");
 }
 
