@@ -535,15 +535,7 @@ fn ctrl_c_during_a_run_leaves_no_process_mount_or_temp_dir() {
         !mounts.contains(root),
         "leftover mounts under {root}:\n{mounts}"
     );
-    let tmp = hoist.root().join("hoist/tmp");
-    let leftovers: Vec<_> = std::fs::read_dir(&tmp)
-        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(
-        leftovers.is_empty(),
-        "leftovers in {}: {leftovers:?}",
-        tmp.display()
-    );
+    crate::common::assert_no_temp_leftovers(&hoist);
 }
 
 /// A COPY mounts its merged overlay in hoist's own namespace; SIGKILL gives

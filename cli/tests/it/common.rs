@@ -242,3 +242,17 @@ pub fn mounts_under(mountinfo: &str, root: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Nothing is left in the store's temp space (every session's temp
+/// directory was removed).
+pub fn assert_no_temp_leftovers(hoist: &Hoist) {
+    let tmp = hoist.root().join("hoist/tmp");
+    let leftovers: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "leftovers in {}: {leftovers:?}",
+        tmp.display()
+    );
+}

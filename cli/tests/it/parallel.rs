@@ -143,14 +143,6 @@ fn r8_a_failing_stage_cancels_a_running_sibling_and_leaves_nothing() {
         Vec::<String>::new(),
         "{log}"
     );
-    let tmp = hoist.root().join("hoist/tmp");
-    let leftovers: Vec<_> = std::fs::read_dir(&tmp)
-        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(
-        leftovers.is_empty(),
-        "leftovers in {}: {leftovers:?}",
-        tmp.display()
-    );
+    crate::common::assert_no_temp_leftovers(&hoist);
     hoist.ok(&["fsck"]);
 }
