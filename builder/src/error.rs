@@ -92,6 +92,14 @@ pub enum StepError {
     /// was not given (`--allow security.insecure`).
     #[error("{0} is not allowed")]
     NotAllowed(&'static str),
+    /// The stage's image config (its environment, labels, build args and
+    /// history) grew past what a registry pull accepts: a guard against a
+    /// Dockerfile that doubles a variable line after line.
+    #[error(
+        "the image config would hold more than {} MiB of environment, labels, build args and history",
+        limit >> 20
+    )]
+    ConfigTooLarge { limit: u64 },
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -21,6 +21,7 @@ use crate::progress::{Event, StepId};
 use crate::rootfs::{LayerStack, Scratch};
 use crate::schedule::Schedule;
 use hoist_sandbox::DEFAULT_PATH;
+use hoist_store::registry::manifest::MAX_CONFIG_SIZE;
 
 pub(crate) struct StageBuilder<'s> {
     /// The platform the stage is for: its `FROM --platform`, else its base
@@ -525,7 +526,41 @@ impl<'s> StageBuilder<'s> {
                     .map_err(|cause| self.fail_step(&step, cause))?;
             }
         }
+        if self.config_text_size() > MAX_CONFIG_SIZE {
+            let cause = StepError::ConfigTooLarge {
+                limit: MAX_CONFIG_SIZE,
+            };
+            return Err(self.step_error(span, &raw_name(), cause));
+        }
         Ok(())
+    }
+
+    /// The bytes of text the stage's image config and build args hold:
+    /// each expansion is capped, but without a cap on their sum, `ENV
+    /// B1=$A`, `ENV B2=$A`, … would grow memory by the cap on every line.
+    /// Counting lengths only, this costs one addition per entry.
+    fn config_text_size(&self) -> u64 {
+        let config = &self.config.config;
+        let env = config.env.iter().flatten().map(String::len);
+        let labels = config
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len());
+        let onbuild = config.on_build.iter().flatten().map(String::len);
+        let history = self.config.history.iter().map(|h| {
+            h.created_by.as_ref().map_or(0, String::len) + h.comment.as_ref().map_or(0, String::len)
+        });
+        let args = self
+            .args
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len));
+        env.chain(labels)
+            .chain(onbuild)
+            .chain(history)
+            .chain(args)
+            .map(|n| n as u64)
+            .sum()
     }
 
     /// An ARG's value (BuildKit's `dispatchArg`): a build arg wins, then the
