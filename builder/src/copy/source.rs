@@ -284,17 +284,25 @@ pub fn list_dir(root: &Root, dir: &Path) -> io::Result<Vec<(OsString, Stat)>> {
         .map(OsString::from_vec)
         .collect();
     names.sort();
-    let stat = |name: OsString| -> io::Result<(OsString, Stat)> {
-        let stat = rustix::fs::statat(&fd, &name, AtFlags::SYMLINK_NOFOLLOW)?;
-        Ok((name, stat))
+    // An entry removed since the listing is left out, as fsutil's walk
+    // (BuildKit's) leaves it out, instead of failing the whole directory
+    // with an error that names only the directory.
+    let stat = |name: OsString| -> io::Result<Option<(OsString, Stat)>> {
+        match rustix::fs::statat(&fd, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some((name, stat))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     };
     // A big directory is statted on every core (a context's no-op rebuild
     // is mostly these stats); the order stays the sorted one.
-    if names.len() >= PARALLEL_STAT_MIN {
+    let stats: Vec<_> = if names.len() >= PARALLEL_STAT_MIN {
         use rayon::prelude::*;
-        return names.into_par_iter().map(stat).collect();
-    }
-    names.into_iter().map(stat).collect()
+        names.into_par_iter().map(stat).collect::<io::Result<_>>()?
+    } else {
+        names.into_iter().map(stat).collect::<io::Result<_>>()?
+    };
+    Ok(stats.into_iter().flatten().collect())
 }
 
 /// From how many entries a directory's stats are spread over threads.
