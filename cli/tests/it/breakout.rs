@@ -321,6 +321,17 @@ fn r11_build_input_attacks_fail() {
     assert_store_sound(&hoist);
 }
 
+/// CVE-2018-15664, a symlink swap during COPY (see
+/// `hostile::copy_symlink_swap`), as root.
+#[test]
+fn r11_cve_2018_15664_copy_symlink_swap() {
+    let hoist = Hoist::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let kit = crate::hostile::Kit::new(dir.path());
+    crate::hostile::copy_symlink_swap(&kit, hoist.root(), &|args| hoist.run(args));
+    assert_store_sound(&hoist);
+}
+
 /// CVE-2024-23651 (see `hostile::cache_mount_race`), as root.
 #[test]
 fn r11_cve_2024_23651_cache_mount_race() {

@@ -294,3 +294,252 @@ pub fn cache_mount_race(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// CVE-2018-15664-style, a symlink swap during COPY: a thread keeps
+/// swapping the context's `f` (a file) and `d/` (a directory) between
+/// their real selves and symlinks to the victim (absolute, and `../`),
+/// while `--no-cache` builds COPY them, whole and through `d/`. Each build
+/// must copy the real content or fail with an error that names its
+/// source; no stored blob (every layer the builds made) and no output may
+/// hold the secret, and the store must pass `fsck`.
+pub fn copy_symlink_swap(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::process::Output) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const HOLD: std::time::Duration = std::time::Duration::from_millis(3);
+    // Next to the victim, so that `../victim` from the context reaches it.
+    let ctx = kit.context.with_file_name("swap");
+    std::fs::create_dir_all(ctx.join("d")).unwrap();
+    std::fs::write(ctx.join("f"), "real-f").unwrap();
+    std::fs::write(ctx.join("d/inner"), "real-d").unwrap();
+    // One COPY per build, so that each source gets its own attempts.
+    let dockerfiles: Vec<PathBuf> = [
+        "COPY f /f",
+        "COPY d /d",
+        "COPY d/inner /inner",
+        "COPY . /all/",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, copy)| {
+        let path = kit.context.with_file_name(format!("swap-{i}.Dockerfile"));
+        std::fs::write(&path, format!("FROM busybox\n{copy}\n")).unwrap();
+        path
+    })
+    .collect();
+    let secret_file = kit.victim.join("secret");
+    let targets = [
+        (secret_file.clone(), kit.victim.clone()),
+        ("../victim/secret".into(), PathBuf::from("../victim")),
+    ];
+    let stop = AtomicBool::new(false);
+    let swaps = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (f, d, parked) = (ctx.join("f"), ctx.join("d"), ctx.join("d.real"));
+            let (f_new, link) = (ctx.join("f.new"), ctx.join("link.new"));
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (file_target, dir_target) = &targets[i % 2];
+                // `f`: the real file, then the symlink, each renamed into
+                // place atomically.
+                std::fs::write(&f_new, "real-f").unwrap();
+                std::fs::rename(&f_new, &f).unwrap();
+                // Each state lasts a moment, so that builds see both.
+                std::thread::sleep(HOLD);
+                std::os::unix::fs::symlink(file_target, &link).unwrap();
+                std::fs::rename(&link, &f).unwrap();
+                // `d/`: parked aside, a symlink in its place, then back.
+                std::fs::rename(&d, &parked).unwrap();
+                std::os::unix::fs::symlink(dir_target, &d).unwrap();
+                std::thread::sleep(HOLD);
+                std::fs::remove_file(&d).unwrap();
+                std::fs::rename(&parked, &d).unwrap();
+                swaps.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            std::fs::write(&f_new, "real-f").unwrap();
+            std::fs::rename(&f_new, &f).unwrap();
+        });
+        // Stops the swapper however this thread leaves the scope, so that
+        // a failed assertion fails the test instead of hanging it.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        for dockerfile in dockerfiles.iter().cycle().take(24) {
+            let dockerfile = dockerfile.to_str().unwrap();
+            let ctx = ctx.to_str().unwrap();
+            let args = [
+                "build",
+                "--no-cache",
+                "-t",
+                "swap:latest",
+                "-f",
+                dockerfile,
+                ctx,
+            ];
+            let out = run(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                !stderr.contains(SECRET) && !stdout.contains(SECRET),
+                "the secret leaked:\n{stdout}\n{stderr}"
+            );
+            if out.status.success() {
+                // What was copied is the real content (a copied symlink
+                // dangles in the image, and `cat` skips it).
+                let out = run(&[
+                    "run",
+                    "--rm",
+                    "swap:latest",
+                    "sh",
+                    "-c",
+                    "cat /f /d/inner /inner /all/f /all/d/inner 2>/dev/null; true",
+                ]);
+                let got = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(
+                    out.status.success(),
+                    "hoist run: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(
+                    got.replace("real-f", "").replace("real-d", "").is_empty(),
+                    "{dockerfile}: the image holds {got:?}"
+                );
+            } else {
+                assert!(
+                    stderr.contains("error:")
+                        && stderr.contains(" COPY ")
+                        && (stderr.contains("/f") || stderr.contains("/d")),
+                    "a failed build must name its COPY step and source:\n{stderr}"
+                );
+            }
+            kit.assert_victim_untouched(store);
+        }
+    });
+    assert!(
+        swaps.load(Ordering::Relaxed) > 0,
+        "the swapper never swapped"
+    );
+    // Every layer any build made is a blob of the store, uncompressed.
+    assert_no_blob_holds_secret(store);
+    let out = run(&["fsck"]);
+    assert!(
+        out.status.success(),
+        "fsck: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// No file under the store's blob directory holds [`SECRET`], read in
+/// chunks (with an overlap, so a match across two reads is found).
+pub fn assert_no_blob_holds_secret(store: &Path) {
+    use std::io::Read;
+    let mut stack = vec![store.to_path_buf()];
+    let mut blobs = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() && path.to_string_lossy().contains("/blobs/") {
+                blobs += 1;
+                let mut file = std::fs::File::open(&path).unwrap();
+                let mut buf = vec![0u8; 1 << 16];
+                let keep = SECRET.len() - 1;
+                let mut have = 0;
+                loop {
+                    let n = file.read(&mut buf[have..]).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    let end = have + n;
+                    assert!(
+                        !buf[..end]
+                            .windows(SECRET.len())
+                            .any(|w| w == SECRET.as_bytes()),
+                        "blob {path:?} holds the secret"
+                    );
+                    let tail = end.saturating_sub(keep);
+                    buf.copy_within(tail..end, 0);
+                    have = end - tail;
+                }
+            }
+        }
+    }
+    assert!(blobs > 0, "no blob found under {store:?}");
+}
+
+/// A Dockerfile that doubles a variable line after line (`ENV A=$A$A`
+/// forty times; BuildKit's shell lexer has no limit and grows it towards
+/// 2^40 bytes), and one that copies a large value into variable after
+/// variable: each must fail clearly at the line that crosses the limit,
+/// not exhaust memory. The per-test timeout of nextest is the hang guard.
+#[test]
+fn r11_hostile_dockerfile_expansion_is_bounded() {
+    let hoist = crate::common::Hoist::new();
+    let doubling = format!("FROM scratch\nENV A=x\n{}", "ENV A=$A$A\n".repeat(40));
+    // 2^21 bytes of A, then 600 copies: 1.2 GiB of config unless capped.
+    let copies: String = (0..600).map(|i| format!("ENV B{i}=$A\n")).collect();
+    let copying = format!(
+        "FROM scratch\nENV A=x\n{}{copies}",
+        "ENV A=$A$A\n".repeat(21)
+    );
+    // Line 24 is where either crosses 8 MiB of text in the config: the
+    // doubling's 22nd ENV (4 MiB in env, 8 MiB in history), the copying's
+    // first copy of a 2 MiB value.
+    let piece = "the image config would hold more than 8 MiB";
+    for (case, dockerfile, line) in [("doubling", doubling, 24), ("copying", copying, 24)] {
+        let ctx = crate::common::dockerfile_context(&dockerfile);
+        let stderr = hoist.fails(&["build", "-t", "env:bomb", ctx.path().to_str().unwrap()]);
+        let at = format!("Dockerfile:{line}:1:");
+        assert!(
+            stderr.contains(piece) && stderr.contains(&at),
+            "{case}: {piece:?} at {at} not in:\n{stderr}"
+        );
+    }
+    hoist.ok(&["fsck"]);
+}
+
+/// A `.dockerignore` built to make a backtracking matcher take
+/// exponential time (`**/a*a*…*a*b` against long names of `a`s, and
+/// `**/**/**/…` against deep paths), and a COPY source wildcard of the same
+/// shape (Go's `filepath.Match`): the matchers are linear, so the build
+/// completes (nextest's per-test timeout is the hang guard) and excludes
+/// and copies exactly what the patterns say.
+#[test]
+fn r11_hostile_dockerignore_patterns_match_in_linear_time() {
+    let hoist = crate::common::Hoist::with_busybox();
+    let stars = "a*".repeat(40);
+    let deep = "**/".repeat(200);
+    let ctx = crate::common::dockerfile_context(&format!(
+        "FROM busybox\nCOPY . /ctx/\nCOPY {stars}d /wild/\n\
+         RUN cd /ctx && find . -type f | sort > /out && ls /wild >> /out\n"
+    ));
+    let long = "a".repeat(200);
+    let nested: PathBuf = std::iter::repeat_n("a", 60).collect();
+    std::fs::create_dir_all(ctx.path().join(&nested)).unwrap();
+    for name in [format!("{long}b"), format!("{long}c")] {
+        std::fs::write(ctx.path().join(&name), "x").unwrap();
+        std::fs::write(ctx.path().join(&nested).join(&name), "x").unwrap();
+    }
+    std::fs::write(ctx.path().join(format!("{long}d")), "x").unwrap();
+    std::fs::write(
+        ctx.path().join(".dockerignore"),
+        format!("**/{stars}b\n{deep}a*c\n!{deep}a/{long}c\n"),
+    )
+    .unwrap();
+    hoist.ok(&["build", "-t", "ignore:bomb", ctx.path().to_str().unwrap()]);
+    let got = hoist.ok(&["run", "--rm", "ignore:bomb", "cat", "/out"]);
+    let a60 = vec!["a"; 60].join("/");
+    assert_eq!(
+        got,
+        format!("./.dockerignore\n./Dockerfile\n./{a60}/{long}c\n./{long}d\n{long}d\n",),
+        "of the …b and …c files only the re-included deep …c is left"
+    );
+    hoist.ok(&["fsck"]);
+}

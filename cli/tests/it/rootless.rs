@@ -545,6 +545,14 @@ fn r11_rootless_build_input_attacks_fail() {
     crate::hostile::run_cases(&kit, &ws.store(), &|args| ws.run(args));
 }
 
+/// CVE-2018-15664, a symlink swap during COPY (see
+/// `hostile::copy_symlink_swap`), rootless, with a victim the user owns.
+#[test]
+fn r11_rootless_cve_2018_15664_copy_symlink_swap() {
+    let (ws, kit) = hostile_workspace();
+    crate::hostile::copy_symlink_swap(&kit, &ws.store(), &|args| ws.run(args));
+}
+
 /// CVE-2024-23651 (see `hostile::cache_mount_race`), rootless, with a
 /// victim the user owns.
 #[test]
