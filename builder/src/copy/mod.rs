@@ -558,13 +558,19 @@ fn write_entry(
 ) -> Result<(), CopyError> {
     let meta = meta_of(&entry.stat);
     let result = match entry.file_type() {
-        FileType::Directory => writer.dir(dest, meta, true).and_then(|()| {
+        FileType::Directory => {
+            // Opened first, so that a source directory removed since the
+            // walk is reported as the source, not as the destination.
             let flags = OFlags::RDONLY | OFlags::DIRECTORY;
-            let src = src_root.open_in(src_path, flags, false)?;
-            let dst = writer.root.open_in(dest, flags, false)?;
-            hoist_store::inroot::copy_xattrs(&src, &dst);
-            Ok(())
-        }),
+            let src = src_root
+                .open_in(src_path, flags, false)
+                .map_err(read_err(src_path))?;
+            writer.dir(dest, meta, true).and_then(|()| {
+                let dst = writer.root.open_in(dest, flags, false)?;
+                hoist_store::inroot::copy_xattrs(&src, &dst);
+                Ok(())
+            })
+        }
         FileType::RegularFile => {
             let file = open_source(src_root, src_path)?;
             stats.bytes += entry.stat.st_size as u64;

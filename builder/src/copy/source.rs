@@ -271,8 +271,16 @@ fn read_link_if(root: &Root, path: &Path, stat: &Stat) -> Result<Option<PathBuf>
         return Ok(None);
     }
     let leaf = root.leaf(path).map_err(io_err(path))?;
-    let target = rustix::fs::readlinkat(&leaf.dir, &leaf.name, Vec::new())
-        .map_err(|e| io_err(path)(e.into()))?;
+    let target = rustix::fs::readlinkat(&leaf.dir, &leaf.name, Vec::new()).map_err(|e| {
+        // EINVAL: no longer a symlink, replaced since it was statted.
+        let err = match e {
+            rustix::io::Errno::INVAL => {
+                io::Error::other("changed while being read: no longer a symlink")
+            }
+            e => e.into(),
+        };
+        io_err(path)(err)
+    })?;
     Ok(Some(PathBuf::from(OsString::from_vec(target.into_bytes()))))
 }
 
