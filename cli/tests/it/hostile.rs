@@ -412,8 +412,9 @@ pub fn copy_symlink_swap(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::
                 assert!(
                     stderr.contains("error:")
                         && stderr.contains(" COPY ")
-                        && (stderr.contains("/f") || stderr.contains("/d")),
-                    "a failed build must name its COPY step and source:\n{stderr}"
+                        && (stderr.contains("/f") || stderr.contains("/d"))
+                        && !stderr.contains("copying to"),
+                    "a failed build must name its COPY step and source (not its destination):\n{stderr}"
                 );
             }
             kit.assert_victim_untouched(store);
