@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole-build benchmark suite of issue 9: hoist against BuildKit HEAD
-# (buildctl + buildkitd with the OCI worker on overlayfs, from
-# ../shared/tools/bkref) as the reference peer and Debian's docker as a
+# (buildctl + buildkitd with the OCI worker on overlayfs, built from
+# moby/buildkit's source into $BKREF) as the reference peer and Debian's docker as a
 # secondary peer, on the same busybox base and contexts, in the same run.
 #
 #   bench/suite/run.sh [--runs N] [--only REGEX] [--no-docker] [--record FILE] [--ci]
@@ -40,7 +40,7 @@ done
 die() { echo "bench: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "needs root (overlayfs, namespaces, the peers' daemons)"
 bkref=${BKREF:-/opt/bkref}
-[[ -x $bkref/bin/buildctl ]] || die "BuildKit HEAD is missing: run ../shared/tools/bkref/setup.sh (see its README)"
+[[ -x $bkref/bin/buildctl ]] || die "BuildKit HEAD is missing: build buildkitd and buildctl from moby/buildkit and install them in $bkref/bin (or set BKREF)"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is required (apt-get install time)"
 hoist=${HOIST:-}
 if [[ -z $hoist ]]; then
