@@ -57,6 +57,17 @@ impl Skip {
     pub(crate) fn skips(&self, rule: &str) -> bool {
         self.all || self.rules.iter().any(|r| r == rule)
     }
+
+    /// Appends the warning to `out` unless the directive skips `rule`.
+    fn warn(&self, out: &mut Vec<Warning>, span: crate::Span, rule: &'static str, message: String) {
+        if !self.skips(rule) {
+            out.push(Warning {
+                span,
+                rule,
+                message,
+            });
+        }
+    }
 }
 
 /// Whether the Dockerfile's `# check=skip=` directive turns `rule` off,
@@ -168,15 +179,8 @@ pub fn check_from(df: &Dockerfile, build_args: &BTreeMap<String, String>) -> Vec
         let Instruction::From(from) = &s.instruction else {
             continue;
         };
-        let mut warn = |rule: &'static str, message: String| {
-            if !skip.skips(rule) {
-                out.push(Warning {
-                    span: s.span,
-                    rule,
-                    message,
-                });
-            }
-        };
+        let mut warn =
+            |rule: &'static str, message: String| skip.warn(&mut out, s.span, rule, message);
         let mut words = vec![&from.image];
         words.extend(&from.platform);
         for word in words {
@@ -352,15 +356,8 @@ fn host_platform() -> String {
 /// The checks for one instruction, appended to `out`.
 pub(crate) fn check(spanned: &Spanned, skip: &Skip, out: &mut Vec<Warning>) {
     let node = &spanned.node;
-    let mut warn = |rule: &'static str, message: String| {
-        if !skip.skips(rule) {
-            out.push(Warning {
-                span: spanned.span,
-                rule,
-                message,
-            });
-        }
-    };
+    let mut warn =
+        |rule: &'static str, message: String| skip.warn(out, spanned.span, rule, message);
     match node.name.to_ascii_lowercase().as_str() {
         "maintainer" => warn(
             "MaintainerDeprecated",
@@ -459,15 +456,12 @@ pub(crate) fn check_file(instructions: &[Spanned], skip: &Skip, out: &mut Vec<Wa
         } else {
             continue;
         };
-        if !skip.skips("ConsistentInstructionCasing") {
-            out.push(Warning {
-                span: s.span,
-                rule: "ConsistentInstructionCasing",
-                message: format!(
-                    "Command '{name}' should match the case of the command majority ({casing})"
-                ),
-            });
-        }
+        skip.warn(
+            out,
+            s.span,
+            "ConsistentInstructionCasing",
+            format!("Command '{name}' should match the case of the command majority ({casing})"),
+        );
     }
     check_stages(staged, skip, out);
     for s in staged {
@@ -476,15 +470,13 @@ pub(crate) fn check_file(instructions: &[Spanned], skip: &Skip, out: &mut Vec<Wa
                 .name
                 .as_deref()
                 .filter(|n| ["context", "scratch"].contains(n))
-            && !skip.skips("ReservedStageName")
         {
-            out.push(Warning {
-                span: s.span,
-                rule: "ReservedStageName",
-                message: format!(
-                    "Stage name should not use the same name as reserved stage \"{stage}\""
-                ),
-            });
+            skip.warn(
+                out,
+                s.span,
+                "ReservedStageName",
+                format!("Stage name should not use the same name as reserved stage \"{stage}\""),
+            );
         }
     }
 }
@@ -506,13 +498,7 @@ fn check_stages(staged: &[Spanned], skip: &Skip, out: &mut Vec<Warning>) {
     let mut last: [Option<crate::Span>; 3] = [None; 3];
     let mut workdir_set = false;
     let mut warn = |rule: &'static str, span: crate::Span, message: String| {
-        if !skip.skips(rule) {
-            out.push(Warning {
-                span,
-                rule,
-                message,
-            });
-        }
+        skip.warn(out, span, rule, message)
     };
     for s in staged {
         let name = &s.node.name;
