@@ -148,13 +148,7 @@ fn r7_push_round_trip_and_a_no_op_re_push() {
         "{inspected}"
     );
     // Another tool can copy it out whole (every blob verified).
-    let layout = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &remote,
-        &format!("oci:{}:copy", layout.path().display()),
-    ]);
+    copy_out_with_skopeo(&remote);
 
     // Nothing changed: only HEADs, every layer already there, same digest.
     let again = hoist.ok(&["push", &reference]);
@@ -215,13 +209,7 @@ fn push_through_proxy(fault: Option<Fault>) -> (Hoist, String, String, u64, Vec<
     let layer = raw["layers"][0]["digest"].as_str().unwrap().to_owned();
     let size = raw["layers"][0]["size"].as_u64().unwrap();
     // Another tool copies it out whole, every blob verified.
-    let layout = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &remote,
-        &format!("oci:{}:copy", layout.path().display()),
-    ]);
+    copy_out_with_skopeo(&remote);
     // The store kept exactly what it sent, as the layer's gzip variant.
     let record: Value = serde_json::from_slice(
         &std::fs::read(
@@ -738,4 +726,16 @@ fn r7_push_progress_counts_the_bytes_of_each_layer() {
         );
         assert_eq!(*recorded.finished.lock().unwrap(), vec![key], "{path}");
     }
+}
+
+/// Copies `remote` into a fresh OCI layout with skopeo, which verifies
+/// every blob it reads; panics if skopeo refuses any of them.
+fn copy_out_with_skopeo(remote: &str) {
+    let layout = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        remote,
+        &format!("oci:{}:copy", layout.path().display()),
+    ]);
 }
