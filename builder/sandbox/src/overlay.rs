@@ -186,10 +186,21 @@ impl MountGuard {
     }
 
     /// Unmounts now and reports failure (drop only tries).
+    ///
+    /// EBUSY is detached instead: while a RUN of a stage running beside
+    /// this one is being set up, its new mount namespace still receives
+    /// our unmounts (until it makes its mounts private), and the kernel
+    /// refuses one whose propagated copy is busy there. Nothing writes
+    /// through that copy, so detaching leaves the upperdir complete.
     pub fn unmount(mut self) -> Result<(), SandboxError> {
         self.mounted = false;
-        rustix::mount::unmount(&self.target, UnmountFlags::empty())
-            .map_err(|e| SandboxError::io(&self.target)(e.into()))
+        match rustix::mount::unmount(&self.target, UnmountFlags::empty()) {
+            Err(rustix::io::Errno::BUSY) => {
+                rustix::mount::unmount(&self.target, UnmountFlags::DETACH)
+            }
+            other => other,
+        }
+        .map_err(|e| SandboxError::io(&self.target)(e.into()))
     }
 }
 
