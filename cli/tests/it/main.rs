@@ -14,6 +14,7 @@ mod hostile;
 mod inputs;
 mod issue10;
 mod parallel;
+mod perf;
 mod realworld;
 mod registry;
 mod rootless;

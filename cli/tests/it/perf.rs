@@ -1,0 +1,79 @@
+//! Issue 9's promises that can be counted rather than timed: how many
+//! bytes a build reads after its RUN.
+
+use std::process::{Command, Stdio};
+
+use crate::common::{Hoist, dockerfile_context};
+
+/// The size of the file the RUN writes: big enough that a second read
+/// stands out from everything else a build reads.
+const BIG_MIB: u64 = 64;
+
+/// `rchar` (bytes returned by `read` and friends) of one `hoist build`
+/// and every process it started. A shell runs the build and prints its own
+/// `/proc/self/io` after reaping it: the kernel adds a reaped child's I/O
+/// counters (and those of the children it reaped) to its parent's, so the
+/// shell's count is the build's plus the few bytes the shell reads itself,
+/// and nothing else the test process does can leak into it.
+fn build_rchar(hoist: &Hoist, tag: &str, dockerfile: &str) -> u64 {
+    let ctx = dockerfile_context(dockerfile);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#""$@" >/dev/null || exit 1; cat /proc/$$/io"#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_hoist"))
+        .args(["build", "--progress=plain", "--network=none", "-t", tag])
+        .arg(ctx.path())
+        .env("HOIST_ROOT", hoist.root())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "hoist build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let io = String::from_utf8(out.stdout).unwrap();
+    io.lines()
+        .find_map(|line| line.strip_prefix("rchar:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rchar in /proc/PID/io:\n{io}"))
+}
+
+/// A file written by RUN is read once after the RUN (to write the layer,
+/// whose hash is the diff ID), however many names it has: the snapshot
+/// is the upperdir itself, and a hardlink is a link entry in the tar.
+/// Counted as the difference between two builds whose RUNs read exactly
+/// the same bytes (`dd` from /dev/zero) but only one of which keeps them.
+#[test]
+fn r9_run_output_is_read_once_after_the_run() {
+    let hoist = Hoist::with_busybox();
+    let dd = format!("dd if=/dev/zero bs=1048576 count={BIG_MIB} 2>/dev/null");
+    let kept = build_rchar(
+        &hoist,
+        "kept",
+        &format!("FROM busybox\nRUN {dd} of=/big && ln /big /big.link && echo kept\n"),
+    );
+    let dropped = build_rchar(
+        &hoist,
+        "dropped",
+        &format!("FROM busybox\nRUN {dd} of=/dev/null && touch /big && echo dropped\n"),
+    );
+    let size = BIG_MIB << 20;
+    let extra = kept.saturating_sub(dropped);
+    // The lower bound shows the count sees the one read the layer needs.
+    assert!(
+        extra >= size && extra * 10 <= size * 11,
+        "after a RUN that wrote {size} bytes (and a hardlink to them), the build read \
+         {extra} bytes more than one that wrote none ({kept} vs {dropped}): expected one \
+         read of the file, between {size} and {} bytes",
+        size * 11 / 10
+    );
+    // And the image holds the file under both names, as one inode.
+    let out = hoist.exec("kept", &["sh", "-c", "stat -c '%s %h' /big /big.link"]);
+    assert_eq!(
+        out,
+        format!("{size} 2\n{size} 2\n"),
+        "the built image's /big"
+    );
+}
