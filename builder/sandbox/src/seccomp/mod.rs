@@ -13,9 +13,9 @@
 //!
 //! Why `seccompiler` (rust-vmm, the compiler Firecracker uses) and not
 //! hand-written BPF or libseccomp: filters are built from typed rules in
-//! safe Rust by a well-reviewed, fuzzed crate, jump offsets and the
-//! architecture check included; libseccomp would add a C library to link
-//! and ship. Its limits, and how they are met here:
+//! safe Rust by a well-reviewed, fuzzed crate, jump offsets included;
+//! libseccomp would add a C library to link and ship. Its limits, and how
+//! they are met here:
 //! - one match action per filter: the profile becomes several filters. The
 //!   first returns the default action for every syscall the profile does
 //!   not name (and allows the rest); then one filter per other action
@@ -23,12 +23,23 @@
 //!   kernel runs every filter and keeps the most restrictive result, the
 //!   last-installed one among equals, which is libseccomp's result for a
 //!   profile whose rules do not overlap (Docker's do not).
-//! - one architecture per filter, and a foreign-architecture syscall kills
-//!   the process: 32-bit (i386/x32) programs cannot run under the filter,
-//!   where libseccomp would filter them too. See the README.
-//! - no name table: `syscalls.rs` holds the numbers.
-
+//! - one architecture per filter (x86_64, aarch64, riscv64, no 32-bit
+//!   ABI): seccompiler compiles each ABI's rules to a body, whose own
+//!   architecture check is cut off (`body`), and `dispatch` puts the
+//!   bodies behind one `seccomp_data.arch` check, as libseccomp does for a
+//!   filter with several architectures: the profile's ABIs in its order,
+//!   native first; x86_64 and x32 share an `AUDIT_ARCH` and are told apart
+//!   by `__X32_SYSCALL_BIT`; any other architecture is killed, as is an x32
+//!   syscall when the profile does not list x32. So 32-bit programs (i386
+//!   and x32 on x86_64, arm on arm64) run under the same profile, as under
+//!   Docker, whose default `archMap` lists them.
+//! - seccompiler spends five instructions on a syscall without argument
+//!   conditions, and the kernel takes at most 4096 per filter: the bodies
+//!   of one action share one filter while they fit, and go on in another.
+//! - no name table: `syscalls.rs` gets the numbers for each ABI.
 mod syscalls;
+
+use syscalls::{Abi, X32_SYSCALL_BIT};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,7 +47,7 @@ use std::sync::{Arc, OnceLock};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    SeccompRule, TargetArch, sock_filter,
 };
 use serde::Deserialize;
 
@@ -172,7 +183,7 @@ impl SeccompProfile {
             }
             parse_action(&rule.action, rule.errno_ret)?;
             for arg in rule.args.iter().flatten() {
-                condition(arg)?;
+                condition(arg, SeccompCmpArgLen::Qword)?;
             }
             for filter in [&rule.includes, &rule.excludes].into_iter().flatten() {
                 if let Some(k) = &filter.min_kernel {
@@ -200,11 +211,18 @@ impl SeccompProfile {
     }
 
     fn compile_for(&self, caps: &[&str], kernel: (u32, u32)) -> Result<Filters, SandboxError> {
-        let (arch, target) = native_arch()?;
+        let (native, arch) = Abi::native().ok_or_else(|| {
+            SandboxError::Seccomp(format!(
+                "seccomp filters are not supported on {}; use --security-opt seccomp=unconfined",
+                std::env::consts::ARCH
+            ))
+        })?;
+        let abis = self.abis(native);
         let default = parse_action(&self.default_action, self.default_errno_ret)?;
-        // Every named syscall, whatever its action, passes the first filter.
-        let mut named = Rules::default();
-        let mut by_action: Vec<(SeccompAction, Rules)> = Vec::new();
+        // The rules that apply here, with their actions. As in moby, a
+        // rule's `arches` name the native architecture, whatever the ABI.
+        let mut rules = Vec::new();
+        let mut actions: Vec<SeccompAction> = Vec::new();
         for rule in &self.syscalls {
             if !applies(rule, arch, caps, kernel)? {
                 continue;
@@ -214,40 +232,80 @@ impl SeccompProfile {
             if action == default {
                 continue;
             }
-            let conditions = rule_conditions(rule)?;
-            let single = (!rule.name.is_empty()).then_some(&rule.name);
-            for name in rule.names.iter().chain(single) {
-                // Names this architecture lacks are skipped, as libseccomp does.
-                let Some(nr) = syscalls::number(name) else {
-                    continue;
-                };
-                named.add(nr, &conditions);
-                if action != SeccompAction::Allow {
-                    let i = match by_action.iter().position(|(a, _)| *a == action) {
-                        Some(i) => i,
-                        None => {
-                            by_action.push((action.clone(), Rules::default()));
-                            by_action.len() - 1
-                        }
+            if action != SeccompAction::Allow && !actions.contains(&action) {
+                actions.push(action.clone());
+            }
+            rules.push((rule, action));
+        }
+        // Per ABI: every named syscall, whatever its action, passes the
+        // first filter; each other action has a filter of its own.
+        let mut named = Vec::new();
+        let mut by_action: Vec<Vec<(Abi, Rules)>> = vec![Vec::new(); actions.len()];
+        for &abi in &abis {
+            let mut all = Rules::default();
+            let mut mine = vec![Rules::default(); actions.len()];
+            for (rule, action) in &rules {
+                let conditions = rule_conditions(rule, abi)?;
+                let single = (!rule.name.is_empty()).then_some(&rule.name);
+                for name in rule.names.iter().chain(single) {
+                    // Names this ABI lacks are skipped, as libseccomp does.
+                    let Some(nr) = abi.number(name) else {
+                        continue;
                     };
-                    by_action[i].1.add(nr, &conditions);
+                    all.add(nr, &conditions);
+                    if let Some(i) = actions.iter().position(|a| a == action) {
+                        mine[i].add(nr, &conditions);
+                    }
                 }
+            }
+            named.push((abi, all));
+            for (i, rules) in mine.into_iter().enumerate() {
+                by_action[i].push((abi, rules));
             }
         }
         let mut programs = Vec::new();
         if default != SeccompAction::Allow {
-            programs.push(program(named, default, SeccompAction::Allow, target)?);
+            programs.extend(dispatch(&abis, named, &default, &SeccompAction::Allow)?);
         }
-        for (action, rules) in by_action {
-            programs.push(program(rules, SeccompAction::Allow, action, target)?);
+        for (action, rules) in actions.iter().zip(by_action) {
+            programs.extend(dispatch(&abis, rules, &SeccompAction::Allow, action)?);
         }
         Ok(Filters(programs))
+    }
+
+    /// The ABIs the filter covers, native first: the native entry of
+    /// `archMap` with its sub-architectures, or `architectures` (moby's
+    /// `setupSeccomp`), less those this machine cannot run. libseccomp
+    /// always covers the native one.
+    fn abis(&self, native: Abi) -> Vec<Abi> {
+        let names: Vec<&str> = if self.arch_map.is_empty() {
+            self.architectures.iter().map(String::as_str).collect()
+        } else {
+            self.arch_map
+                .iter()
+                .find(|m| Abi::runnable(&m.architecture) == Some(native))
+                .map(|m| {
+                    let subs = m.sub_architectures.iter().flatten();
+                    std::iter::once(&m.architecture)
+                        .chain(subs)
+                        .map(String::as_str)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut abis = vec![native];
+        for abi in names.into_iter().filter_map(Abi::runnable) {
+            if !abis.contains(&abi) {
+                abis.push(abi);
+            }
+        }
+        abis
     }
 }
 
 /// The rules of one filter: per syscall, `None` to match it always, or the
 /// rules of which one must match.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Rules(BTreeMap<i64, Option<Vec<SeccompRule>>>);
 
 impl Rules {
@@ -261,21 +319,154 @@ impl Rules {
     }
 }
 
-fn program(
+/// The kernel's limit on one filter (`BPF_MAXINSNS`).
+const MAX_INSNS: usize = 4096;
+
+const LD_W_ABS: u16 = 0x20;
+const JMP_JA: u16 = 0x05;
+const JMP_JEQ_K: u16 = 0x15;
+const JMP_JGE_K: u16 = 0x35;
+const RET_K: u16 = 0x06;
+/// `offsetof(struct seccomp_data, nr)` and `arch`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+
+fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// One ABI's rules compiled by seccompiler: the instructions after its
+/// architecture check, starting with the load of the syscall number and
+/// ending in returns on every path. Jumps are relative, so the body can
+/// sit anywhere in a larger program.
+fn body(
     rules: Rules,
-    mismatch: SeccompAction,
-    matched: SeccompAction,
-    target: TargetArch,
-) -> Result<BpfProgram, SandboxError> {
+    abi: Abi,
+    mismatch: &SeccompAction,
+    matched: &SeccompAction,
+) -> Result<Vec<sock_filter>, SandboxError> {
     let rules = rules
         .0
         .into_iter()
         .map(|(nr, rules)| (nr, rules.unwrap_or_default()))
         .collect();
-    let filter = SeccompFilter::new(rules, mismatch, matched, target)
-        .map_err(|e| SandboxError::Seccomp(format!("compiling the seccomp filter: {e}")))?;
-    BpfProgram::try_from(filter)
-        .map_err(|e| SandboxError::Seccomp(format!("compiling the seccomp filter: {e}")))
+    let err = |e: seccompiler::BackendError| {
+        SandboxError::Seccomp(format!("compiling the seccomp filter for {abi:?}: {e}"))
+    };
+    // The target only picks the architecture check, which is cut off.
+    let filter = SeccompFilter::new(rules, mismatch.clone(), matched.clone(), TargetArch::x86_64)
+        .map_err(err)?;
+    let program = BpfProgram::try_from(filter).map_err(err)?;
+    let check = [
+        ins(LD_W_ABS, 0, 0, DATA_ARCH),
+        ins(JMP_JEQ_K, 1, 0, Abi::X86_64.audit_arch()),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+    ];
+    match program.strip_prefix(&check[..]) {
+        Some(rest) => Ok(rest.to_vec()),
+        None => Err(SandboxError::Seccomp(
+            "seccompiler's filter does not start with the architecture check this crate cuts off"
+                .into(),
+        )),
+    }
+}
+
+/// The filters for one action: each ABI's body behind a dispatch on
+/// `seccomp_data.arch`, as many ABIs to a filter as fit the kernel's limit.
+/// In every filter an unknown architecture is killed, an ABI of the
+/// profile whose body sits in another filter is allowed (that filter
+/// decides), and so is one whose rules are empty.
+fn dispatch(
+    abis: &[Abi],
+    rules: Vec<(Abi, Rules)>,
+    mismatch: &SeccompAction,
+    matched: &SeccompAction,
+) -> Result<Vec<BpfProgram>, SandboxError> {
+    let mut bodies = Vec::new();
+    for (abi, rules) in rules {
+        if !rules.0.is_empty() || *mismatch != SeccompAction::Allow {
+            bodies.push((abi, body(rules, abi, mismatch, matched)?));
+        }
+    }
+    let mut programs = Vec::new();
+    let mut group: Vec<(Abi, Vec<sock_filter>)> = Vec::new();
+    for (abi, code) in bodies {
+        let size: usize = group.iter().map(|(_, c)| c.len()).sum();
+        if !group.is_empty() && size + code.len() + dispatch_len(abis) > MAX_INSNS {
+            programs.push(assemble(abis, std::mem::take(&mut group))?);
+        }
+        group.push((abi, code));
+    }
+    if !group.is_empty() {
+        programs.push(assemble(abis, group)?);
+    }
+    Ok(programs)
+}
+
+/// An upper bound on the instructions `assemble` adds around the bodies.
+fn dispatch_len(abis: &[Abi]) -> usize {
+    2 + 3 * abis.len() + 4
+}
+
+/// One filter: load the architecture, jump to its section or kill. The
+/// x86_64 section splits on `__X32_SYSCALL_BIT` first. A section holds its
+/// ABI's body, or returns ALLOW when the body is elsewhere (or empty), or
+/// KILL_PROCESS for x32 when the profile does not list it.
+fn assemble(
+    abis: &[Abi],
+    bodies: Vec<(Abi, Vec<sock_filter>)>,
+) -> Result<BpfProgram, SandboxError> {
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+    let mut bodies: BTreeMap<Abi, Vec<sock_filter>> = bodies.into_iter().collect();
+    let mut section = |abi: Abi| -> Vec<sock_filter> {
+        match bodies.remove(&abi) {
+            Some(code) => code,
+            None if abis.contains(&abi) => vec![ins(RET_K, 0, 0, ALLOW)],
+            None => vec![ins(RET_K, 0, 0, KILL)],
+        }
+    };
+    // Sections by AUDIT_ARCH, in the profile's order (x32 goes with x86_64).
+    let mut sections: Vec<(u32, Vec<sock_filter>)> = Vec::new();
+    for &abi in abis {
+        match abi {
+            Abi::X32 if abis.contains(&Abi::X86_64) => continue,
+            Abi::X86_64 | Abi::X32 => {
+                let x86_64 = section(Abi::X86_64);
+                let x32 = section(Abi::X32);
+                let mut code = vec![
+                    ins(LD_W_ABS, 0, 0, DATA_NR),
+                    ins(JMP_JGE_K, 0, 1, X32_SYSCALL_BIT),
+                    ins(JMP_JA, 0, 0, x86_64.len() as u32),
+                ];
+                code.extend(x86_64);
+                code.extend(x32);
+                sections.push((abi.audit_arch(), code));
+            }
+            _ => sections.push((abi.audit_arch(), section(abi))),
+        }
+    }
+    // ld arch; per section: jeq audit, 0, 1; ja section; then ret KILL.
+    let mut program = vec![ins(LD_W_ABS, 0, 0, DATA_ARCH)];
+    let header = 1 + 2 * sections.len() + 1;
+    let mut at = header;
+    for (i, (audit, code)) in sections.iter().enumerate() {
+        let ja_pc = 1 + 2 * i + 1;
+        program.push(ins(JMP_JEQ_K, 0, 1, *audit));
+        program.push(ins(JMP_JA, 0, 0, (at - (ja_pc + 1)) as u32));
+        at += code.len();
+    }
+    program.push(ins(RET_K, 0, 0, KILL));
+    for (_, code) in sections {
+        program.extend(code);
+    }
+    if program.len() > MAX_INSNS {
+        return Err(SandboxError::Seccomp(format!(
+            "the seccomp filter has {} instructions; the kernel takes at most {MAX_INSNS}",
+            program.len()
+        )));
+    }
+    Ok(program)
 }
 
 /// moby's `setupSeccomp` filter: excluded arches, excluded capabilities
@@ -316,12 +507,20 @@ fn applies(
 /// A rule's argument conditions as seccompiler rules (one of which must
 /// match; none means always). As in runc: all conditions in one rule,
 /// unless an argument index repeats, then one rule per condition.
-fn rule_conditions(rule: &SyscallRule) -> Result<Vec<SeccompRule>, SandboxError> {
+fn rule_conditions(rule: &SyscallRule, abi: Abi) -> Result<Vec<SeccompRule>, SandboxError> {
     let args = rule.args.as_deref().unwrap_or_default();
     if args.is_empty() {
         return Ok(Vec::new());
     }
-    let conditions = args.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+    let len = if abi.is_32bit() {
+        SeccompCmpArgLen::Dword
+    } else {
+        SeccompCmpArgLen::Qword
+    };
+    let conditions = args
+        .iter()
+        .map(|a| condition(a, len.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut seen = [0u8; 6];
     for a in args {
         seen[a.index as usize] += 1;
@@ -336,7 +535,7 @@ fn rule_conditions(rule: &SyscallRule) -> Result<Vec<SeccompRule>, SandboxError>
     }
 }
 
-fn condition(arg: &SyscallArg) -> Result<SeccompCondition, SandboxError> {
+fn condition(arg: &SyscallArg, len: SeccompCmpArgLen) -> Result<SeccompCondition, SandboxError> {
     if arg.index > 5 {
         return Err(SandboxError::Seccomp(format!(
             "seccomp argument index {} out of range 0-5",
@@ -357,8 +556,9 @@ fn condition(arg: &SyscallArg) -> Result<SeccompCondition, SandboxError> {
             )));
         }
     };
-    // libseccomp compares whole 64-bit arguments; so do we.
-    SeccompCondition::new(arg.index as u8, SeccompCmpArgLen::Qword, op, value)
+    // libseccomp compares whole 64-bit arguments, and the low 32 bits on
+    // 32-bit ABIs; so do we.
+    SeccompCondition::new(arg.index as u8, len, op, value)
         .map_err(|e| SandboxError::Seccomp(format!("seccomp condition: {e}")))
 }
 
@@ -408,20 +608,6 @@ fn running_kernel() -> (u32, u32) {
     (num(parts.next()), num(parts.next()))
 }
 
-/// Go's name for this architecture (profiles use it) and seccompiler's.
-fn native_arch() -> Result<(&'static str, TargetArch), SandboxError> {
-    if cfg!(target_arch = "x86_64") {
-        Ok(("amd64", TargetArch::x86_64))
-    } else if cfg!(target_arch = "aarch64") {
-        Ok(("arm64", TargetArch::aarch64))
-    } else {
-        Err(SandboxError::Seccomp(format!(
-            "seccomp filters are not supported on {}; use --security-opt seccomp=unconfined",
-            std::env::consts::ARCH
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,23 +650,31 @@ mod tests {
         }
     }
 
-    /// What the compiled filters return for one syscall, by running the BPF
-    /// programs as the kernel does (the most restrictive result wins, the
-    /// last-installed among equals).
+    /// What the compiled filters return for one native syscall.
     fn verdict(filters: &Filters, nr: i64, args: [u64; 6]) -> u32 {
+        let native = Abi::native().unwrap().0;
+        verdict_on(filters, native.audit_arch(), nr, args)
+    }
+
+    /// What the compiled filters return for one syscall of the ABI whose
+    /// `AUDIT_ARCH` is `arch`, by running the BPF programs as the kernel
+    /// does (the most restrictive result wins, the last-installed among
+    /// equals).
+    fn verdict_on(filters: &Filters, arch: u32, nr: i64, args: [u64; 6]) -> u32 {
         let mut data = [0u32; 16];
         data[0] = nr as u32;
-        data[1] = match native_arch().unwrap().1 {
-            TargetArch::x86_64 => 0xc000_003e,
-            TargetArch::aarch64 => 0xc000_00b7,
-            TargetArch::riscv64 => 0xc000_00f3,
-        };
+        data[1] = arch;
         for (i, a) in args.iter().enumerate() {
             data[4 + 2 * i] = *a as u32;
             data[5 + 2 * i] = (*a >> 32) as u32;
         }
         let mut result = libc::SECCOMP_RET_ALLOW;
         for prog in filters.0.iter().rev() {
+            assert!(
+                prog.len() <= MAX_INSNS,
+                "a filter of {} instructions",
+                prog.len()
+            );
             let r = run_bpf(prog, &data);
             let action = |v: u32| (v & libc::SECCOMP_RET_ACTION_FULL) as i32;
             if action(r) < action(result) {
@@ -664,5 +858,107 @@ mod tests {
             let err = SeccompProfile::from_json(json).unwrap_err().to_string();
             assert!(err.contains(want), "{json}: {err}");
         }
+    }
+
+    /// Every ABI of the native entry of Docker's `archMap` reaches a body
+    /// that filters with that ABI's numbers; any other architecture, and
+    /// x32 when the profile leaves it out, is killed.
+    #[test]
+    fn r11_every_abi_of_dockers_arch_map_is_filtered() {
+        let profile = SeccompProfile::docker_default();
+        let filters = profile.compile_for(&DEFAULT_CAPS, (6, 1)).unwrap();
+        let (native, _) = Abi::native().unwrap();
+        let entry = profile
+            .arch_map
+            .iter()
+            .find(|m| Abi::runnable(&m.architecture) == Some(native))
+            .expect("docker's archMap has the native architecture");
+        let mut names = vec![entry.architecture.clone()];
+        names.extend(entry.sub_architectures.iter().flatten().cloned());
+        assert!(names.len() > 1, "{names:?}");
+        let vsock = libc::AF_VSOCK as u64;
+        for name in &names {
+            let abi = Abi::runnable(name).unwrap_or_else(|| panic!("{name} runs here"));
+            let nr = |n: &str| abi.number(n).unwrap_or_else(|| panic!("{abi:?} {n}"));
+            let cases = [
+                ("write", nr("write"), [1, 0, 0, 0, 0, 0], ALLOW),
+                ("exit_group", nr("exit_group"), [0; 6], ALLOW),
+                (
+                    "unshare",
+                    nr("unshare"),
+                    [0x1000_0000, 0, 0, 0, 0, 0],
+                    EPERM,
+                ),
+                ("mount", nr("mount"), [0; 6], EPERM),
+                ("keyctl", nr("keyctl"), [0; 6], EPERM),
+                ("clone3", nr("clone3"), [0; 6], ENOSYS),
+                ("socket AF_INET", nr("socket"), [2, 0, 0, 0, 0, 0], ALLOW),
+                (
+                    "socket AF_VSOCK",
+                    nr("socket"),
+                    [vsock, 0, 0, 0, 0, 0],
+                    EPERM,
+                ),
+                ("an unknown syscall", nr("read") + 2000, [0; 6], EPERM),
+            ];
+            for (what, nr, args, want) in cases {
+                let got = verdict_on(&filters, abi.audit_arch(), nr, args);
+                assert_eq!(got, want, "{name}: {what} ({nr:#x})");
+            }
+        }
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        for arch in [0x4000_0028, 0x4000_0003, 0xc000_00b7, 0xc000_003e, 0x1234] {
+            if names
+                .iter()
+                .any(|n| Abi::runnable(n).map(Abi::audit_arch) == Some(arch))
+            {
+                continue;
+            }
+            assert_eq!(
+                verdict_on(&filters, arch, 0, [0; 6]),
+                kill,
+                "arch {arch:#x}"
+            );
+        }
+        // Only the native ABI: a 32-bit program is killed, as libseccomp's
+        // bad-arch action does.
+        let native_only = SeccompProfile::from_json(&format!(
+            r#"{{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["{}"],
+                "syscalls": [{{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}}]}}"#,
+            entry.architecture
+        ))
+        .unwrap()
+        .compile_for(&DEFAULT_CAPS, (6, 1))
+        .unwrap();
+        assert_eq!(native_only.0.len(), 1, "one filter");
+        let write = native.number("write").unwrap();
+        assert_eq!(
+            verdict_on(&native_only, native.audit_arch(), write, [0; 6]),
+            ALLOW
+        );
+        for name in &names[1..] {
+            let abi = Abi::runnable(name).unwrap();
+            let nr = abi.number("write").unwrap();
+            assert_eq!(
+                verdict_on(&native_only, abi.audit_arch(), nr, [0; 6]),
+                kill,
+                "{name}"
+            );
+        }
+    }
+
+    /// The three ABIs of x86_64 with Docker's profile need more than one
+    /// filter (seccompiler's five instructions a syscall), and each stays
+    /// within the kernel's 4096.
+    #[test]
+    fn r11_filters_fit_the_kernel_limit() {
+        let filters = SeccompProfile::docker_default()
+            .compile_for(&DEFAULT_CAPS, (6, 1))
+            .unwrap();
+        for f in &filters.0 {
+            assert!(f.len() <= MAX_INSNS, "{}", f.len());
+        }
+        let total: usize = filters.0.iter().map(Vec::len).sum();
+        assert!(total < 32768, "the kernel's MAX_INSNS_PER_PATH: {total}");
     }
 }
