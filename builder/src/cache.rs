@@ -78,13 +78,54 @@ impl StepInputs {
 /// What the cache remembers of a filesystem step.
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedStep {
+    /// The inputs, by name, for explaining a later miss. An exported
+    /// record keeps only their digest-level part ([`redact_for_export`]).
     inputs: StepInputs,
+    /// Set on a record that went through `--cache-to`: `inputs` then holds
+    /// only the version, the parent and the instruction; the key (a digest
+    /// of the whole inputs) is what identifies the step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    redacted: bool,
     /// The layer the step made; `None` when its diff was empty.
     layer: Option<CachedLayer>,
     /// When the step first ran: a build that reuses every step reuses this
     /// time too, so an unchanged rebuild gives the same image ID.
     #[serde(default)]
     created: Option<String>,
+}
+
+impl StepInputs {
+    /// Only what is no secret: the version, the parent filesystem's chain
+    /// ID and the instruction's name.
+    fn redacted(&self) -> StepInputs {
+        StepInputs {
+            version: self.version,
+            parent: self.parent.clone(),
+            op: self.op.clone(),
+            definition: BTreeMap::new(),
+            env: Vec::new(),
+            content: BTreeMap::new(),
+            output: BTreeMap::new(),
+        }
+    }
+}
+
+/// A step record as `--cache-to` exports it: without the inputs' values
+/// (build args and env a RUN sees, URLs with their credentials, paths,
+/// flags), as BuildKit's exported cache holds only digests. Import needs
+/// only the key, the layer and the blobs. A payload that is not a step
+/// record is exported as `null`, so nothing unknown leaves the machine.
+pub(crate) fn redact_for_export(payload: &serde_json::Value) -> serde_json::Value {
+    match serde_json::from_value::<CachedStep>(payload.clone()) {
+        Ok(step) => serde_json::to_value(CachedStep {
+            inputs: step.inputs.redacted(),
+            redacted: true,
+            layer: step.layer,
+            created: step.created,
+        })
+        .unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::Null,
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -417,7 +458,14 @@ impl StageBuilder<'_> {
         let Ok(cached) = serde_json::from_value::<CachedStep>(entry.payload) else {
             return Ok(false);
         };
-        if cached.inputs != *inputs {
+        // The key is a digest of the inputs; a local record also keeps
+        // them whole, an imported one only their digest-level part.
+        let expected = if cached.redacted {
+            inputs.redacted()
+        } else {
+            inputs.clone()
+        };
+        if cached.inputs != expected {
             return Ok(false);
         }
         match cached.layer {
@@ -500,6 +548,7 @@ impl StageBuilder<'_> {
         let key = inputs.key();
         let payload = serde_json::to_value(CachedStep {
             inputs,
+            redacted: false,
             layer,
             created: Some(self.scope.created.clone()),
         })
@@ -689,19 +738,22 @@ impl StageBuilder<'_> {
         });
     }
 
-    /// The inputs of the most recent earlier build at this position that
-    /// ran the same kind of instruction.
-    fn nearest_earlier(&self, inputs: &StepInputs) -> Option<StepInputs> {
+    /// The most recent earlier build at this position that ran the same
+    /// kind of instruction: its inputs, and whether they were redacted
+    /// (a record imported from an exported cache).
+    fn nearest_earlier(&self, inputs: &StepInputs) -> Option<(StepInputs, bool)> {
         let store = self.scope.builder.store;
         self.recent_keys().keys.iter().find_map(|key| {
             let entry = store.cache_peek(key).ok().flatten()?;
             let cached = serde_json::from_value::<CachedStep>(entry.payload).ok()?;
-            (cached.inputs.op == inputs.op).then_some(cached.inputs)
+            (cached.inputs.op == inputs.op).then_some((cached.inputs, cached.redacted))
         })
     }
 
-    /// The first input that differs, in words.
-    fn describe_change(&self, old: &StepInputs, new: &StepInputs) -> String {
+    /// The first input that differs, in words. Against an imported record,
+    /// which keeps no values, only a changed parent, instruction or hoist
+    /// version can be named.
+    fn describe_change(&self, (old, redacted): &(StepInputs, bool), new: &StepInputs) -> String {
         if old.parent != new.parent {
             return match (self.prev_step, &self.stage.base) {
                 (Some(prev), _) if prev.rebuilt => {
@@ -724,6 +776,18 @@ impl StageBuilder<'_> {
         }
         if old.op != new.op {
             return format!("the instruction changed ({} -> {})", old.op, new.op);
+        }
+        if old.version != new.version {
+            return "the earlier build was made by another version of hoist".to_owned();
+        }
+        if *redacted {
+            let store = self.scope.builder.store;
+            if matches!(store.cache_peek(&new.key()), Ok(Some(_))) {
+                return "the earlier build's layer is no longer in the store".to_owned();
+            }
+            return "an input changed since the imported cache's build (it keeps digests, \
+                    not values)"
+                .to_owned();
         }
         if let Some((name, a, b)) = first_change(&view(&old.definition), &view(&new.definition)) {
             return match name {
@@ -757,9 +821,6 @@ impl StageBuilder<'_> {
         }
         if old.output != new.output {
             return "the layer output settings changed".to_owned();
-        }
-        if old.version != new.version {
-            return "the earlier build was made by another version of hoist".to_owned();
         }
         "the earlier build's layer is no longer in the store".to_owned()
     }
@@ -851,5 +912,44 @@ mod tests {
         ] {
             assert_ne!(changed.key(), key, "{name} must change the key");
         }
+    }
+
+    /// An exported record keeps its layer, its creation time and the
+    /// digest-level inputs; every value is gone.
+    #[test]
+    fn r8_an_exported_record_keeps_no_input_values() {
+        let mut inputs = StepInputs::new(None, "ADD");
+        inputs.define("sources", "[\"http://ci:s3cret@host/f\"]");
+        inputs.env.push("TOKEN=s3cret".to_owned());
+        inputs.content.insert(
+            "url http://ci:s3cret@host/f".to_owned(),
+            "sha256:00".to_owned(),
+        );
+        inputs
+            .output
+            .insert("compression".to_owned(), "s3cret".to_owned());
+        let payload = serde_json::to_value(CachedStep {
+            inputs: inputs.clone(),
+            redacted: false,
+            layer: None,
+            created: Some("2024-01-01T00:00:00Z".to_owned()),
+        })
+        .unwrap();
+        assert!(
+            payload.to_string().contains("s3cret"),
+            "the case has values"
+        );
+        let exported = redact_for_export(&payload);
+        assert!(!exported.to_string().contains("s3cret"), "{exported}");
+        let step: CachedStep = serde_json::from_value(exported).unwrap();
+        assert!(step.redacted);
+        assert_eq!(step.inputs, inputs.redacted());
+        assert_eq!(step.inputs.op, "ADD");
+        assert_eq!(step.created.as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(
+            redact_for_export(&serde_json::json!({"unknown": "s3cret"})),
+            serde_json::Value::Null,
+            "what is not a step record is not exported"
+        );
     }
 }

@@ -4,8 +4,11 @@
 //! The directory is an OCI image layout whose one manifest has the config
 //! media type `application/vnd.buildkit.cacheconfig.v0` and the cached
 //! layers as its layers, so tools that know BuildKit's cache can store,
-//! list and collect it. hoist's own records (each step's key, inputs and
-//! result) sit in one more blob of media type [`STEPS_MEDIA_TYPE`].
+//! list and collect it. hoist's own records (each step's key and result)
+//! sit in one more blob of media type [`STEPS_MEDIA_TYPE`]. As in
+//! BuildKit's, they hold digests, never the values that went into a key
+//! (build args, env, URLs): a miss against an imported record is explained
+//! only as far as its parent and instruction go.
 //!
 //! Importing is lazy, as BuildKit's: the step records become cache
 //! entries at once, but a layer is copied or downloaded only when the
@@ -118,7 +121,12 @@ fn select_entries(
         if mode == ExportMode::Min && !entry.blobs.iter().all(|b| final_layers.contains(b)) {
             continue;
         }
-        entries.push(entry);
+        // Digests only leave the machine, as in BuildKit's cache: never a
+        // build arg's value or a URL's credentials.
+        entries.push(CacheEntry {
+            payload: crate::cache::redact_for_export(&entry.payload),
+            ..entry
+        });
     }
     // Stages that run at the same time record their keys in whatever
     // order they finish: sort, as BuildKit's sortConfig does, so that the

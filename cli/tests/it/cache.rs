@@ -185,7 +185,7 @@ fn r8_no_cache_filter_rebuilds_only_the_named_stages() {
 
 /// Every file under `dir`, decompressed when it is a gzip or zstd stream,
 /// that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+pub(crate) fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
         if !entry.file_type().is_file() {

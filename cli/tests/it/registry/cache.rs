@@ -289,3 +289,131 @@ fn r8_a_missing_or_foreign_cache_is_a_warning_not_a_failure() {
     );
     assert!(log.contains("WARNING: failed to export cache"), "{log}");
 }
+
+/// An exported cache holds digests, never a step's input values: a build
+/// arg a RUN sees and an `ADD` URL's credentials stay out of every file of
+/// a `type=local` export and every blob pushed to a registry. The records
+/// still round-trip, and a miss against one is explained without values.
+#[test]
+fn r8_exported_caches_hold_no_build_arg_or_url_credentials() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::cache::files_containing;
+    use crate::registry::http::{Server, respond};
+
+    let token = String::from_utf8(std::fs::read("/proc/sys/kernel/random/uuid").unwrap())
+        .unwrap()
+        .trim()
+        .replace('-', "");
+    assert_eq!(token.len(), 32);
+    // The file is served only to the credentials in the URL.
+    let expected = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("ci:{token}")
+        )
+    );
+    let (served, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let server = {
+        let (served, refused) = (served.clone(), refused.clone());
+        Server::start(move |request, mut stream| {
+            if request.header("authorization") == Some(expected.as_str()) {
+                served.fetch_add(1, Ordering::SeqCst);
+                let _ = respond(&mut stream, 200, &[], b"payload\n");
+            } else {
+                refused.fetch_add(1, Ordering::SeqCst);
+                let _ = respond(&mut stream, 401, &[], b"");
+            }
+        })
+    };
+    let ctx = dockerfile_context(&format!(
+        "FROM busybox
+ARG TOKEN LEVEL=1
+ADD http://ci:${{TOKEN}}@{}/file.txt /file.txt
+RUN test ${{#TOKEN}} = 32 && cat /file.txt > /seen && echo $LEVEL > /level
+",
+        server.host()
+    ));
+    let registry = TestRegistry::anonymous();
+    let reference = format!("{}/ci/secret:cache", registry.host());
+    let out = tempfile::tempdir().unwrap();
+    let local = out.path().join("cache");
+    let arg = format!("TOKEN={token}");
+    let first = Hoist::with_busybox();
+    let log = first.build(
+        ctx.path(),
+        &[
+            "--build-arg",
+            &arg,
+            "-t",
+            "secret:1",
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", local.display()),
+            "--cache-to",
+            &format!("type=registry,ref={reference},mode=max"),
+        ],
+    );
+    assert_eq!(log.matches("2 cache records").count(), 2, "{log}");
+    assert_eq!(first.exec("secret:1", &["cat", "/seen"]), "payload\n");
+    assert_eq!(served.load(Ordering::SeqCst), 1, "{log}");
+    assert_eq!(refused.load(Ordering::SeqCst), 0, "{log}");
+
+    // The check finds the token where it is: the local store keeps the
+    // inputs whole, for explaining misses.
+    assert!(!files_containing(first.root(), token.as_bytes()).is_empty());
+    for dir in [local.clone(), registry.storage()] {
+        assert_eq!(
+            files_containing(&dir, token.as_bytes()),
+            Vec::<String>::new(),
+            "the token leaked into {}",
+            dir.display()
+        );
+    }
+    // Nor is the URL there, in any form.
+    let url_path = format!("{}/file.txt", server.host());
+    for dir in [local.clone(), registry.storage()] {
+        assert_eq!(
+            files_containing(&dir, url_path.as_bytes()),
+            Vec::<String>::new()
+        );
+    }
+
+    // Both round-trip: a fresh store takes both steps from either.
+    for from in [
+        format!("type=local,src={}", local.display()),
+        format!("type=registry,ref={reference}"),
+    ] {
+        let fresh = Hoist::with_busybox();
+        let log = fresh.build(
+            ctx.path(),
+            &["--build-arg", &arg, "-t", "secret:2", "--cache-from", &from],
+        );
+        assert_eq!(log.matches("CACHED").count(), 2, "{from}\n{log}");
+        assert_eq!(fresh.exec("secret:2", &["cat", "/seen"]), "payload\n");
+        fsck_is_clean(&fresh);
+
+        // A miss against an imported record names no value.
+        let out = fresh.run(&[
+            "build",
+            "--progress=plain",
+            "--build-arg",
+            &arg,
+            "--build-arg",
+            "LEVEL=2",
+            "--explain",
+            "--dry-run",
+            ctx.path().to_str().unwrap(),
+        ]);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        assert!(
+            log.contains(
+                "not cached: an input changed since the imported cache's build \
+                 (it keeps digests, not values)"
+            ),
+            "{from}\n{log}"
+        );
+    }
+}
