@@ -14,7 +14,7 @@ use crate::digest::Digest;
 use crate::store::Store;
 use crate::{Result, StoreError};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Sources {
     /// `docker.io/library/busybox@sha256:...`: how the registry names the
     /// image (for a multi-platform pull, the index digest).
@@ -99,8 +99,19 @@ impl Store {
             .unwrap_or_default()
     }
 
-    fn edit_sources(&self, digest: &Digest, edit: impl FnOnce(&mut Sources)) -> Result<()> {
+    /// Applies `edit` to the record of `digest`. An edit that changes
+    /// nothing (a re-push, a re-pull) writes nothing and takes no lock: it
+    /// costs a read, not an exclusive lock and two fsyncs per record.
+    fn edit_sources(&self, digest: &Digest, edit: impl Fn(&mut Sources)) -> Result<()> {
         let path = self.sources_path(digest)?;
+        let unchanged = |current: &Sources| {
+            let mut edited = current.clone();
+            edit(&mut edited);
+            edited == *current
+        };
+        if unchanged(&self.read_sources(digest)) {
+            return Ok(());
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
         }

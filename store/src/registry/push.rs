@@ -115,6 +115,28 @@ impl Client {
             .map(|layer| layer.descriptor.clone())
             .collect();
         options.progress.resolved(&shown);
+        // Every layer's outgoing form known means the manifest is too: a
+        // tag that already names it needs nothing more, since a registry
+        // holds the blobs of each manifest it holds (it refuses a manifest
+        // PUT whose blobs it lacks). A re-push is one HEAD, not one per
+        // blob.
+        let tag_checked = known.iter().all(Option::is_some);
+        if tag_checked {
+            let layers: Vec<Descriptor> = known.iter().flatten().cloned().collect();
+            let manifest_bytes = manifest_for(store, image, &layers)?;
+            let manifest_digest = sha256_bytes(&manifest_bytes);
+            if self.tag_names(&target, &manifest_bytes, &manifest_digest, &tag)? {
+                for layer in &shown {
+                    options.progress.exists(layer);
+                }
+                let pushed = Pushed {
+                    digest: manifest_digest,
+                    size: manifest_bytes.len() as u64,
+                };
+                record_push(store, image, &name, &layers, config, &pushed)?;
+                return Ok(pushed);
+            }
+        }
         let jobs: Vec<usize> = (0..stored_layers.len()).collect();
         let outgoing: Vec<Mutex<Option<Descriptor>>> =
             known.iter().map(|d| Mutex::new(d.clone())).collect();
@@ -150,25 +172,15 @@ impl Client {
                 RegistryError::invalid(reference.familiar_string(), "a layer was not pushed")
             })?;
         self.push_blob(store, &target, config, &mounts_of(config.digest()), None)?;
-        // A pulled Docker manifest the store keeps in OCI form goes back
-        // as it came, with its digest, when no layer changed.
-        let original = store
-            .original_manifest(image.digest())
-            .filter(|_| layers == image.manifest().layers().as_slice())
-            .filter(|original| store.has_blob(original));
-        let manifest_bytes = match original {
-            Some(original) => store.read_blob_bytes(&original)?,
-            None => outgoing_manifest(store, image, &layers)?,
-        };
+        let manifest_bytes = manifest_for(store, image, &layers)?;
         let manifest_digest = sha256_bytes(&manifest_bytes);
-        let pushed = self.push_manifest(&target, &manifest_bytes, &manifest_digest, &tag)?;
-        store.add_repo_digest(image.digest(), &format!("{name}@{}", pushed.digest))?;
-        let digests: Vec<Digest> = layers
-            .iter()
-            .chain([config])
-            .map(|b| b.digest().clone())
-            .collect();
-        store.add_blob_sources(&digests, &name)?;
+        // The tag was found naming another manifest above: no second HEAD.
+        let pushed = if tag_checked {
+            self.put_manifest(&target, &manifest_bytes, &manifest_digest, &tag)?
+        } else {
+            self.push_manifest(&target, &manifest_bytes, &manifest_digest, &tag)?
+        };
+        record_push(store, image, &name, &layers, config, &pushed)?;
         Ok(pushed)
     }
 
@@ -462,7 +474,54 @@ impl Client {
         Ok(())
     }
 
+    /// Whether `tag` already names the manifest `digest` in the target
+    /// repository (a `HEAD`, with the manifest's media type accepted).
+    fn tag_names(
+        &self,
+        target: &Target<'_>,
+        bytes: &[u8],
+        digest: &Digest,
+        tag: &str,
+    ) -> Result<bool> {
+        let host = target.host;
+        let url = format!(
+            "{}/v2/{}/manifests/{tag}",
+            host.base,
+            target.reference.path()
+        );
+        let media_type = manifest_media_type(bytes);
+        let head = self.request(host, &target.scopes, &|http, _| {
+            Ok(http.head(&url).header("Accept", media_type.as_str()))
+        })?;
+        Ok(head.status().is_success()
+            && head
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_digest(v).ok())
+                .is_some_and(|d| d == *digest))
+    }
+
     pub(crate) fn push_manifest(
+        &self,
+        target: &Target<'_>,
+        bytes: &[u8],
+        digest: &Digest,
+        tag: &str,
+    ) -> Result<Pushed> {
+        // An unchanged tag needs no PUT.
+        if self.tag_names(target, bytes, digest, tag)? {
+            return Ok(Pushed {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+            });
+        }
+        self.put_manifest(target, bytes, digest, tag)
+    }
+
+    /// `PUT /v2/<name>/manifests/<tag>`, checking the digest the registry
+    /// names it by.
+    fn put_manifest(
         &self,
         target: &Target<'_>,
         bytes: &[u8],
@@ -473,32 +532,8 @@ impl Client {
         let path = target.reference.path();
         let what = target.reference.familiar_string();
         let size = bytes.len() as u64;
-        let media_type = serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("mediaType")
-                    .and_then(|t| t.as_str())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+        let media_type = manifest_media_type(bytes);
         let url = format!("{}/v2/{path}/manifests/{tag}", host.base);
-        // An unchanged tag needs no PUT: a re-push is HEADs only.
-        let head = self.request(host, &target.scopes, &|http, _| {
-            Ok(http.head(&url).header("Accept", media_type.as_str()))
-        })?;
-        if head.status().is_success()
-            && head
-                .headers()
-                .get("Docker-Content-Digest")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_digest(v).ok())
-                .is_some_and(|d| d == *digest)
-        {
-            return Ok(Pushed {
-                digest: digest.clone(),
-                size,
-            });
-        }
         let response = self.request(host, &target.scopes, &|http, _| {
             Ok(http
                 .put(&url)
@@ -593,6 +628,53 @@ pub(crate) fn push_scopes<'d>(
         }
     }
     scopes
+}
+
+/// The `mediaType` a manifest names (OCI's image manifest when none).
+fn manifest_media_type(bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| OCI_MANIFEST.to_owned())
+}
+
+/// The manifest bytes a push of `image` with outgoing `layers` sends: a
+/// pulled Docker manifest the store keeps in OCI form goes back as it
+/// came, with its digest, when no layer changed.
+fn manifest_for(store: &Store, image: &Image, layers: &[Descriptor]) -> Result<Vec<u8>> {
+    let original = store
+        .original_manifest(image.digest())
+        .filter(|_| layers == image.manifest().layers().as_slice())
+        .filter(|original| store.has_blob(original));
+    match original {
+        Some(original) => Ok(store.read_blob_bytes(&original)?),
+        None => outgoing_manifest(store, image, layers),
+    }
+}
+
+/// Remembers a finished push: the image's repository digest, and that the
+/// repository now holds each blob (a later push elsewhere on the same
+/// registry mounts them from there).
+fn record_push(
+    store: &Store,
+    image: &Image,
+    name: &str,
+    layers: &[Descriptor],
+    config: &Descriptor,
+    pushed: &Pushed,
+) -> Result<()> {
+    store.add_repo_digest(image.digest(), &format!("{name}@{}", pushed.digest))?;
+    let digests: Vec<Digest> = layers
+        .iter()
+        .chain([config])
+        .map(|b| b.digest().clone())
+        .collect();
+    store.add_blob_sources(&digests, name)?;
+    Ok(())
 }
 
 /// The manifest as pushed: the stored one byte for byte when no layer

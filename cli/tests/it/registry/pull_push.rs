@@ -289,6 +289,89 @@ fn r7_a_failed_streamed_upload_starts_over_from_the_stored_variant() {
     assert_eq!(puts[0].status, 201, "{log:#?}");
 }
 
+/// Modification times of the store's `hoist/sources` records, by name.
+fn source_records(hoist: &Hoist) -> Vec<(String, std::time::SystemTime)> {
+    let mut records: Vec<_> = std::fs::read_dir(hoist.root().join("hoist/sources"))
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let modified = entry.metadata().unwrap().modified().unwrap();
+            (entry.file_name().to_string_lossy().into_owned(), modified)
+        })
+        .collect();
+    records.sort();
+    records
+}
+
+#[test]
+fn r7_noop_repush_is_one_manifest_head() {
+    let registry = TestRegistry::anonymous();
+    let proxy = FaultProxy::start(&registry.host());
+    let hoist = uncompressed_busybox();
+    let reference = format!("{}/noop/app:1", proxy.host());
+    hoist.ok(&["tag", "busybox:latest", &reference]);
+    let first = hoist.ok(&["push", &reference]);
+    let digest_line = first.lines().last().unwrap().to_owned();
+    let records = source_records(&hoist);
+    let before = proxy.log().len();
+
+    // Unchanged: the tag already names this manifest, so its blobs are
+    // there. One HEAD of the manifest after the ping; nothing written to
+    // the registry or to the store's records.
+    let again = hoist.ok(&["push", &reference]);
+    let log = proxy.log();
+    let requests: Vec<(&str, &str)> = log[before..]
+        .iter()
+        .map(|l| (l.method.as_str(), l.path.as_str()))
+        .collect();
+    assert_eq!(
+        requests,
+        [("GET", "/v2/"), ("HEAD", "/v2/noop/app/manifests/1")],
+        "{log:#?}"
+    );
+    let lines: Vec<&str> = again.lines().collect();
+    assert!(lines[1].ends_with(": Layer already exists"), "{again}");
+    assert_eq!(lines.last().unwrap(), &digest_line, "{again}");
+    assert_eq!(lines.len(), 3, "{again}");
+    assert_eq!(
+        source_records(&hoist),
+        records,
+        "a no-op push rewrote a record"
+    );
+
+    // The tag moved to another manifest (skopeo's Docker schema2 form of
+    // the same image): the push checks each blob and puts the manifest back.
+    let remote = format!("docker://{}/noop/app:1", registry.host());
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("oci:{}:busybox:latest", hoist.root().display()),
+        &remote,
+    ]);
+    let moved = remote_digest(&remote);
+    let before = proxy.log().len();
+    let back = hoist.ok(&["push", &reference]);
+    assert_eq!(back.lines().last().unwrap(), digest_line, "{back}");
+    let log = proxy.log();
+    let again = &log[before..];
+    assert!(
+        again
+            .iter()
+            .any(|l| l.method == "HEAD" && l.path.contains("/blobs/")),
+        "{again:#?}"
+    );
+    assert!(
+        again
+            .iter()
+            .any(|l| l.method == "PUT" && l.path == "/v2/noop/app/manifests/1" && l.status == 201),
+        "{again:#?}"
+    );
+    assert_ne!(remote_digest(&remote), moved, "the tag was put back");
+    assert_fsck_clean(&hoist);
+}
+
 #[test]
 fn r7_pull_refuses_a_corrupt_blob_and_stores_nothing() {
     let registry = TestRegistry::anonymous();
