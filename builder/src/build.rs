@@ -337,10 +337,10 @@ impl<'a> Builder<'a> {
         let dockerfile = parse(&request.dockerfile).map_err(parse_error)?;
         let host = Platform::host();
         if request.platform != host {
-            return Err(BuildError::Invalid(format!(
-                "platform {} is not supported: hoist builds for the host's platform {host} only",
-                request.platform
-            )));
+            return Err(BuildError::PlatformNotSupported {
+                platform: Box::new(request.platform.clone()),
+                host: Box::new(host),
+            });
         }
         let mut args = platform_args(&request.platform, &host);
         args.extend(request.build_args.clone());
@@ -373,10 +373,7 @@ impl<'a> Builder<'a> {
                     .stack_size(8 << 20)
                     .spawn_scoped(threads, move || build_stage(scope, schedule, index));
                 if let Err(err) = spawned {
-                    schedule.fail(
-                        BuildError::Invalid(format!("starting a build thread: {err}")),
-                        false,
-                    );
+                    schedule.fail(BuildError::Thread(err), false);
                 }
             }
         });
@@ -396,7 +393,7 @@ impl<'a> Builder<'a> {
             .last()
             .and_then(|index| results.remove(index))
             .map(|last| Arc::try_unwrap(last).unwrap_or_else(|shared| (*shared).clone()))
-            .ok_or_else(|| BuildError::Invalid("the Dockerfile has no stage to build".into()))?;
+            .ok_or(BuildError::NoStage)?;
         Ok(Stages {
             last,
             steps,

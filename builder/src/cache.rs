@@ -251,7 +251,10 @@ impl StageBuilder<'_> {
                     self.scope
                         .context
                         .checksum(&[source.to_owned()], &ChecksumOptions::default())
-                        .map_err(|err| StepError::Invalid(format!("--mount={}: {err}", mount.raw)))?
+                        .map_err(|source| StepError::MountSource {
+                            mount: mount.raw.clone(),
+                            source,
+                        })?
                         .digest
                         .to_string()
                 }

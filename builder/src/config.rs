@@ -131,33 +131,53 @@ pub fn history(created_by: String, empty_layer: bool, created: Option<&str>) -> 
     }
 }
 
+/// Why an EXPOSE port spec is refused, in BuildKit's words.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("no port specified: {0}<empty>")]
+    NoPort(String),
+    #[error("invalid proto: {0}")]
+    Proto(String),
+    #[error("invalid containerPort: {port}")]
+    ContainerPort {
+        port: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("invalid range specified for port: {0}")]
+    Range(String),
+}
+
 /// EXPOSE's port specs as `port/proto` entries, with ranges expanded
 /// (BuildKit's `parsePortSpecs`).
-pub fn parse_ports(specs: &[String]) -> Result<Vec<String>, String> {
+pub fn parse_ports(specs: &[String]) -> Result<Vec<String>, PortError> {
     let mut ports = Vec::new();
     for spec in specs {
         // `[ip:][hostport:]port[/proto]`: only the container side counts.
         let container = spec.rsplit(':').next().unwrap_or(spec);
         let (range, proto) = container.split_once('/').unwrap_or((container, ""));
         if range.is_empty() {
-            return Err(format!("no port specified: {spec}<empty>"));
+            return Err(PortError::NoPort(spec.clone()));
         }
         let proto = match proto.to_ascii_lowercase().as_str() {
             "" => "tcp".to_owned(),
             p @ ("tcp" | "udp" | "sctp") => p.to_owned(),
-            other => return Err(format!("invalid proto: {other}")),
+            other => return Err(PortError::Proto(other.to_owned())),
         };
-        let invalid = || format!("invalid containerPort: {range}");
+        let invalid = |source| PortError::ContainerPort {
+            port: range.to_owned(),
+            source,
+        };
         let (start, end) = match range.split_once('-') {
             None => {
-                let port: u16 = range.parse().map_err(|_| invalid())?;
+                let port: u16 = range.parse().map_err(invalid)?;
                 (port, port)
             }
             Some((a, b)) => {
-                let a: u16 = a.parse().map_err(|_| invalid())?;
-                let b: u16 = b.parse().map_err(|_| invalid())?;
+                let a: u16 = a.parse().map_err(invalid)?;
+                let b: u16 = b.parse().map_err(invalid)?;
                 if b < a {
-                    return Err(format!("invalid range specified for port: {range}"));
+                    return Err(PortError::Range(range.to_owned()));
                 }
                 (a, b)
             }
@@ -315,7 +335,8 @@ mod tests {
                 Err("no port specified: /tcp<empty>".to_owned()),
             ),
         ] {
-            assert_eq!(parse_ports(&input), expected, "{input:?}");
+            let got = parse_ports(&input).map_err(|e| e.to_string());
+            assert_eq!(got, expected, "{input:?}");
         }
     }
 

@@ -145,8 +145,11 @@ impl StageBuilder<'_> {
             .map(|heredoc| {
                 let body = heredoc.body();
                 let content = if heredoc.expand {
-                    expand_heredoc(&body, &|name| self.lookup(name)).map_err(|err| {
-                        StepError::Invalid(format!("heredoc {}: {}", heredoc.name, err.message))
+                    expand_heredoc(&body, &|name| self.lookup(name)).map_err(|source| {
+                        StepError::Heredoc {
+                            name: heredoc.name.clone(),
+                            source,
+                        }
                     })?
                 } else {
                     body.into_owned()

@@ -1,8 +1,10 @@
 //! Build errors. A step's error carries where it is in the Dockerfile, so
 //! the cli can show the line with a caret, and the cause as a chain.
 
+use hoist_parser::expand::ExpandError;
 use hoist_parser::{ParseError, Span};
 
+use crate::args::Platform;
 use crate::layer::LayerError;
 use hoist_sandbox::SandboxError;
 
@@ -27,8 +29,24 @@ pub enum BuildError {
     /// Work outside any one step (the final image, tags).
     #[error(transparent)]
     Store(#[from] hoist_store::StoreError),
-    #[error("{0}")]
-    Invalid(String),
+    /// `--platform` other than the host's: hoist does not emulate.
+    #[error(
+        "platform {platform} is not supported: hoist builds for the host's platform {host} only"
+    )]
+    PlatformNotSupported {
+        platform: Box<Platform>,
+        host: Box<Platform>,
+    },
+    #[error("starting a build thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the Dockerfile has no stage to build")]
+    NoStage,
+    /// A stage waits for one that is not built before it (an ONBUILD
+    /// trigger's `--from` is not in the graph).
+    #[error("stage {stage} reads stage {dependency}, which is not built before it")]
+    StageOrder { stage: String, dependency: String },
+    #[error("building stage {stage} panicked")]
+    StagePanicked { stage: String },
     /// The build context cannot be read.
     #[error("build context: {0}")]
     Context(#[source] crate::context::ContextError),
@@ -74,8 +92,86 @@ pub enum StepError {
     User(#[from] crate::user::UserError),
     #[error(transparent)]
     Expand(#[from] ParseError),
+    /// A stage this step reads failed.
     #[error("{0}")]
-    Invalid(String),
+    Stage(#[source] Box<BuildError>),
+    #[error("heredoc {name}: {source}")]
+    Heredoc {
+        name: String,
+        #[source]
+        source: ExpandError,
+    },
+    #[error("invalid heredoc name {0:?}")]
+    HeredocName(String),
+    #[error("image {image} is {os}/{architecture}, but the build is for {platform}")]
+    ImagePlatform {
+        image: String,
+        os: String,
+        architecture: String,
+        platform: Box<Platform>,
+    },
+    #[error("failed to parse platform {0}: expected os/arch[/variant]")]
+    PlatformSpec(String),
+    #[error(
+        "the stage's platform is {platform}, but this host is {host}: running a program for \
+         another platform needs emulation, which hoist does not support (stages for \
+         another platform can only be copied from)"
+    )]
+    ForeignPlatform {
+        platform: Box<Platform>,
+        host: Box<Platform>,
+    },
+    #[error("invalid ONBUILD trigger: {}", .0.kind)]
+    OnbuildTrigger(#[source] Box<ParseError>),
+    #[error("FROM inside a stage")]
+    FromInStage,
+    #[error(transparent)]
+    Port(#[from] crate::config::PortError),
+    #[error("invalid signal: {0}")]
+    Signal(String),
+    #[error("no command specified: the image has no CMD or ENTRYPOINT")]
+    NoCommand,
+    #[error(
+        "RUN --device is not supported: hoist gives RUN steps no host devices (asked for {})",
+        .0.join(", ")
+    )]
+    Devices(Vec<String>),
+    /// `--mount=...` of a RUN: the mount's text and what is wrong with it.
+    #[error("--mount={mount}: a target is required")]
+    MountTarget { mount: String },
+    #[error("--mount={mount}: {source}")]
+    MountSource {
+        mount: String,
+        #[source]
+        source: crate::context::ContextError,
+    },
+    #[error("--mount={mount}: a secret needs an id or a target")]
+    SecretId { mount: String },
+    #[error("secret {id}: not found (pass it with --secret id={id},src=FILE or env=VAR)")]
+    SecretNotFound { id: String },
+    #[error("secret {id}: env={env} needs UTF-8 content (mount it as a file instead)")]
+    SecretNotUtf8 {
+        id: String,
+        env: String,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    #[error("ssh agent {id}: not found (pass it with --ssh {id}[=SOCKET])")]
+    SshNotFound { id: String },
+    #[error(
+        "image {reference:?} is not in the store: pull it with `hoist pull {reference}`, \
+         or add it with `hoist load` or `hoist import`"
+    )]
+    ImageNotInStore { reference: String },
+    #[error("failed to resolve source metadata for {reference}: {source}")]
+    Resolve {
+        reference: String,
+        #[source]
+        source: hoist_store::registry::RegistryError,
+    },
+    /// A pull that failed for an image the store does not have either.
+    #[error("{0} (the store does not have it either: add it with `hoist load` or `hoist import`)")]
+    NotInStoreEither(#[source] Box<StepError>),
     /// An image config that does not decode.
     #[error("{what}: {source}")]
     ImageConfig {

@@ -31,10 +31,9 @@ impl Builder<'_> {
         let local = self.store.resolve(reference);
         let Some(client) = self.registry else {
             return local.map_err(|err| match err {
-                StoreError::ImageNotFound(_) => StepError::Invalid(format!(
-                    "image {reference:?} is not in the store: pull it with `hoist pull {reference}`, \
-                     or add it with `hoist load` or `hoist import`"
-                )),
+                StoreError::ImageNotFound(_) => StepError::ImageNotInStore {
+                    reference: reference.to_owned(),
+                },
                 other => StepError::Store(other),
             });
         };
@@ -64,10 +63,7 @@ impl Builder<'_> {
             Err(StoreError::ImageNotFound(_)) => self
                 .pull(client, &normalized, platform, true)
                 .map_err(|err| match err {
-                    StepError::Invalid(message) => StepError::Invalid(format!(
-                        "{message} (the store does not have it either: \
-                         add it with `hoist load` or `hoist import`)"
-                    )),
+                    err @ StepError::Resolve { .. } => StepError::NotInStoreEither(Box::new(err)),
                     other => other,
                 }),
             Err(other) => Err(StepError::Store(other)),
@@ -129,9 +125,10 @@ fn is_for(image: &Image, platform: &Platform) -> bool {
 }
 
 fn pull_error(reference: &Reference, err: registry::RegistryError) -> StepError {
-    StepError::Invalid(format!(
-        "failed to resolve source metadata for {reference}: {err}"
-    ))
+    StepError::Resolve {
+        reference: reference.to_string(),
+        source: err,
+    }
 }
 
 /// Layer progress as status lines of the pull step.

@@ -65,9 +65,7 @@ pub fn run_image(
         argv.extend(options.command.iter().cloned());
     }
     if argv.is_empty() {
-        return Err(StepError::Invalid(
-            "no command specified: the image has no CMD or ENTRYPOINT".into(),
-        ));
+        return Err(StepError::NoCommand);
     }
 
     let mut env = runtime.env.clone().unwrap_or_default();

@@ -27,22 +27,17 @@ impl StageBuilder<'_> {
     pub(crate) fn run_step(&mut self, step: &StepContext, run: &Run) -> Result<(), StepError> {
         let host = Platform::host();
         if self.platform.os != host.os || self.platform.architecture != host.architecture {
-            return Err(StepError::Invalid(format!(
-                "the stage's platform is {}, but this host is {host}: running a program for \
-                 another platform needs emulation, which hoist does not support (stages for \
-                 another platform can only be copied from)",
-                self.platform
-            )));
+            return Err(StepError::ForeignPlatform {
+                platform: Box::new(self.platform.clone()),
+                host: Box::new(host),
+            });
         }
         let insecure = run.security == Some(Security::Insecure);
         if insecure && !self.scope.request.sandbox.allow_insecure {
             return Err(StepError::NotAllowed("security.insecure"));
         }
         if !run.devices.is_empty() {
-            return Err(StepError::Invalid(format!(
-                "RUN --device is not supported: hoist gives RUN steps no host devices (asked for {})",
-                run.devices.join(", ")
-            )));
+            return Err(StepError::Devices(run.devices.clone()));
         }
         let (argv, script) = self.run_argv(run)?;
         let env = self.run_env();
@@ -364,7 +359,7 @@ const PIPES_DIR: &str = "/dev/pipes";
 fn script_mount(scratch: &Scratch, name: &str, body: &str) -> Result<Mount, StepError> {
     use std::os::unix::fs::PermissionsExt;
     if name.contains('/') || name.is_empty() || name == "." || name == ".." {
-        return Err(StepError::Invalid(format!("invalid heredoc name {name:?}")));
+        return Err(StepError::HeredocName(name.to_owned()));
     }
     let dir = scratch.side_dir("pipes")?;
     let file = dir.join(name);
@@ -381,9 +376,12 @@ fn script_mount(scratch: &Scratch, name: &str, body: &str) -> Result<Mount, Step
 }
 
 fn mount_target(mount: &RunMount, workdir: &str) -> Result<String, StepError> {
-    let target = mount.target.as_deref().ok_or_else(|| {
-        StepError::Invalid(format!("--mount={}: a target is required", mount.raw))
-    })?;
+    let target = mount
+        .target
+        .as_deref()
+        .ok_or_else(|| StepError::MountTarget {
+            mount: mount.raw.clone(),
+        })?;
     Ok(crate::copy::join_workdir(workdir, target))
 }
 

@@ -170,11 +170,10 @@ impl<'g> Schedule<'g> {
         // two stages ever wait for each other (an ONBUILD trigger's
         // `--from` is not in the graph).
         if self.rank.get(&dep).is_none_or(|&r| r >= rank) {
-            return Err(BuildError::Invalid(format!(
-                "stage {} reads stage {}, which is not built before it",
-                self.graph.stages[me].display_name(),
-                self.graph.stages[dep].display_name()
-            )));
+            return Err(BuildError::StageOrder {
+                stage: self.graph.stages[me].display_name().to_string(),
+                dependency: self.graph.stages[dep].display_name().to_string(),
+            });
         }
         state.running -= 1;
         state.waiting.insert(rank, dep);
@@ -248,7 +247,9 @@ impl Drop for PanicGuard<'_, '_> {
         if std::thread::panicking() {
             let name = self.schedule.graph.stages[self.index].display_name();
             self.schedule.fail(
-                BuildError::Invalid(format!("building stage {name} panicked")),
+                BuildError::StagePanicked {
+                    stage: name.to_string(),
+                },
                 false,
             );
         }

@@ -105,25 +105,23 @@ impl RunSecrets {
             (None, None) => String::new(),
         };
         if id.is_empty() {
-            return Err(StepError::Invalid(format!(
-                "--mount={}: a secret needs an id or a target",
-                mount.raw
-            )));
+            return Err(StepError::SecretId {
+                mount: mount.raw.clone(),
+            });
         }
         let Some(value) = given.secrets.get(&id) else {
             if mount.required {
-                return Err(StepError::Invalid(format!(
-                    "secret {id}: not found (pass it with --secret id={id},src=FILE or env=VAR)"
-                )));
+                return Err(StepError::SecretNotFound { id });
             }
             return Ok(());
         };
         if let Some(name) = &mount.env {
-            let text = String::from_utf8(value.0.clone()).map_err(|_| {
-                StepError::Invalid(format!(
-                    "secret {id}: env={name} needs UTF-8 content (mount it as a file instead)"
-                ))
-            })?;
+            let text =
+                String::from_utf8(value.0.clone()).map_err(|source| StepError::SecretNotUtf8 {
+                    id: id.clone(),
+                    env: name.clone(),
+                    source,
+                })?;
             self.env.push((name.clone(), text));
             if mount.target.is_none() {
                 return Ok(());
@@ -176,9 +174,7 @@ impl RunSecrets {
         let id = mount.id.clone().unwrap_or_else(|| "default".to_owned());
         let Some(socket) = given.ssh.get(&id) else {
             if mount.required {
-                return Err(StepError::Invalid(format!(
-                    "ssh agent {id}: not found (pass it with --ssh {id}[=SOCKET])"
-                )));
+                return Err(StepError::SshNotFound { id });
             }
             return Ok(());
         };

@@ -145,7 +145,7 @@ impl<'s> StageBuilder<'s> {
             .result(self.stage.index, index)
             .map_err(|err| match err {
                 BuildError::Cancelled => StepError::Sandbox(SandboxError::Cancelled),
-                other => StepError::Invalid(other.to_string()),
+                other => StepError::Stage(Box::new(other)),
             })
     }
 
@@ -215,10 +215,12 @@ impl<'s> StageBuilder<'s> {
                     return Err(self.step_error(
                         from_span,
                         &step,
-                        StepError::Invalid(format!(
-                            "image {reference} is {}/{}, but the build is for {platform}",
-                            config.os, config.architecture
-                        )),
+                        StepError::ImagePlatform {
+                            image: reference.to_string(),
+                            os: config.os.clone(),
+                            architecture: config.architecture.clone(),
+                            platform: Box::new(platform.clone()),
+                        },
                     ));
                 }
                 let stack = LayerStack::from_layers(image.layers());
@@ -273,11 +275,7 @@ impl<'s> StageBuilder<'s> {
         for trigger in triggers {
             let step = format!("ONBUILD {trigger}");
             let file = hoist_parser::parse(trigger).map_err(|err| {
-                self.step_error(
-                    span,
-                    &step,
-                    StepError::Invalid(format!("invalid ONBUILD trigger: {}", err.kind)),
-                )
+                self.step_error(span, &step, StepError::OnbuildTrigger(Box::new(err)))
             })?;
             for mut spanned in file.instructions {
                 spanned.span = span;
@@ -405,11 +403,7 @@ impl<'s> StageBuilder<'s> {
         };
         match instruction {
             Instruction::From(_) => {
-                return Err(self.step_error(
-                    span,
-                    &raw_name(),
-                    StepError::Invalid("FROM inside a stage".into()),
-                ));
+                return Err(self.step_error(span, &raw_name(), StepError::FromInStage));
             }
             Instruction::Arg(decls) => {
                 let mut parts = Vec::new();
@@ -444,7 +438,7 @@ impl<'s> StageBuilder<'s> {
             }
             Instruction::Expose(specs) => {
                 let ports = config::parse_ports(&specs)
-                    .map_err(|m| self.step_error(span, &raw_name(), StepError::Invalid(m)))?;
+                    .map_err(|e| self.step_error(span, &raw_name(), StepError::Port(e)))?;
                 config::expose(&mut self.config, &ports);
                 meta(self, format!("EXPOSE {}", go_list(&ports)));
             }
@@ -483,7 +477,7 @@ impl<'s> StageBuilder<'s> {
                     return Err(self.step_error(
                         span,
                         &raw_name(),
-                        StepError::Invalid(format!("invalid signal: {signal}")),
+                        StepError::Signal(signal.clone()),
                     ));
                 }
                 meta(self, format!("STOPSIGNAL {signal}"));
@@ -692,11 +686,9 @@ pub(crate) fn is_filesystem_step(instruction: &Instruction) -> bool {
 /// (already expanded), else its base stage's, else the build's.
 pub(crate) fn stage_platform(scope: &BuildScope<'_>, stage: &Stage) -> Result<Platform, StepError> {
     match (&stage.platform, &stage.base) {
-        (Some(spec), _) => Platform::parse(spec).ok_or_else(|| {
-            StepError::Invalid(format!(
-                "failed to parse platform {spec}: expected os/arch[/variant]"
-            ))
-        }),
+        (Some(spec), _) => {
+            Platform::parse(spec).ok_or_else(|| StepError::PlatformSpec(spec.clone()))
+        }
         (None, Base::Stage(index)) => stage_platform(scope, &scope.graph.stages[*index]),
         (None, _) => Ok(scope.request.platform.clone()),
     }
