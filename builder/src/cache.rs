@@ -368,7 +368,7 @@ impl StageBuilder<'_> {
         let skip_cache = self.scope.request.no_cache || self.no_cache_filtered();
         let hit = match self.diverged {
             Some(_) => false,
-            None if skip_cache || self.copy_from_diverged => false,
+            None if skip_cache || self.copy_from_diverged || self.url_unknown => false,
             None => self.lookup_step(step, inputs, created_by)?,
         };
         if !hit {
@@ -383,6 +383,9 @@ impl StageBuilder<'_> {
                 },
                 (None, _) if self.copy_from_diverged => {
                     Some("the stage or image it copies from changed".to_owned())
+                }
+                (None, _) if self.url_unknown => {
+                    Some("its URL was never downloaded, and --dry-run downloads nothing".to_owned())
                 }
                 (None, _) if skip_cache => None,
                 (None, _) => {
@@ -404,6 +407,7 @@ impl StageBuilder<'_> {
             });
         }
         self.copy_from_diverged = false;
+        self.url_unknown = false;
         self.prev_step = Some(PrevStep {
             id: step.id,
             rebuilt: !hit,
@@ -819,7 +823,12 @@ impl StageBuilder<'_> {
                     "heredoc {} changed",
                     name.splitn(3, '.').nth(2).unwrap_or(name)
                 ),
-                _ => format!("{name} changed"),
+                _ => match name.strip_prefix("url ") {
+                    Some(url) => {
+                        format!("the content of {} changed", crate::copy::fetch::redact(url))
+                    }
+                    None => format!("{name} changed"),
+                },
             };
         }
         if old.output != new.output {

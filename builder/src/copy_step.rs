@@ -7,6 +7,8 @@ use hoist_parser::syntax::Heredoc;
 
 use crate::copy::SourceView;
 use crate::error::StepError;
+use crate::http_source::UrlContent;
+use crate::progress::Event;
 use crate::rootfs::LayerStack;
 use crate::run_step::{mount_view, resolve_user};
 use crate::stage::{StageBuilder, StepContext};
@@ -61,14 +63,17 @@ impl StageBuilder<'_> {
 
         let heredocs = self.expand_heredocs(&copy.heredocs)?;
         // ADD of a URL without --checksum is keyed by what the URL serves
-        // now, as BuildKit's: download first (once; the copy below uses
-        // the same file).
-        let prefetched = if is_add && copy.checksum.is_none() {
-            prefetch_urls(&copy.sources)?
+        // now, as BuildKit's: resolve it first (once; the copy below uses
+        // the same content).
+        let urls = if is_add && copy.checksum.is_none() {
+            self.resolve_urls(step, &copy.sources)?
         } else {
-            None
+            Vec::new()
         };
-        let url_contents = prefetched.as_ref().map(url_identities).unwrap_or_default();
+        let url_contents: Vec<(String, String)> = urls
+            .iter()
+            .map(|(url, content)| (url.clone(), content.identity()))
+            .collect();
         let inputs = self.copy_inputs(
             copy,
             is_add,
@@ -80,6 +85,7 @@ impl StageBuilder<'_> {
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }
+        let prefetched = self.take_downloads(urls)?;
 
         let (scratch, lowerdirs) = self.prepare_step()?;
         // The source view for --from: mounted read-only beside the target.
@@ -206,41 +212,67 @@ fn copy_created_by(copy: &CopyAdd, is_add: bool) -> String {
     text
 }
 
-/// Downloads every HTTP(S) URL among `sources`; `None` when there is none.
-fn prefetch_urls(sources: &[String]) -> Result<Option<crate::copy::Prefetched>, StepError> {
-    use crate::copy::fetch;
-    let urls: Vec<&String> = sources
-        .iter()
-        .filter(|s| fetch::is_http_url(s) && !fetch::is_git_url(s))
-        .collect();
-    if urls.is_empty() {
-        return Ok(None);
-    }
-    let mut downloads = std::collections::HashMap::new();
-    for url in urls {
-        if downloads.contains_key(url.as_str()) {
-            continue;
+impl StageBuilder<'_> {
+    /// What every HTTP(S) URL among `sources` serves now (see
+    /// [`crate::http_source`]), sorted by URL. Under `--dry-run` nothing
+    /// is fetched: the last download the store remembers stands in, and a
+    /// status line says so.
+    fn resolve_urls(
+        &mut self,
+        step: &StepContext,
+        sources: &[String],
+    ) -> Result<Vec<(String, UrlContent)>, StepError> {
+        use crate::copy::fetch;
+        let mut urls: Vec<&String> = sources
+            .iter()
+            .filter(|s| fetch::is_http_url(s) && !fetch::is_git_url(s))
+            .collect();
+        urls.sort();
+        urls.dedup();
+        let store = self.scope.builder.store;
+        let mut resolved = Vec::new();
+        for url in urls {
+            let content = if self.scope.dry_run {
+                match crate::http_source::known(store, url) {
+                    Some(record) => {
+                        let message = format!(
+                            "{}: {} not downloaded (--dry-run): predicted from its last download",
+                            step.text,
+                            fetch::redact(url)
+                        );
+                        self.scope.builder.progress.event(Event::Status {
+                            step: step.id,
+                            message: &message,
+                        });
+                        UrlContent::Predicted(record)
+                    }
+                    None => {
+                        self.url_unknown = true;
+                        UrlContent::Unknown
+                    }
+                }
+            } else {
+                crate::http_source::resolve(store, url, &std::env::temp_dir())?
+            };
+            resolved.push((url.clone(), content));
         }
-        let download = fetch::fetch(url, None, &std::env::temp_dir())
-            .map_err(|err| StepError::Copy(err.into()))?;
-        downloads.insert(url.clone(), download);
+        Ok(resolved)
     }
-    Ok(Some(std::sync::Arc::new(std::sync::Mutex::new(downloads))))
-}
 
-/// What identifies each download in the step's key: its content digest,
-/// and the name and mtime it gets in the image.
-fn url_identities(prefetched: &crate::copy::Prefetched) -> Vec<(String, String)> {
-    let Ok(downloads) = prefetched.lock() else {
-        return Vec::new();
-    };
-    let mut out: Vec<(String, String)> = downloads
-        .iter()
-        .map(|(url, d)| {
-            let mtime = d.mtime.map_or_else(|| "-".to_owned(), |t| t.to_string());
-            (url.clone(), format!("{} {} {}", d.digest, mtime, d.name))
-        })
-        .collect();
-    out.sort();
-    out
+    /// The downloads a COPY of `urls` takes; `None` when there is none.
+    fn take_downloads(
+        &self,
+        urls: Vec<(String, UrlContent)>,
+    ) -> Result<Option<crate::copy::Prefetched>, StepError> {
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let store = self.scope.builder.store;
+        let mut downloads = std::collections::HashMap::new();
+        for (url, content) in urls {
+            let download = content.into_download(store, &url, &std::env::temp_dir())?;
+            downloads.insert(url, download);
+        }
+        Ok(Some(std::sync::Arc::new(std::sync::Mutex::new(downloads))))
+    }
 }

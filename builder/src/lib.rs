@@ -16,6 +16,7 @@ pub mod copy;
 mod copy_step;
 pub mod dockerignore;
 pub mod error;
+mod http_source;
 pub mod layer;
 pub mod progress;
 mod pull;

@@ -62,6 +62,8 @@ pub(crate) struct StageBuilder<'s> {
     pub(crate) diverged: Option<StepId>,
     /// `--dry-run`: the current COPY reads a stage predicted to change.
     pub(crate) copy_from_diverged: bool,
+    /// `--dry-run`: the current ADD reads a URL never downloaded.
+    pub(crate) url_unknown: bool,
 }
 
 /// A filesystem step already done in this stage.
@@ -110,6 +112,7 @@ impl<'s> StageBuilder<'s> {
             sources: None,
             diverged: None,
             copy_from_diverged: false,
+            url_unknown: false,
             platform: scope.request.platform.clone(),
         };
         builder.start_from_base()?;

@@ -14,6 +14,19 @@ pub struct Download {
     /// From Last-Modified, in seconds since the epoch.
     pub mtime: Option<i64>,
     pub digest: String,
+    /// The server's ETag, as sent (quotes included).
+    pub etag: Option<String>,
+}
+
+/// The answer to a conditional download ([`fetch_unless_match`]).
+#[derive(Debug)]
+pub enum Fetched {
+    Downloaded(Download),
+    /// 304: the content is still the one with this ETag (the response's,
+    /// or `None` when it named none).
+    NotModified {
+        etag: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +79,24 @@ pub fn fetch(
     checksum: Option<&str>,
     tmp_dir: &std::path::Path,
 ) -> Result<Download, FetchError> {
+    match fetch_unless_match(url, checksum, tmp_dir, None)? {
+        Fetched::Downloaded(download) => Ok(download),
+        Fetched::NotModified { .. } => Err(FetchError::Status {
+            url: redact(url),
+            status: reqwest::StatusCode::NOT_MODIFIED,
+        }),
+    }
+}
+
+/// Downloads `url` unless it still serves one of the ETags in
+/// `if_none_match` (an `If-None-Match` value), as BuildKit's HTTP source
+/// asks once it has content for the URL.
+pub fn fetch_unless_match(
+    url: &str,
+    checksum: Option<&str>,
+    tmp_dir: &std::path::Path,
+    if_none_match: Option<&str>,
+) -> Result<Fetched, FetchError> {
     let shown = redact(url);
     let expected = match checksum {
         Some(c) => {
@@ -89,7 +120,19 @@ pub fn fetch(
         .timeout(None)
         .build()
         .map_err(http)?;
-    let mut response = client.get(url).send().map_err(http)?;
+    let mut request = client.get(url);
+    if let Some(etags) = if_none_match {
+        request = request.header(reqwest::header::IF_NONE_MATCH, etags);
+    }
+    let mut response = request.send().map_err(http)?;
+    let etag = response
+        .headers()
+        .get(reqwest::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if if_none_match.is_some() && response.status() == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(Fetched::NotModified { etag });
+    }
     if !response.status().is_success() {
         return Err(FetchError::Status {
             url: shown.clone(),
@@ -131,12 +174,13 @@ pub fn fetch(
             actual: digest,
         });
     }
-    Ok(Download {
+    Ok(Fetched::Downloaded(Download {
         file,
         name,
         mtime,
         digest,
-    })
+        etag,
+    }))
 }
 
 /// The last non-empty path segment, or `__unnamed__` like BuildKit.

@@ -868,6 +868,115 @@ fn r8_add_url_without_checksum_is_keyed_by_content_and_downloaded_once() {
     assert_eq!(hoist.exec("add:3", &["cat", "/copy"]), "version 2\n");
 }
 
+/// `ADD <url>` revalidates as BuildKit's HTTP source does: once the store
+/// holds a download with an ETag, a `HEAD` with `If-None-Match` asks
+/// whether it still holds (no `GET` when it does, even when the step must
+/// run again: the stored content is copied, with its `Last-Modified`
+/// mtime); a changed ETag gets a conditional `GET`. `--dry-run` sends no
+/// request at all and says what it predicted from.
+#[test]
+fn r8_add_url_revalidates_with_etag_and_dry_run_downloads_nothing() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::registry::http::{Server, respond};
+
+    const LAST_MODIFIED: &str = "Wed, 21 Oct 2015 07:28:00 GMT";
+    let served = Arc::new(Mutex::new((b"version 1\n".to_vec(), "\"v1\"")));
+    // (method, status, If-None-Match) of every request, in order.
+    let log = Arc::new(Mutex::new(Vec::<(String, u16, Option<String>)>::new()));
+    let server = {
+        let (served, log) = (served.clone(), log.clone());
+        Server::start(move |request, mut stream| {
+            let (body, etag) = served.lock().unwrap().clone();
+            let asked = request.header("if-none-match").map(str::to_owned);
+            let matches = asked
+                .as_deref()
+                .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag));
+            let status = if matches { 304 } else { 200 };
+            log.lock()
+                .unwrap()
+                .push((request.method.clone(), status, asked));
+            let headers = [("ETag", etag), ("Last-Modified", LAST_MODIFIED)];
+            let body: &[u8] = if status == 200 && request.method == "GET" {
+                &body
+            } else {
+                b""
+            };
+            let _ = respond(&mut stream, status, &headers, body);
+        })
+    };
+    let requests = || std::mem::take(&mut *log.lock().unwrap());
+    let request = |method: &str, status: u16, asked: Option<&str>| {
+        (method.to_owned(), status, asked.map(str::to_owned))
+    };
+    let hoist = Hoist::with_busybox();
+    let dockerfile = |path: &str| {
+        format!(
+            "FROM busybox\nADD http://{}/{path} /file.txt\nRUN cat /file.txt > /copy\n",
+            server.host()
+        )
+    };
+    let ctx = dockerfile_context(&dockerfile("file.txt"));
+
+    let out = hoist.build(ctx.path(), &["-t", "add:1"]);
+    assert_eq!(requests(), [request("GET", 200, None)], "{out}");
+    assert_eq!(hoist.exec("add:1", &["cat", "/copy"]), "version 1\n");
+
+    // Unchanged: one HEAD answered 304, no GET.
+    let out = hoist.build(ctx.path(), &["-t", "add:2"]);
+    assert_eq!(out.matches("CACHED").count(), 2, "{out}");
+    assert_eq!(requests(), [request("HEAD", 304, Some("\"v1\""))], "{out}");
+
+    // The step runs again, from the stored content, with its mtime.
+    let out = hoist.build(ctx.path(), &["-t", "add:3", "--no-cache"]);
+    assert_eq!(requests(), [request("HEAD", 304, Some("\"v1\""))], "{out}");
+    assert_eq!(hoist.exec("add:3", &["cat", "/copy"]), "version 1\n");
+    assert_eq!(
+        hoist.exec("add:3", &["stat", "-c", "%Y", "/file.txt"]),
+        "1445412480\n",
+        "Last-Modified of the stored download"
+    );
+
+    // Changed: the HEAD names another ETag, a conditional GET downloads.
+    *served.lock().unwrap() = (b"version 2\n".to_vec(), "\"v2\"");
+    let out = hoist.build(ctx.path(), &["-t", "add:4"]);
+    assert_eq!(out.matches("CACHED").count(), 0, "{out}");
+    assert_eq!(
+        requests(),
+        [
+            request("HEAD", 200, Some("\"v1\"")),
+            request("GET", 200, Some("\"v1\""))
+        ],
+        "{out}"
+    );
+    assert_eq!(hoist.exec("add:4", &["cat", "/copy"]), "version 2\n");
+
+    // --dry-run asks nothing: it predicts from the last download (v2,
+    // although the server has moved on), and says so.
+    *served.lock().unwrap() = (b"version 3\n".to_vec(), "\"v3\"");
+    let out = hoist.build(ctx.path(), &["--dry-run", "--explain"]);
+    assert_eq!(requests(), [], "{out}");
+    assert!(
+        out.contains(&format!(
+            "ADD http://{}/file.txt /file.txt: http://{}/file.txt not downloaded (--dry-run): \
+             predicted from its last download",
+            server.host(),
+            server.host()
+        )),
+        "{out}"
+    );
+    assert_eq!(out.matches("CACHED").count(), 2, "{out}");
+    // A URL never downloaded is predicted to run.
+    let other = dockerfile_context(&dockerfile("other.txt"));
+    let out = hoist.build(other.path(), &["--dry-run", "--explain"]);
+    assert_eq!(requests(), [], "{out}");
+    assert!(
+        out.contains("not cached: its URL was never downloaded, and --dry-run downloads nothing"),
+        "{out}"
+    );
+    assert!(!out.contains("CACHED"), "{out}");
+}
+
 /// `RUN --mount=type=bind` of the context sees what BuildKit sends: the
 /// context without what `.dockerignore` excludes (exceptions included),
 /// read-only and `rw` alike, and from a subdirectory.
