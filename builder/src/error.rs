@@ -125,6 +125,10 @@ pub enum StepError {
     OnbuildTrigger(#[source] Box<ParseError>),
     #[error("FROM inside a stage")]
     FromInStage,
+    /// `--dry-run` predicted an ADD from a URL's last download; nothing
+    /// was downloaded to copy.
+    #[error("{0}: not downloaded (--dry-run)")]
+    NotDownloaded(String),
     #[error(transparent)]
     Port(#[from] crate::config::PortError),
     #[error("invalid signal: {0}")]

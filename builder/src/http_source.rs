@@ -71,10 +71,7 @@ impl UrlContent {
             UrlContent::Downloaded(download) => return Ok(download),
             UrlContent::Stored(record) => record,
             UrlContent::Predicted(_) | UrlContent::Unknown => {
-                return Err(StepError::Invalid(format!(
-                    "{}: not downloaded (--dry-run)",
-                    fetch::redact(url)
-                )));
+                return Err(StepError::NotDownloaded(fetch::redact(url)));
             }
         };
         let digest = parse_digest(&record.digest)?;
@@ -94,8 +91,7 @@ impl UrlContent {
 }
 
 fn parse_digest(digest: &str) -> Result<Digest, StepError> {
-    hoist_store::digest::parse_digest(digest)
-        .map_err(|err| StepError::Invalid(format!("a stored download: {err}")))
+    hoist_store::digest::parse_digest(digest).map_err(|err| StepError::Store(err.into()))
 }
 
 /// The cache entry that remembers `url`: a digest of it (credentials
