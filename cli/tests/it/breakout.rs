@@ -332,6 +332,18 @@ fn r11_cve_2018_15664_copy_symlink_swap() {
     assert_store_sound(&hoist);
 }
 
+/// CVE-2018-15664 under ADD (a file, a directory, an archive) and
+/// `COPY --from` a stage holding the swapped links (see
+/// `hostile::add_and_copy_from_symlink_swap`), as root.
+#[test]
+fn r11_cve_2018_15664_add_and_copy_from_symlink_swap() {
+    let hoist = Hoist::with_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let kit = crate::hostile::Kit::new(dir.path());
+    crate::hostile::add_and_copy_from_symlink_swap(&kit, hoist.root(), &|args| hoist.run(args));
+    assert_store_sound(&hoist);
+}
+
 /// CVE-2024-23651 (see `hostile::cache_mount_race`), as root.
 #[test]
 fn r11_cve_2024_23651_cache_mount_race() {

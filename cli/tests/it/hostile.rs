@@ -298,11 +298,64 @@ pub fn cache_mount_race(
 /// CVE-2018-15664-style, a symlink swap during COPY: a thread keeps
 /// swapping the context's `f` (a file) and `d/` (a directory) between
 /// their real selves and symlinks to the victim (absolute, and `../`),
-/// while `--no-cache` builds COPY them, whole and through `d/`. Each build
-/// must copy the real content or fail with an error that names its
-/// source; no stored blob (every layer the builds made) and no output may
-/// hold the secret, and the store must pass `fsck`.
+/// while `--no-cache` builds COPY them, whole and through `d/`. See
+/// [`symlink_swap`] for what each build must do.
 pub fn copy_symlink_swap(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::process::Output) {
+    let copies = [
+        "FROM busybox\nCOPY f /f\n",
+        "FROM busybox\nCOPY d /d\n",
+        "FROM busybox\nCOPY d/inner /inner\n",
+        "FROM busybox\nCOPY . /all/\n",
+    ];
+    symlink_swap(kit, store, run, &copies, 24);
+}
+
+/// The same swaps under ADD (a local file, a directory, and an archive,
+/// `a.tar`, that ADD unpacks) and under `COPY --from` a stage that copied
+/// the context while it was being swapped, so that the stage holds the
+/// symlinks to the victim and the COPY resolves them inside its root.
+pub fn add_and_copy_from_symlink_swap(
+    kit: &Kit,
+    store: &Path,
+    run: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    let copies = [
+        "FROM busybox\nADD f /f\n",
+        "FROM busybox\nADD d /d\n",
+        "FROM busybox\nADD a.tar /x/\n",
+        "FROM busybox AS src\nCOPY . /src/\nFROM busybox\nCOPY --from=src /src/f /f\n",
+        "FROM busybox AS src\nCOPY . /src/\nFROM busybox\nCOPY --from=src /src/d/inner /inner\n",
+    ];
+    symlink_swap(kit, store, run, &copies, 15);
+}
+
+/// An archive holding `inner` ("real-a"), for ADD to unpack.
+fn real_archive() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(6);
+    h.set_mtime(1_700_000_000);
+    builder
+        .append_data(&mut h, "inner", &b"real-a"[..])
+        .unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// A thread keeps swapping the context's `f` and `a.tar` (files) and `d/`
+/// (a directory) between their real selves and symlinks to the victim
+/// (absolute, and `../`), while `--no-cache` builds of `dockerfiles` run
+/// (`builds` of them, in turn). Each build must copy the real content or
+/// fail with an error that names its COPY or ADD step and its source; no
+/// stored blob (every layer the builds made) and no output may hold the
+/// secret, and the store must pass `fsck`.
+fn symlink_swap(
+    kit: &Kit,
+    store: &Path,
+    run: &dyn Fn(&[&str]) -> std::process::Output,
+    dockerfiles: &[&str],
+    builds: usize,
+) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     const HOLD: std::time::Duration = std::time::Duration::from_millis(3);
     // Next to the victim, so that `../victim` from the context reaches it.
@@ -310,43 +363,71 @@ pub fn copy_symlink_swap(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::
     std::fs::create_dir_all(ctx.join("d")).unwrap();
     std::fs::write(ctx.join("f"), "real-f").unwrap();
     std::fs::write(ctx.join("d/inner"), "real-d").unwrap();
-    // One COPY per build, so that each source gets its own attempts.
-    let dockerfiles: Vec<PathBuf> = [
-        "COPY f /f",
-        "COPY d /d",
-        "COPY d/inner /inner",
-        "COPY . /all/",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, copy)| {
-        let path = kit.context.with_file_name(format!("swap-{i}.Dockerfile"));
-        std::fs::write(&path, format!("FROM busybox\n{copy}\n")).unwrap();
-        path
-    })
-    .collect();
+    let archive = real_archive();
+    std::fs::write(ctx.join("a.tar"), &archive).unwrap();
+    // One COPY or ADD per build, so that each source gets its own attempts.
+    let dockerfiles: Vec<PathBuf> = dockerfiles
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let path = kit.context.with_file_name(format!("swap-{i}.Dockerfile"));
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
     let secret_file = kit.victim.join("secret");
     let targets = [
         (secret_file.clone(), kit.victim.clone()),
         ("../victim/secret".into(), PathBuf::from("../victim")),
     ];
+    // First with the links held in place: a COPY or ADD that names a
+    // source must fail (the link leads nowhere inside the context or the
+    // stage); `COPY .` copies the links themselves.
+    for (path, target) in [
+        ("f", &secret_file),
+        ("a.tar", &secret_file),
+        ("d", &kit.victim),
+    ] {
+        let path = ctx.join(path);
+        if path.is_dir() {
+            std::fs::rename(&path, ctx.join("d.real")).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::os::unix::fs::symlink(target, &path).unwrap();
+    }
+    for dockerfile in &dockerfiles {
+        let built = swap_build(kit, store, run, &ctx, dockerfile);
+        let text = std::fs::read_to_string(dockerfile).unwrap();
+        assert_eq!(built, text.contains("COPY . /all/"), "{text}");
+    }
+    std::fs::remove_file(ctx.join("d")).unwrap();
+    std::fs::rename(ctx.join("d.real"), ctx.join("d")).unwrap();
     let stop = AtomicBool::new(false);
     let swaps = AtomicUsize::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let (f, d, parked) = (ctx.join("f"), ctx.join("d"), ctx.join("d.real"));
-            let (f_new, link) = (ctx.join("f.new"), ctx.join("link.new"));
+            let (d, parked) = (ctx.join("d"), ctx.join("d.real"));
+            let (new, link) = (ctx.join("file.new"), ctx.join("link.new"));
+            let files = [
+                (ctx.join("f"), &b"real-f"[..]),
+                (ctx.join("a.tar"), &archive),
+            ];
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let (file_target, dir_target) = &targets[i % 2];
-                // `f`: the real file, then the symlink, each renamed into
-                // place atomically.
-                std::fs::write(&f_new, "real-f").unwrap();
-                std::fs::rename(&f_new, &f).unwrap();
+                // The files: the real file, then the symlink, each renamed
+                // into place atomically.
+                for (path, content) in &files {
+                    std::fs::write(&new, content).unwrap();
+                    std::fs::rename(&new, path).unwrap();
+                }
                 // Each state lasts a moment, so that builds see both.
                 std::thread::sleep(HOLD);
-                std::os::unix::fs::symlink(file_target, &link).unwrap();
-                std::fs::rename(&link, &f).unwrap();
+                for (path, _) in &files {
+                    std::os::unix::fs::symlink(file_target, &link).unwrap();
+                    std::fs::rename(&link, path).unwrap();
+                }
                 // `d/`: parked aside, a symlink in its place, then back.
                 std::fs::rename(&d, &parked).unwrap();
                 std::os::unix::fs::symlink(dir_target, &d).unwrap();
@@ -356,8 +437,10 @@ pub fn copy_symlink_swap(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::
                 swaps.fetch_add(1, Ordering::Relaxed);
                 i += 1;
             }
-            std::fs::write(&f_new, "real-f").unwrap();
-            std::fs::rename(&f_new, &f).unwrap();
+            for (path, content) in &files {
+                std::fs::write(&new, content).unwrap();
+                std::fs::rename(&new, path).unwrap();
+            }
         });
         // Stops the swapper however this thread leaves the scope, so that
         // a failed assertion fails the test instead of hanging it.
@@ -368,56 +451,8 @@ pub fn copy_symlink_swap(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::
             }
         }
         let _stop = StopOnDrop(&stop);
-        for dockerfile in dockerfiles.iter().cycle().take(24) {
-            let dockerfile = dockerfile.to_str().unwrap();
-            let ctx = ctx.to_str().unwrap();
-            let args = [
-                "build",
-                "--no-cache",
-                "-t",
-                "swap:latest",
-                "-f",
-                dockerfile,
-                ctx,
-            ];
-            let out = run(&args);
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            assert!(
-                !stderr.contains(SECRET) && !stdout.contains(SECRET),
-                "the secret leaked:\n{stdout}\n{stderr}"
-            );
-            if out.status.success() {
-                // What was copied is the real content (a copied symlink
-                // dangles in the image, and `cat` skips it).
-                let out = run(&[
-                    "run",
-                    "--rm",
-                    "swap:latest",
-                    "sh",
-                    "-c",
-                    "cat /f /d/inner /inner /all/f /all/d/inner 2>/dev/null; true",
-                ]);
-                let got = String::from_utf8_lossy(&out.stdout).into_owned();
-                assert!(
-                    out.status.success(),
-                    "hoist run: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                assert!(
-                    got.replace("real-f", "").replace("real-d", "").is_empty(),
-                    "{dockerfile}: the image holds {got:?}"
-                );
-            } else {
-                assert!(
-                    stderr.contains("error:")
-                        && stderr.contains(" COPY ")
-                        && (stderr.contains("/f") || stderr.contains("/d"))
-                        && !stderr.contains("copying to"),
-                    "a failed build must name its COPY step and source (not its destination):\n{stderr}"
-                );
-            }
-            kit.assert_victim_untouched(store);
+        for dockerfile in dockerfiles.iter().cycle().take(builds) {
+            swap_build(kit, store, run, &ctx, dockerfile);
         }
     });
     assert!(
@@ -432,6 +467,71 @@ pub fn copy_symlink_swap(kit: &Kit, store: &Path, run: &dyn Fn(&[&str]) -> std::
         "fsck: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// One `--no-cache` build of `dockerfile` on the swap context: it copies
+/// the real content, or fails naming its COPY or ADD step and source, and
+/// the secret shows nowhere. Returns whether it built.
+fn swap_build(
+    kit: &Kit,
+    store: &Path,
+    run: &dyn Fn(&[&str]) -> std::process::Output,
+    ctx: &Path,
+    dockerfile: &Path,
+) -> bool {
+    let dockerfile = dockerfile.to_str().unwrap();
+    let ctx = ctx.to_str().unwrap();
+    let args = [
+        "build",
+        "--no-cache",
+        "-t",
+        "swap:latest",
+        "-f",
+        dockerfile,
+        ctx,
+    ];
+    let out = run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !stderr.contains(SECRET) && !stdout.contains(SECRET),
+        "the secret leaked:\n{stdout}\n{stderr}"
+    );
+    let built = out.status.success();
+    if built {
+        // What was copied is the real content (a copied symlink dangles in
+        // the image, and `cat` skips it).
+        let out = run(&[
+            "run",
+            "--rm",
+            "swap:latest",
+            "sh",
+            "-c",
+            "cat /f /d/inner /inner /all/f /all/d/inner /x/inner 2>/dev/null; true",
+        ]);
+        let got = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "hoist run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rest = ["real-f", "real-d", "real-a"]
+            .iter()
+            .fold(got.clone(), |rest, real| rest.replace(real, ""));
+        assert!(rest.is_empty(), "{dockerfile}: the image holds {got:?}");
+    } else {
+        assert!(
+            stderr.contains("error:")
+                && (stderr.contains(" COPY ") || stderr.contains(" ADD "))
+                && ["/f", "/d", "/a.tar"]
+                    .iter()
+                    .any(|source| stderr.contains(source))
+                && !stderr.contains("copying to"),
+            "a failed build must name its COPY or ADD step and source (not its destination):\n{stderr}"
+        );
+    }
+    kit.assert_victim_untouched(store);
+    built
 }
 
 /// No file under the store's blob directory holds [`SECRET`], read in

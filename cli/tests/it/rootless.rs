@@ -553,6 +553,15 @@ fn r11_rootless_cve_2018_15664_copy_symlink_swap() {
     crate::hostile::copy_symlink_swap(&kit, &ws.store(), &|args| ws.run(args));
 }
 
+/// CVE-2018-15664 under ADD and `COPY --from` (see
+/// `hostile::add_and_copy_from_symlink_swap`), rootless, with a victim the
+/// user owns.
+#[test]
+fn r11_rootless_cve_2018_15664_add_and_copy_from_symlink_swap() {
+    let (ws, kit) = hostile_workspace();
+    crate::hostile::add_and_copy_from_symlink_swap(&kit, &ws.store(), &|args| ws.run(args));
+}
+
 /// CVE-2024-23651 (see `hostile::cache_mount_race`), rootless, with a
 /// victim the user owns.
 #[test]
