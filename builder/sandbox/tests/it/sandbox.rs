@@ -507,12 +507,16 @@ fn extra_mounts_and_their_stubs() {
     }
 }
 
+/// The cancelled run's sleep: a length no other test (or other program
+/// on a shared machine) uses, so that a process found is the run's.
+const CANCELLED_SLEEP: &str = "sleep 424240";
+
 fn sandbox_pids_and_mounts(state: &Path) -> (Vec<String>, Vec<String>) {
     let mut procs = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains("sleep 100") {
+            if cmd.contains(CANCELLED_SLEEP) {
                 procs.push(cmd);
             }
         }
@@ -535,24 +539,25 @@ fn mounts_or(v: Vec<String>) -> Vec<String> {
 fn cancel_kills_the_run_and_leaves_nothing() {
     let (sb, state) = sandbox();
     let handle = sb.cancel_handle();
+    // Cancels once both sleeps run, so that the cancel has processes to
+    // kill; the deadline only guards against a run that never starts.
     let canceller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let running = || processes_running(CANCELLED_SLEEP).len() >= 2;
+        while !running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let started = running();
         handle.cancel();
+        started
     });
-    let start = Instant::now();
-    let r = sb.run(
-        &ephemeral(sh("sleep 100 & sleep 100")),
-        &mut CollectIo::new(),
-    );
-    let took = start.elapsed();
-    canceller.join().unwrap();
+    let script = format!("{CANCELLED_SLEEP} & {CANCELLED_SLEEP}");
+    let r = sb.run(&ephemeral(sh(&script)), &mut CollectIo::new());
+    let started = canceller.join().unwrap();
+    assert!(started, "the run's command never started");
+    // The run sleeps for days: that it returned at all, cancelled, shows
+    // the cancel cut it short (no wall-clock bound on a noisy machine).
     assert!(matches!(r, Err(SandboxError::Cancelled)), "got {r:?}");
-    // Not a wall-clock bound on the machine: the run must end before the
-    // command it was cancelled in could have ended by itself.
-    assert!(
-        took < Duration::from_secs(100),
-        "cancel waited for the command: {took:?}"
-    );
     let (procs, mounts) = sandbox_pids_and_mounts(state.path());
     assert!(procs.is_empty(), "leftover processes: {procs:?}");
     assert!(mounts.is_empty(), "leftover mounts: {mounts:?}");
