@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Registry throughput: `hoist push` / `hoist pull` against `skopeo copy` to
-# and from one local docker-registry (distribution 2.8, plain HTTP on
-# 127.0.0.1), measured in the same run.
+# Registry throughput: `hoist push` / `hoist pull` against `skopeo copy` and
+# `docker push` / `docker pull` to and from one local docker-registry
+# (distribution 2.8, plain HTTP on 127.0.0.1), measured in the same run.
 #
 #   bench/registry/run.sh [SIZE_MIB...] (default: 200 1024)
 #
@@ -15,11 +15,19 @@
 #          docker-archive: -> docker:// (compresses with gzip, uploads), each
 #          to a new repository
 #   pull:  hoist pull into an empty store vs skopeo copy docker:// -> oci:
-#   no-op: hoist push of the unchanged image again (HEADs only)
-# Reports medians of wall time, MB/s of image bytes, ratios to skopeo and
-# peak RSS from /usr/bin/time -v.
+#   no-op: hoist push of the unchanged image again (one manifest HEAD)
+#   docker: a dockerd of the bench's own (its own socket, data root and
+#          exec root, so it never touches another dockerd) loads the same
+#          archive and pushes it to a new repository (compressing with
+#          gzip), then, started again on an empty data root, pulls hoist's
+#          push (download, verify, extract). It is restarted empty before
+#          each, so it never mounts or skips a layer it knows.
+# Reports medians of wall time, MB/s of image bytes, ratios to the fastest
+# peer (and to each), and peak RSS from /usr/bin/time -v (docker's work is
+# in the daemon, so no RSS is shown for it).
 # Env: HOIST (binary, default target/release/hoist, built if missing),
-# RUNS (default 3), BENCH_DIR (scratch, default a temp dir; ~6x SIZE free).
+# RUNS (default 3), BENCH_DIR (scratch, default a temp dir; ~8x SIZE free),
+# DOCKER=0 to leave docker out (it is required otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,17 +39,48 @@ if [[ -z ${HOIST:-} ]]; then
   cargo build --release -p hoist >&2
 fi
 hoist=$(realpath "$hoist")
-for tool in skopeo docker-registry; do
-  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+use_docker=${DOCKER:-1}
+tools=(skopeo docker-registry)
+[[ $use_docker == 0 ]] || tools+=(docker dockerd)
+for tool in "${tools[@]}"; do
+  command -v "$tool" >/dev/null || { echo "$tool is required (DOCKER=0 leaves docker out)" >&2; exit 1; }
 done
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time is required (apt-get install time)" >&2; exit 1; }
 
 work=${BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$work"
 registry_pid=
+dockerd_pid=
 cleanup() {
   [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null || true
+  stop_dockerd
   [[ -z ${BENCH_DIR:-} ]] && rm -rf "$work"
+}
+
+# ---- the bench's own dockerd, started on an empty data root
+docker_sock=$work/docker/docker.sock
+dock() { docker -H "unix://$docker_sock" "$@"; }
+stop_dockerd() {
+  [[ -n $dockerd_pid ]] || return 0
+  kill "$dockerd_pid" 2>/dev/null || true
+  wait "$dockerd_pid" 2>/dev/null || true
+  dockerd_pid=
+}
+start_empty_dockerd() {
+  stop_dockerd
+  rm -rf "$work/docker"
+  mkdir -p "$work/docker"
+  dockerd --host "unix://$docker_sock" --data-root "$work/docker/data" \
+    --exec-root "$work/docker/exec" --pidfile "$work/docker/dockerd.pid" \
+    --iptables=false --ip6tables=false --bridge=none \
+    >"$work/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  for _ in $(seq 120); do
+    dock info >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  cat "$work/dockerd.log" >&2
+  exit 1
 }
 trap cleanup EXIT
 
@@ -141,6 +180,16 @@ for size in "${sizes[@]}"; do
     measure "hoist-pull-$size" env HOIST_ROOT="$work/pull-root" "$hoist" pull -q "$reg/hoist-$size-$run/bench:latest"
     measure "skopeo-pull-$size" skopeo copy -q --src-tls-verify=false \
       "docker://$reg/hoist-$size-$run/bench:latest" "oci:$work/pulled:bench:latest"
+    if [[ $use_docker != 0 ]]; then
+      # dockerd treats 127.0.0.0/8 as an insecure registry: plain HTTP.
+      start_empty_dockerd
+      dock load -q -i "$work/image.tar" >/dev/null
+      dock tag bench:latest "$reg/docker-$size-$run/bench:latest"
+      measure "docker-push-$size" docker -H "unix://$docker_sock" push -q "$reg/docker-$size-$run/bench:latest"
+      start_empty_dockerd
+      measure "docker-pull-$size" docker -H "unix://$docker_sock" pull -q "$reg/hoist-$size-$run/bench:latest"
+      stop_dockerd
+    fi
   done
   stat_of() { # KEY COLUMN -> median
     awk -v c="$2" '{ print $c }' "$work/$1-$size.txt" | median
@@ -148,9 +197,20 @@ for size in "${sizes[@]}"; do
   for op in push pull; do
     h=$(stat_of "hoist-$op" 1); s=$(stat_of "skopeo-$op" 1)
     hr=$(stat_of "hoist-$op" 2); sr=$(stat_of "skopeo-$op" 2)
-    rows+=("$(awk -v n="$size" -v op="$op" -v b="$bytes" -v h="$h" -v s="$s" -v hr="$hr" -v sr="$sr" 'BEGIN {
-      printf "%5d MiB %-5s hoist %6.2f s %5.0f MB/s %6.1f MiB RSS | skopeo %6.2f s %5.0f MB/s %6.1f MiB RSS | %.2fx",
-        n, op, h, b / h / 1e6, hr / 1024, s, b / s / 1e6, sr / 1024, s / h }')")
+    d=0
+    [[ $use_docker == 0 ]] || d=$(stat_of "docker-$op" 1)
+    rows+=("$(awk -v n="$size" -v op="$op" -v b="$bytes" -v h="$h" -v s="$s" -v d="$d" -v hr="$hr" -v sr="$sr" 'BEGIN {
+      line = sprintf("%5d MiB %-5s hoist %6.2f s %5.0f MB/s %6.1f MiB RSS | skopeo %6.2f s %5.0f MB/s %6.1f MiB RSS",
+        n, op, h, b / h / 1e6, hr / 1024, s, b / s / 1e6, sr / 1024)
+      fastest = s
+      if (d > 0) {
+        line = line sprintf(" | docker %6.2f s %5.0f MB/s", d, b / d / 1e6)
+        if (d < fastest) fastest = d
+        printf "%s | %.2fx the fastest peer (skopeo %.2fx, docker %.2fx)", line, fastest / h, s / h, d / h
+      } else {
+        printf "%s | %.2fx skopeo", line, s / h
+      }
+    }')")
   done
   n=$(stat_of "noop-push" 1); nr=$(stat_of "noop-push" 2)
   rows+=("$(awk -v n="$size" -v t="$n" -v r="$nr" 'BEGIN { printf "%5d MiB no-op re-push: hoist %.0f ms, %.1f MiB RSS", n, t * 1000, r / 1024 }')")
