@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use hoist_sandbox::{Resources, SeccompProfile, Security, Ulimit};
 
 /// Docker's `--security-opt` values that hoist supports: `seccomp=unconfined`,
-/// `seccomp=PROFILE.json` (also the legacy `seccomp:…`) and
-/// `no-new-privileges[=true|false]`. Anything else is refused by name.
+/// `seccomp=PROFILE.json` (also the legacy `seccomp:…`),
+/// `no-new-privileges[=true|false]` and `systempaths=unconfined`. Anything
+/// else is refused by name.
 pub fn parse_security_opts(opts: &[String]) -> anyhow::Result<Security> {
     let mut security = Security::default();
     for opt in opts {
@@ -26,9 +27,11 @@ pub fn parse_security_opts(opts: &[String]) -> anyhow::Result<Security> {
             }
             ("no-new-privileges", None | Some("true")) => security.no_new_privs = true,
             ("no-new-privileges", Some("false")) => security.no_new_privs = false,
+            ("systempaths", Some("unconfined")) => security.unconfined_system_paths = true,
             _ => bail!(
                 "invalid --security-opt {opt:?}: supported are seccomp=unconfined, \
-                 seccomp=PROFILE.json and no-new-privileges[=true|false]"
+                 seccomp=PROFILE.json, no-new-privileges[=true|false] and \
+                 systempaths=unconfined"
             ),
         }
     }
@@ -193,6 +196,13 @@ mod tests {
         assert!(opts(&["seccomp=unconfined"]).unwrap().seccomp.is_none());
         assert!(opts(&["seccomp:unconfined"]).unwrap().seccomp.is_none());
         assert!(!opts(&["no-new-privileges=false"]).unwrap().no_new_privs);
+        assert!(
+            opts(&["systempaths=unconfined"])
+                .unwrap()
+                .unconfined_system_paths
+        );
+        assert!(!opts(&[]).unwrap().unconfined_system_paths);
+        assert!(opts(&["systempaths=confined"]).is_err());
         let err = format!("{:#}", opts(&["apparmor=x"]).unwrap_err());
         assert!(
             err.contains("invalid --security-opt \"apparmor=x\""),

@@ -24,7 +24,7 @@ pub enum SandboxError {
     },
     #[error("rootless id mapping: {0}")]
     IdMap(String),
-    #[error("mount overlay on {target}: {source}")]
+    #[error("mount overlay on {target}: {source}{hint}", hint = overlay_hint(.source))]
     Overlay { target: PathBuf, source: io::Error },
     #[error("sandbox i/o: {0}")]
     Pipe(#[source] io::Error),
@@ -43,9 +43,59 @@ pub enum SandboxError {
     OutOfMemory { limit: u64 },
 }
 
+/// What an overlayfs mount failure means where builders run in containers,
+/// and what to do about it.
+fn overlay_hint(source: &io::Error) -> &'static str {
+    match source.raw_os_error() {
+        // overlayfs cannot take its upper and work directories from an
+        // overlay: a store inside a container's root filesystem.
+        Some(libc::EINVAL) => {
+            " (the store is on a filesystem overlayfs cannot stack on, such as a container's \
+             own overlay root: put it on a volume, e.g. an emptyDir or a bind mount, with \
+             HOIST_ROOT or --root)"
+        }
+        Some(libc::EPERM) => {
+            " (mounting overlayfs needs CAP_SYS_ADMIN, which a user namespace grants for \
+             overlayfs only on Linux 5.11 or later)"
+        }
+        Some(libc::ENODEV) => " (the kernel has no overlay filesystem: modprobe overlay)",
+        _ => "",
+    }
+}
+
 impl SandboxError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> SandboxError {
         let path = path.into();
         move |source| SandboxError::Io { path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_errors_say_what_to_do() {
+        for (errno, says) in [
+            (libc::EINVAL, "put it on a volume"),
+            (libc::EPERM, "Linux 5.11"),
+            (libc::ENODEV, "modprobe overlay"),
+        ] {
+            let err = SandboxError::Overlay {
+                target: PathBuf::from("/store/merged"),
+                source: io::Error::from_raw_os_error(errno),
+            };
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with("mount overlay on /store/merged: "),
+                "{shown}"
+            );
+            assert!(shown.contains(says), "errno {errno}: {shown}");
+        }
+        let other = SandboxError::Overlay {
+            target: PathBuf::from("/m"),
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert!(other.to_string().ends_with("(os error 28)"), "{other}");
     }
 }

@@ -9,6 +9,7 @@
 //! builder's namespace.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -423,9 +424,31 @@ struct Pumped {
 fn describe_error(plan: &plan::ChildPlan, step: u32, errno: i32) -> SandboxError {
     let source = std::io::Error::from_raw_os_error(errno);
     if let Some(op) = plan.ops.get(step as usize) {
-        return SandboxError::Setup {
-            step: op.describe(),
-            source,
+        return match op {
+            plan::Op::Overlay { target, .. } => SandboxError::Overlay {
+                target: PathBuf::from(std::ffi::OsStr::from_bytes(target.to_bytes())),
+                source,
+            },
+            // A procfs in a user namespace is refused while parts of the
+            // /proc the builder sees are covered (a container's masked
+            // paths).
+            plan::Op::MountDir { fstype, .. }
+                if fstype.as_bytes() == b"proc" && errno == libc::EPERM =>
+            {
+                SandboxError::Setup {
+                    step: format!(
+                        "{} (the container hoist runs in masks parts of /proc: run it with \
+                         --security-opt systempaths=unconfined, or procMount: Unmasked in \
+                         Kubernetes)",
+                        op.describe()
+                    ),
+                    source,
+                }
+            }
+            _ => SandboxError::Setup {
+                step: op.describe(),
+                source,
+            },
         };
     }
     let step = match Fixed::from_step(step) {

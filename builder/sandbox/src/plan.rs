@@ -682,12 +682,14 @@ pub(crate) fn build(
             }
         }
     }
-    // BuildKit's insecure mode masks and write-protects nothing.
-    let (read_only, masked_files, masked_dirs): (&[&str], &[&str], &[&str]) = if insecure {
-        (&[], &[], &[])
-    } else {
-        (&PROC_READ_ONLY, &PROC_MASKED_FILES, &MASKED_DIRS)
-    };
+    // BuildKit's insecure mode masks and write-protects nothing, nor does
+    // Docker's systempaths=unconfined.
+    let (read_only, masked_files, masked_dirs): (&[&str], &[&str], &[&str]) =
+        if insecure || spec.security.unconfined_system_paths {
+            (&[], &[], &[])
+        } else {
+            (&PROC_READ_ONLY, &PROC_MASKED_FILES, &MASKED_DIRS)
+        };
     for p in read_only {
         b.mount(p, p, "", mount_bind | MountFlags::REC, None, true)?;
         b.remount_ro(p, true)?;

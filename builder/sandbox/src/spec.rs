@@ -219,6 +219,11 @@ pub struct Security {
     /// filter, no masked or read-only /proc paths, a writable /sys. The
     /// caller checks the `security.insecure` entitlement.
     pub insecure: bool,
+    /// `--security-opt systempaths=unconfined` (`docker run`'s): nothing
+    /// in /proc is masked or made read-only. A nested runtime (hoist in a
+    /// pod) needs it to mount a procfs of its own: the kernel refuses one
+    /// in a user namespace while parts of the visible /proc are covered.
+    pub unconfined_system_paths: bool,
 }
 
 impl Default for Security {
@@ -228,6 +233,7 @@ impl Default for Security {
             seccomp: Some(SeccompProfile::docker_default()),
             no_new_privs: false,
             insecure: false,
+            unconfined_system_paths: false,
         }
     }
 }

@@ -95,7 +95,7 @@ pub struct Args {
     #[arg(long)]
     push: bool,
     /// Security options for RUN: seccomp=unconfined, seccomp=PROFILE.json,
-    /// no-new-privileges[=false]
+    /// no-new-privileges[=false], systempaths=unconfined
     #[arg(long = "security-opt", value_name = "OPT")]
     security_opts: Vec<String>,
     /// How many independent stages to build at the same time (hoist's own

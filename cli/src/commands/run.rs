@@ -36,7 +36,7 @@ pub struct Args {
     #[arg(long = "hostname")]
     hostname: Option<String>,
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json,
-    /// no-new-privileges[=false]
+    /// no-new-privileges[=false], systempaths=unconfined
     #[arg(long = "security-opt", value_name = "OPT")]
     security_opts: Vec<String>,
     /// Bind mount a volume (`SRC:DST[:ro|rw]`)
