@@ -598,7 +598,7 @@ fn hex_of(digest: &str) -> &str {
 }
 
 /// `1873` as `1,873`.
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -749,12 +749,80 @@ impl StageBuilder<'_> {
     /// kind of instruction: its inputs, and whether they were redacted
     /// (a record imported from an exported cache).
     fn nearest_earlier(&self, inputs: &StepInputs) -> Option<(StepInputs, bool)> {
+        self.nearest_earlier_step(inputs)
+            .map(|cached| (cached.inputs, cached.redacted))
+    }
+
+    fn nearest_earlier_step(&self, inputs: &StepInputs) -> Option<CachedStep> {
         let store = self.scope.builder.store;
         self.recent_keys().keys.iter().find_map(|key| {
             let entry = store.cache_peek(key).ok().flatten()?;
             let cached = serde_json::from_value::<CachedStep>(entry.payload).ok()?;
-            (cached.inputs.op == inputs.op).then_some((cached.inputs, cached.redacted))
+            (cached.inputs.op == inputs.op).then_some(cached)
         })
+    }
+
+    /// For a COPY or ADD that missed: the earlier build of it whose
+    /// unchanged files can be taken instead of copied (see
+    /// [`crate::copy::reuse`]). That needs the same parent, definition and
+    /// output settings, sources from the build context only, one source
+    /// without wildcards (so that each context path has one destination, in
+    /// both builds), and the earlier build's snapshot and file list still
+    /// in the store. `None` otherwise, and under `--no-cache`.
+    pub(crate) fn copy_reuse(
+        &self,
+        copy: &CopyAdd,
+        is_add: bool,
+        heredocs: &[Heredoc],
+        inputs: &StepInputs,
+    ) -> Option<std::sync::Arc<crate::copy::reuse::Reuse>> {
+        let request = self.scope.request;
+        if self.scope.dry_run || request.no_cache || self.no_cache_filtered() {
+            return None;
+        }
+        let [source] = copy.sources.as_slice() else {
+            return None;
+        };
+        if copy.from.is_some()
+            || !heredocs.is_empty()
+            || source.contains(['*', '?', '[', '\\'])
+            || crate::copy::fetch::is_http_url(source)
+            || crate::copy::fetch::is_git_url(source)
+            || (is_add && copy.checksum.is_some())
+        {
+            return None;
+        }
+        let current = self.sources.as_ref()?;
+        let earlier = self.nearest_earlier_step(inputs)?;
+        if earlier.redacted {
+            return None;
+        }
+        let old = &earlier.inputs;
+        let only_context = |i: &StepInputs| i.content.keys().eq(["context"]);
+        if old.version != inputs.version
+            || old.parent != inputs.parent
+            || old.op != inputs.op
+            || old.definition != inputs.definition
+            || old.env != inputs.env
+            || old.output != inputs.output
+            || !only_context(old)
+            || !only_context(inputs)
+        {
+            return None;
+        }
+        let layer = earlier.layer?;
+        let store = self.scope.builder.store;
+        let chain = ChainId::child(old.parent.as_ref(), &layer.diff_id);
+        store.lease_chain_id(&chain).ok()?;
+        let snapshot = store.snapshot_path(&chain);
+        let old_files: SourceFiles = store
+            .cache_record_reader(CacheRecord::Files, hex_of(old.content.get("context")?))
+            .ok()
+            .flatten()
+            .and_then(|reader| serde_json::from_reader(reader).ok())?;
+        crate::copy::reuse::Reuse::new(&snapshot, &old_files.files, &current.files, &current.dirs)
+            .ok()
+            .map(std::sync::Arc::new)
     }
 
     /// The first input that differs, in words. Against an imported record,

@@ -9,7 +9,7 @@ use crate::copy::SourceView;
 use crate::error::StepError;
 use crate::http_source::UrlContent;
 use crate::progress::Event;
-use crate::rootfs::LayerStack;
+use crate::rootfs::{LayerStack, Scratch};
 use crate::run_step::{mount_view, resolve_user};
 use crate::stage::{StageBuilder, StepContext};
 use crate::user::resolve_chown;
@@ -54,7 +54,6 @@ impl StageBuilder<'_> {
             dest
         };
         let created_by = copy_created_by(copy, is_add);
-        let store = self.scope.builder.store;
         let source_stack = copy
             .from
             .as_deref()
@@ -87,11 +86,58 @@ impl StageBuilder<'_> {
         }
         let prefetched = self.take_downloads(urls)?;
 
+        // A miss whose earlier build differs only in some files takes the
+        // unchanged ones from that build; if anything goes wrong there, the
+        // step is copied again from scratch, which gives the same result.
+        let reuse = self.copy_reuse(copy, is_add, &heredocs, &inputs);
+        let job = CopyStep {
+            copy,
+            is_add,
+            dest: &dest,
+            heredocs: &heredocs,
+            source_stack: source_stack.as_ref(),
+            prefetched: prefetched.as_ref(),
+        };
+        let scratch = match &reuse {
+            Some(reuse) => match self.copy_to_scratch(&job, Some(reuse)) {
+                Ok(scratch) => {
+                    let taken = reuse.taken();
+                    let noun = if taken == 1 { "file" } else { "files" };
+                    let message = format!(
+                        "{}: reused {} unchanged {noun} of an earlier build",
+                        step.text,
+                        crate::cache::thousands(taken)
+                    );
+                    self.scope
+                        .builder
+                        .progress
+                        .event(crate::progress::Event::Status {
+                            step: step.id,
+                            message: &message,
+                        });
+                    scratch
+                }
+                Err(_) => self.copy_to_scratch(&job, None)?,
+            },
+            None => self.copy_to_scratch(&job, None)?,
+        };
+        self.commit_step(step, inputs, &scratch.upper, created_by)
+    }
+
+    /// Runs a COPY or ADD into a fresh upperdir over the stage's
+    /// filesystem, taking unchanged files from `reuse` when given.
+    fn copy_to_scratch(
+        &self,
+        job: &CopyStep<'_>,
+        reuse: Option<&std::sync::Arc<crate::copy::reuse::Reuse>>,
+    ) -> Result<Scratch, StepError> {
+        let store = self.scope.builder.store;
+        let copy = job.copy;
         let (scratch, lowerdirs) = self.prepare_step()?;
         // The source view for --from: mounted read-only beside the target.
         let from_mount = scratch.mountpoint.with_file_name("from");
         let mut from_guard = None;
-        let from_root = match &source_stack {
+        let from_root = match job.source_stack {
             Some(stack) => {
                 let dirs = stack.lowerdirs(store)?;
                 let root = if dirs.is_empty() {
@@ -123,24 +169,30 @@ impl StageBuilder<'_> {
                 .transpose()?;
             let request = crate::copy::CopyRequest {
                 source,
-                preserve_owner: source_stack.is_some(),
+                preserve_owner: job.source_stack.is_some(),
                 sources: &copy.sources,
-                heredocs: &heredocs,
-                dest: &dest,
+                heredocs: job.heredocs,
+                dest: job.dest,
                 chown,
                 chmod: copy.chmod.as_deref(),
                 exclude: &copy.exclude,
                 parents: copy.parents,
-                is_add,
+                is_add: job.is_add,
                 checksum: copy.checksum.as_deref(),
                 unpack: copy.unpack,
-                prefetched: prefetched.as_ref(),
+                prefetched: job.prefetched,
+                reuse,
             };
             crate::copy::copy_into(merged.target(), &request).map_err(StepError::Copy)?;
             merged.unmount()?;
         }
         drop(from_guard);
-        self.commit_step(step, inputs, &scratch.upper, created_by)
+        if let Some(reuse) = reuse {
+            reuse
+                .link_into(&scratch.upper)
+                .map_err(StepError::io("linking unchanged files of an earlier build"))?;
+        }
+        Ok(scratch)
     }
 
     /// Heredoc sources as files get them: chomped, and with variables
@@ -184,6 +236,16 @@ impl StageBuilder<'_> {
         let image = self.scope.builder.image_for(from, &self.platform)?;
         Ok(LayerStack::from_layers(image.layers()))
     }
+}
+
+/// One COPY or ADD, as [`StageBuilder::copy_to_scratch`] runs it.
+struct CopyStep<'a> {
+    copy: &'a CopyAdd,
+    is_add: bool,
+    dest: &'a str,
+    heredocs: &'a [Heredoc],
+    source_stack: Option<&'a LayerStack>,
+    prefetched: Option<&'a crate::copy::Prefetched>,
 }
 
 /// BuildKit's history line for COPY/ADD: flags that change the result, the

@@ -17,6 +17,7 @@ pub mod archive;
 pub mod chmod;
 pub mod fetch;
 mod request;
+pub mod reuse;
 pub mod source;
 pub mod write;
 
@@ -85,6 +86,9 @@ pub struct CopyOptions {
     /// URL downloads made before the step (to key it by their content),
     /// by URL: taken instead of fetching the URL again.
     pub prefetched: Option<Prefetched>,
+    /// The earlier build of this step whose unchanged files are linked
+    /// instead of copied (see [`reuse`]).
+    pub reuse: Option<std::sync::Arc<reuse::Reuse>>,
 }
 
 /// Downloads made ahead of a step, shared with the copy that uses them.
@@ -377,6 +381,7 @@ pub fn copy(req: &CopyJob<'_>) -> Result<CopyStats, CopyError> {
                     dest_is_dir,
                     exclude.as_ref(),
                     add,
+                    opts.reuse.as_deref(),
                     &mut writer,
                     &mut stats,
                 )?;
@@ -438,6 +443,7 @@ fn copy_match(
     dest_is_dir: bool,
     exclude: Option<&PatternMatcher>,
     add: Option<AddArchive>,
+    reuse: Option<&reuse::Reuse>,
     writer: &mut Writer<'_>,
     stats: &mut CopyStats,
 ) -> Result<(), CopyError> {
@@ -472,6 +478,9 @@ fn copy_match(
                 continue;
             }
             write_entry(src_root, &src_path, entry, &dest_path, writer, stats)?;
+        }
+        if let Some(reuse) = reuse {
+            plain = take_unchanged(src_root, &found.lexical, plain, reuse, writer, stats);
         }
         copy_plain_files(src_root, &plain, writer, stats)?;
         return Ok(());
@@ -517,6 +526,70 @@ fn copy_match(
         link: None,
     };
     write_entry(src_root, &found.resolved, &entry, &target, writer, stats)
+}
+
+/// Leaves out of `plain` the files the earlier build's snapshot already
+/// holds exactly (they are linked once the copy is done) and returns the
+/// rest, to be copied.
+fn take_unchanged<'e>(
+    src_root: &Root,
+    lexical: &Path,
+    plain: Vec<(PathBuf, PathBuf, &'e source::Entry)>,
+    reuse: &reuse::Reuse,
+    writer: &Writer<'_>,
+    stats: &mut CopyStats,
+) -> Vec<(PathBuf, PathBuf, &'e source::Entry)> {
+    // Keys as the checksum names the files; a name that is not UTF-8 has
+    // a lossy key that two files could share, so it is always copied.
+    let keys: Vec<Option<String>> = plain
+        .iter()
+        .map(|(_, _, entry)| {
+            source::join(lexical, &entry.rel)
+                .to_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let dests: Vec<PathBuf> = plain
+        .iter()
+        .map(|(_, dest, _)| root_relative(dest))
+        .collect();
+    let mut candidates = Vec::new();
+    let mut always = Vec::new();
+    for (i, ((src, _, entry), key)) in plain.iter().zip(&keys).enumerate() {
+        match key {
+            Some(key) => candidates.push((
+                i,
+                reuse::Candidate {
+                    key,
+                    src,
+                    stat: &entry.stat,
+                    dest: &dests[i],
+                    meta: writer.final_meta(meta_of(&entry.stat), false),
+                },
+            )),
+            None => always.push(i),
+        }
+    }
+    let (indices, candidates): (Vec<usize>, Vec<reuse::Candidate<'_>>) =
+        candidates.into_iter().unzip();
+    let copy = reuse.select(src_root, &candidates);
+    let mut keep = vec![false; plain.len()];
+    for i in always {
+        keep[i] = true;
+    }
+    for c in copy {
+        keep[indices[c]] = true;
+    }
+    let mut rest = Vec::new();
+    for (item, keep) in plain.into_iter().zip(keep) {
+        if keep {
+            rest.push(item);
+        } else {
+            stats.entries += 1;
+            stats.bytes += item.2.stat.st_size as u64;
+        }
+    }
+    rest
 }
 
 /// Copies regular files with a single link each, in parallel.

@@ -37,6 +37,8 @@ pub struct CopyRequest<'a> {
     pub unpack: Option<bool>,
     /// URLs already downloaded (see [`super::CopyOptions::prefetched`]).
     pub prefetched: Option<&'a super::Prefetched>,
+    /// An earlier build of the step to take unchanged files from.
+    pub reuse: Option<&'a std::sync::Arc<super::reuse::Reuse>>,
 }
 
 /// Runs a COPY/ADD into `dest_root` (the merged view of the new layer).
@@ -66,6 +68,7 @@ pub fn copy_into(dest_root: &Path, req: &CopyRequest<'_>) -> Result<CopyStats, C
         checksum: req.checksum.map(str::to_owned),
         unpack: req.unpack,
         prefetched: req.prefetched.cloned(),
+        reuse: req.reuse.cloned(),
         ..CopyOptions::default()
     };
     let job = CopyJob {

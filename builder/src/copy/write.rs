@@ -54,7 +54,7 @@ impl<'a> Writer<'a> {
         self.owner.unwrap_or((0, 0))
     }
 
-    fn final_meta(&self, meta: Meta, is_dir: bool) -> Meta {
+    pub(crate) fn final_meta(&self, meta: Meta, is_dir: bool) -> Meta {
         let (uid, gid) = self.owner.unwrap_or((meta.uid, meta.gid));
         let mode = match self.chmod {
             Some(chmod) => chmod.apply(meta.mode, is_dir),

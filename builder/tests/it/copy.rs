@@ -1260,6 +1260,7 @@ fn builder_entry_points() {
         checksum: None,
         unpack: None,
         prefetched: None,
+        reuse: None,
     };
     hoist_builder::copy::copy_into(img.path(), &req).unwrap();
     let got = tree(&img.path().join("app"));

@@ -17,5 +17,6 @@ mod parallel;
 mod perf;
 mod realworld;
 mod registry;
+mod reuse;
 mod rootless;
 mod run;
