@@ -43,6 +43,25 @@ fn r11_unshare_and_mount_are_refused_in_run() {
     );
 }
 
+/// A static i386 program (`testdata/elf/i386-unshare`) in a RUN: Docker's
+/// profile covers that ABI too, so it runs, and its unshare gets EPERM
+/// (exit 1) instead of the whole program being killed (exit 159).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn r11_i386_program_in_run_gets_eperm_for_unshare() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox
+COPY i386-unshare /
+RUN (/i386-unshare; echo rc=$?) > /out
+",
+    );
+    crate::common::copy_i386_fixture(ctx.path());
+    hoist.build(ctx.path(), &["-t", "probe:latest"]);
+    assert_eq!(hoist.exec("probe:latest", &["cat", "/out"]), "i386\nrc=1\n");
+    assert_store_sound(&hoist);
+}
+
 /// `--security-opt seccomp=unconfined` turns the filter off; a profile
 /// that cannot be read is an error naming it.
 #[test]

@@ -211,6 +211,15 @@ pub fn running_with_arg(wanted: &[u8]) -> bool {
 }
 
 /// A build context holding only a Dockerfile with `contents`.
+/// Copies `testdata/elf/i386-unshare` (a static i386 program that writes
+/// "i386" and exits with the errno of its unshare) into `dir`, executable.
+pub fn copy_i386_fixture(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let to = dir.join("i386-unshare");
+    std::fs::copy(testdata().join("elf/i386-unshare"), &to).unwrap();
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 pub fn dockerfile_context(contents: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), contents).unwrap();

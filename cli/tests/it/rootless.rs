@@ -418,6 +418,29 @@ fn r11_rootless_runs_refuse_the_same_breakouts() {
     ws.ok(&["fsck"]);
 }
 
+/// Issue 11, rootless: a static i386 program in a RUN runs under the same
+/// profile, and its unshare gets EPERM.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn r11_rootless_i386_program_in_run_gets_eperm_for_unshare() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    let ctx = ws.path().join("i386");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY i386-unshare /\nRUN (/i386-unshare; echo rc=$?) > /out\n",
+    )
+    .unwrap();
+    crate::common::copy_i386_fixture(&ctx);
+    ws.give(&ctx);
+    ws.ok(&["import", "busybox.tar", "busybox:latest"]);
+    ws.ok(&["build", "-q", "-t", "probe:latest", "i386"]);
+    assert_eq!(
+        ws.ok(&["run", "--rm", "probe:latest", "cat", "/out"]),
+        "i386\nrc=1\n"
+    );
+}
+
 /// Issue 10: without a subordinate range `hoist info` shows the single-ID
 /// map, the first thing to check when a rootless step cannot chown.
 #[test]

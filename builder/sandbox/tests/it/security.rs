@@ -366,6 +366,26 @@ fn i386_unshare_program() -> Vec<u8> {
     elf
 }
 
+/// `testdata/elf/i386-unshare` is this program (the cli's RUN tests use
+/// the file); `UPDATE_GOLDEN=1` rewrites it.
+#[test]
+fn r11_i386_fixture_is_the_generated_program() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/elf/i386-unshare");
+    let program = i386_unshare_program();
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &program).unwrap();
+    }
+    let fixture = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert!(
+        fixture == program,
+        "{} differs from the generator",
+        path.display()
+    );
+}
+
 /// Docker's profile covers the i386 ABI too (its `archMap`): a 32-bit
 /// program runs under the default filter, its write is allowed, and its
 /// unshare gets EPERM, where a native-only filter killed it with SIGSYS
