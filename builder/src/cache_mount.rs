@@ -60,14 +60,7 @@ impl Leases {
         // prune takes it exclusive and leaves a mount in use alone. Taken
         // first, so a prune in progress finishes before the directory is
         // looked at (and made again if it went).
-        let in_use = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(locks.join(format!("{hex}.use")))
-            .map_err(StepError::io("opening a cache mount lock"))?;
-        rustix::fs::flock(&in_use, FlockOperation::LockShared)
-            .map_err(|e| StepError::io("locking a cache mount")(std::io::Error::from(e)))?;
+        let in_use = lock_in_use(&locks.join(format!("{hex}.use")))?;
         let lock = File::options()
             .create(true)
             .truncate(false)
@@ -116,6 +109,33 @@ impl Leases {
             _private: private,
         });
         Ok(dir)
+    }
+}
+
+/// Opens the use lock at `path` and holds it shared. A prune removes the
+/// lock files with their mount while it holds this lock exclusive: when
+/// the file this RUN locked is no longer the one at `path`, nobody else
+/// will see the lock, so it opens the path again.
+fn lock_in_use(path: &Path) -> Result<File, StepError> {
+    use std::os::unix::fs::MetadataExt as _;
+    loop {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(StepError::io("opening a cache mount lock"))?;
+        rustix::fs::flock(&file, FlockOperation::LockShared)
+            .map_err(|e| StepError::io("locking a cache mount")(std::io::Error::from(e)))?;
+        let held = file
+            .metadata()
+            .map_err(StepError::io("reading a cache mount lock"))?;
+        match std::fs::metadata(path) {
+            Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => return Ok(file),
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(StepError::io("reading a cache mount lock")(err)),
+        }
     }
 }
 
@@ -223,8 +243,55 @@ mod tests {
         assert!(dir.join("warm").is_file());
         drop(shared);
         // Every lease above is dropped now.
+        let locks = store.root().join("hoist/mount-locks");
+        assert_eq!(
+            std::fs::read_dir(&locks).unwrap().count(),
+            2,
+            "use and sharing"
+        );
         let report = store.gc(&prune).unwrap();
         assert_eq!(report.cache_mounts, 1);
         assert!(!dir.exists());
+        assert_eq!(
+            std::fs::read_dir(&locks).unwrap().count(),
+            0,
+            "the lock files go with their mount"
+        );
+    }
+
+    /// A RUN that opened a use lock which a prune then removed does not
+    /// keep the removed file: it locks the one at the path, which the next
+    /// prune sees.
+    #[test]
+    fn r8_a_use_lock_removed_while_waited_for_is_opened_again() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("x.use");
+        let pruner = File::create(&path).unwrap();
+        rustix::fs::flock(&pruner, FlockOperation::LockExclusive).unwrap();
+        let old_inode = std::os::unix::fs::MetadataExt::ino(&pruner.metadata().unwrap());
+        std::thread::scope(|scope| {
+            let path = &path;
+            let user = scope.spawn(move || lock_in_use(path).unwrap());
+            // Once the user waits on the old file (a blocked flock shows
+            // in /proc/locks as "->"), remove it and let go, as a prune.
+            let blocked = format!(":{old_inode} ");
+            while !std::fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .any(|l| l.contains("->") && l.contains(&blocked))
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            std::fs::remove_file(path).unwrap();
+            drop(pruner);
+            let held = user.join().unwrap();
+            let at_path = File::open(path).expect("the user made the lock file again");
+            assert_eq!(
+                rustix::fs::flock(&at_path, FlockOperation::NonBlockingLockExclusive),
+                Err(rustix::io::Errno::WOULDBLOCK),
+                "the user holds the lock at the path"
+            );
+            drop(held);
+        });
     }
 }

@@ -423,10 +423,40 @@ impl Store {
             }
             let target = self.temp_path("cache-mount");
             std::fs::rename(&path, &target).map_err(StoreError::io(&path))?;
+            self.remove_cache_mount_locks(&name)?;
             doomed.push(target);
             count += 1;
         }
+        // Lock files whose mount is gone (a RUN that failed before making
+        // it, or an older hoist's prune) go too, unless a RUN holds them.
+        let locks = self.root().join("hoist/mount-locks");
+        let mut orphans: Vec<String> = list_dir_names(&locks)?
+            .into_iter()
+            .map(|name| {
+                name.strip_suffix(".use")
+                    .map_or(name.clone(), str::to_owned)
+            })
+            .filter(|name| !self.cache_mounts_dir().join(name).exists())
+            .collect();
+        orphans.sort();
+        orphans.dedup();
+        for name in orphans {
+            if let Some(_unused) = self.lock_unused_cache_mount(&name)? {
+                self.remove_cache_mount_locks(&name)?;
+            }
+        }
         Ok(count)
+    }
+
+    /// Removes cache mount `name`'s lock files, its sharing lock first;
+    /// the caller holds its use lock exclusive, so no RUN holds either. A
+    /// RUN that opened the use lock before it went finds, once it holds
+    /// it, that the path names another file (or none), and opens it again.
+    fn remove_cache_mount_locks(&self, name: &str) -> Result<()> {
+        let locks = self.root().join("hoist/mount-locks");
+        remove_file_if_exists(&locks.join(name))?;
+        remove_file_if_exists(&cache_mount_use_lock(self.root(), name))?;
+        Ok(())
     }
 
     /// The use lock of cache mount `name` (`hoist/mount-locks/<name>.use`,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{Hoist, dockerfile_context};
+use crate::common::{Hoist, dockerfile_context, wait_until};
 
 /// The `not cached:` lines of a plain progress log, in order.
 fn explanations(log: &str) -> Vec<&str> {
@@ -397,6 +397,88 @@ fn r8_builder_prune_until_collects_old_cache_and_cache_mounts() {
         "{}",
         String::from_utf8_lossy(&err.stderr)
     );
+}
+
+/// Two `hoist` processes: one builds, its RUN holding a cache mount; the
+/// other runs `builder prune --all`. The held mount and its lock files
+/// survive; an unheld one goes with its lock files; once the RUN is done,
+/// the next prune takes the rest.
+#[test]
+fn r8_prune_takes_an_unheld_cache_mount_with_its_locks_and_leaves_a_held_one() {
+    use sha2::Digest as _;
+    let hoist = Hoist::with_busybox();
+    let hex = |id: &str| format!("{:x}", sha2::Sha256::digest(id.as_bytes()));
+    let (held, loose) = (hex("held"), hex("loose"));
+    let mounts = hoist.root().join("hoist/mounts");
+    let locks = hoist.root().join("hoist/mount-locks");
+    let lock_files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&locks)
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let ctx = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=cache,id=loose,target=/c echo y > /c/f\n",
+    );
+    hoist.build(ctx.path(), &[]);
+    assert_eq!(lock_files(), [loose.clone(), format!("{loose}.use")]);
+
+    // The RUN says it started through the mount, and waits for a file the
+    // test puts there.
+    let ctx = dockerfile_context(
+        "FROM busybox
+RUN --mount=type=cache,id=held,target=/c sh -c 'echo x > /c/f; touch /c/started; \
+    while [ ! -e /c/go ]; do sleep 0.05; done; rm /c/go'
+",
+    );
+    /// Kills the build if the test fails before letting it finish.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut build = Running(
+        hoist
+            .command(&["build", "--progress=plain", ctx.path().to_str().unwrap()])
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let started = mounts.join(&held).join("started");
+    wait_until("the RUN holding the cache mount", || started.exists());
+
+    let out = hoist.ok(&["builder", "prune", "-f", "--all"]);
+    assert!(out.contains("Deleted cache mounts: 1"), "{out}");
+    assert!(!mounts.join(&loose).exists(), "the unheld mount goes");
+    assert!(
+        mounts.join(&held).join("f").is_file(),
+        "the held mount stays"
+    );
+    assert_eq!(
+        lock_files(),
+        [held.clone(), format!("{held}.use")],
+        "the unheld mount's lock files go with it"
+    );
+
+    std::fs::write(mounts.join(&held).join("go"), "").unwrap();
+    let status = build.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(log.path()).unwrap()
+    );
+    let out = hoist.ok(&["builder", "prune", "-f", "--all"]);
+    assert!(out.contains("Deleted cache mounts: 1"), "{out}");
+    assert_eq!(lock_files(), Vec::<String>::new());
+    assert_eq!(std::fs::read_dir(&mounts).unwrap().count(), 0);
 }
 
 type Mutation = fn(&Path);
