@@ -10,6 +10,7 @@ mod cache;
 #[allow(dead_code)]
 pub mod fault_proxy;
 pub mod http;
+mod pod;
 mod pull_push;
 #[allow(dead_code)]
 pub mod token_server;
