@@ -13,9 +13,10 @@ use hoist_store::{Image, Store};
 
 use crate::args::{Platform, platform_args};
 use crate::context::BuildContext;
-use crate::error::BuildError;
+use crate::error::{BuildError, StepError};
 use crate::layer::Compression;
 use crate::progress::{Progress, StepId};
+use crate::pull::Plan;
 use crate::rootfs::LayerStack;
 use crate::schedule::{PanicGuard, Schedule};
 use crate::stage::StageBuilder;
@@ -190,33 +191,28 @@ impl<'a> Builder<'a> {
     }
 
     /// Resolves (pulling when needed) the images the stages start from or
-    /// read, as BuildKit loads every stage's metadata before it builds,
-    /// and gives each stage a block of step numbers in the build order, so
-    /// that a step's `#N` is the same however the stages interleave (and
-    /// the same as with `--jobs 1`). A block holds the FROM, the stage's
-    /// filesystem steps and its base image's ONBUILD triggers.
+    /// read, as BuildKit loads every stage's metadata before it builds
+    /// ([`Builder::resolve_images`]), and gives each stage a block of step
+    /// numbers in the build order, so that a step's `#N` is the same
+    /// however the stages interleave (and the same as with `--jobs 1`). A
+    /// block holds the FROM, the stage's filesystem steps and its base
+    /// image's ONBUILD triggers.
     fn number_steps(
         &self,
         scope: &BuildScope<'_>,
         order: &[StageIndex],
     ) -> std::collections::HashMap<StageIndex, std::ops::Range<usize>> {
+        let images = self.resolve_images(scope, order);
         let mut blocks = std::collections::HashMap::new();
         for &index in order {
             let stage = &scope.graph.stages[index];
-            // A stage whose platform does not parse fails at its FROM.
             let platform = crate::stage::stage_platform(scope, stage).ok();
-            let prefetch = |reference: &str| Some(self.prefetch(reference, platform.as_ref()?));
-            let triggers = match &stage.base {
-                Base::Image(reference) => prefetch(reference)
-                    .flatten()
-                    .map_or(0, |image| trigger_steps(&image)),
+            let triggers = match (&stage.base, platform) {
+                (Base::Image(reference), Some(platform)) => images
+                    .get(&(reference.clone(), platform.to_string()))
+                    .map_or(0, trigger_steps),
                 _ => 0,
             };
-            for dependency in &stage.dependencies {
-                if let Base::Image(reference) = &dependency.target {
-                    prefetch(reference);
-                }
-            }
             let own = scope.dockerfile.instructions[stage.instructions.clone()]
                 .iter()
                 .filter(|s| crate::stage::is_filesystem_step(&s.instruction))
@@ -228,17 +224,78 @@ impl<'a> Builder<'a> {
         blocks
     }
 
-    /// Resolves `reference` ahead of the stage that needs it; a failure is
-    /// kept for that stage to report at its step.
-    fn prefetch(&self, reference: &str, platform: &Platform) -> Option<Image> {
-        match self.image_for(reference, platform) {
-            Ok(image) => Some(image),
-            Err(err) => {
-                let mut failed = self.failed_images.lock().unwrap_or_else(|e| e.into_inner());
-                failed.insert((reference.to_owned(), platform.to_string()), err);
-                None
+    /// Resolves every image the stages in `order` start from or read, at
+    /// most [`RESOLVE_JOBS`] at a time: first whether each needs a pull
+    /// (with `--pull`, a manifest HEAD), then the pulls. Pull steps are
+    /// numbered in the order the Dockerfile first names their images, so
+    /// `#N` does not depend on which answer comes first. A failure is kept
+    /// for the stage that needs the image, to report at its step. Returns
+    /// the images resolved, by reference and platform.
+    fn resolve_images(
+        &self,
+        scope: &BuildScope<'_>,
+        order: &[StageIndex],
+    ) -> BTreeMap<(String, String), Image> {
+        let mut wanted: Vec<(String, Platform)> = Vec::new();
+        for &index in order {
+            let stage = &scope.graph.stages[index];
+            // A stage whose platform does not parse fails at its FROM.
+            let Ok(platform) = crate::stage::stage_platform(scope, stage) else {
+                continue;
+            };
+            let base = match &stage.base {
+                Base::Image(reference) => Some(reference),
+                _ => None,
+            };
+            let read = stage.dependencies.iter().filter_map(|d| match &d.target {
+                Base::Image(reference) => Some(reference),
+                _ => None,
+            });
+            for reference in base.into_iter().chain(read) {
+                let item = (reference.clone(), platform.clone());
+                if !wanted.contains(&item) {
+                    wanted.push(item);
+                }
             }
         }
+        let plans = for_each_bounded(&wanted, RESOLVE_JOBS, |(reference, platform)| {
+            let lock = self.pull_lock(reference);
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.plan_image(reference, platform)
+        });
+        let mut images = BTreeMap::new();
+        let mut pulls = Vec::new();
+        for ((reference, platform), plan) in wanted.into_iter().zip(plans) {
+            match plan {
+                Ok(Plan::Ready(image)) => {
+                    images.insert((reference, platform.to_string()), *image);
+                }
+                // Numbered here, in the Dockerfile's order.
+                Ok(plan) => pulls.push((reference, platform, plan, self.progress_step())),
+                Err(err) => self.keep_failed_image(&reference, &platform, err),
+            }
+        }
+        let pulled = for_each_bounded(&pulls, RESOLVE_JOBS, |(reference, platform, plan, step)| {
+            let lock = self.pull_lock(reference);
+            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.pull_planned(plan, platform, Some(*step))
+        });
+        for ((reference, platform, _, _), result) in pulls.into_iter().zip(pulled) {
+            match result {
+                Ok(image) => {
+                    images.insert((reference, platform.to_string()), image);
+                }
+                Err(err) => self.keep_failed_image(&reference, &platform, err),
+            }
+        }
+        images
+    }
+
+    /// Keeps the error resolving `reference` for `platform` ahead of the
+    /// stage that needs it.
+    fn keep_failed_image(&self, reference: &str, platform: &Platform, err: StepError) {
+        let mut failed = self.failed_images.lock().unwrap_or_else(|e| e.into_inner());
+        failed.insert((reference.to_owned(), platform.to_string()), err);
     }
 
     /// The error resolving `reference` for `platform` ahead of its stage
@@ -424,6 +481,45 @@ fn build_stage(scope: &BuildScope<'_>, schedule: &Schedule<'_>, index: StageInde
 
 /// How many filesystem steps the ONBUILD triggers of `image` add to a
 /// stage built on it (none when they do not parse: the stage fails).
+/// How many images are resolved or pulled at the same time before a
+/// build (Docker's default for concurrent downloads is 3).
+const RESOLVE_JOBS: usize = 4;
+
+/// `f` of every item, at most `bound` at a time, each on a thread of its
+/// own; the results in the items' order.
+fn for_each_bounded<T: Sync, R: Send>(
+    items: &[T],
+    bound: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|threads| {
+        for _ in 0..bound.min(items.len()) {
+            threads.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every item has a result")
+        })
+        .collect()
+}
+
 fn trigger_steps(image: &Image) -> usize {
     let Ok(config) = serde_json::from_value::<ImageConfig>(image.config_json().clone()) else {
         return 0;
@@ -470,4 +566,33 @@ fn created_time(epoch: Option<u64>) -> String {
         None => Utc::now(),
     };
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Items run at the same time, `bound` at most, and results keep the
+    /// items' order. Each pair meets at a barrier: run one after another,
+    /// the first would wait forever.
+    #[test]
+    fn r8_images_resolve_at_the_same_time_bounded() {
+        let barrier = std::sync::Barrier::new(2);
+        let (active, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let items: Vec<usize> = (0..6).collect();
+        let results = for_each_bounded(&items, 2, |&i| {
+            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            barrier.wait();
+            active.fetch_sub(1, Ordering::SeqCst);
+            i * 10
+        });
+        assert_eq!(results, [0, 10, 20, 30, 40, 50]);
+        assert_eq!(most.load(Ordering::SeqCst), 2, "never more than the bound");
+        assert_eq!(for_each_bounded(&[7], 4, |&i| i + 1), [8]);
+        assert_eq!(
+            for_each_bounded(&[] as &[usize], 4, |&i| i),
+            [] as [usize; 0]
+        );
+    }
 }

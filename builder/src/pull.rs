@@ -13,6 +13,19 @@ use crate::build::Builder;
 use crate::error::StepError;
 use crate::progress::{Event, StepId};
 
+/// What resolving an image needs: nothing more, or a pull.
+pub(crate) enum Plan {
+    Ready(Box<Image>),
+    Pull {
+        reference: Reference,
+        /// Tag the pulled image (not when the store's tag names an image
+        /// for another platform).
+        tag: bool,
+        /// The store has no image of that name.
+        missing: bool,
+    },
+}
+
 impl Builder<'_> {
     /// The image `reference` names, pulled for `platform` when the store
     /// lacks it (or, with `--pull`, when the registry's digest changed).
@@ -28,46 +41,93 @@ impl Builder<'_> {
         if let Some(err) = self.take_failed_image(reference, platform) {
             return Err(err);
         }
+        match self.plan_image(reference, platform)? {
+            Plan::Ready(image) => Ok(*image),
+            plan => self.pull_planned(&plan, platform, None),
+        }
+    }
+
+    /// Whether `reference` for `platform` needs a pull (with `--pull`,
+    /// this asks the registry for its digest).
+    pub(crate) fn plan_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Plan, StepError> {
         let local = self.store.resolve(reference);
         let Some(client) = self.registry else {
-            return local.map_err(|err| match err {
-                StoreError::ImageNotFound(_) => StepError::ImageNotInStore {
-                    reference: reference.to_owned(),
-                },
-                other => StepError::Store(other),
-            });
+            return local
+                .map(|image| Plan::Ready(Box::new(image)))
+                .map_err(|err| match err {
+                    StoreError::ImageNotFound(_) => StepError::ImageNotInStore {
+                        reference: reference.to_owned(),
+                    },
+                    other => StepError::Store(other),
+                });
         };
         let normalized = match Reference::parse_normalized(reference) {
             Ok(normalized) => normalized.with_default_tag(),
             // Image IDs and other local names: the store's answer stands.
-            Err(_) => return local.map_err(StepError::Store),
+            Err(_) => {
+                return local
+                    .map(|image| Plan::Ready(Box::new(image)))
+                    .map_err(StepError::Store);
+            }
+        };
+        let pull = |tag, missing| Plan::Pull {
+            reference: normalized.clone(),
+            tag,
+            missing,
         };
         match local {
             // The store's image of that name is for another platform: pull
             // the one asked for, leaving the tag where it points (BuildKit
             // resolves every image for the stage's platform).
-            Ok(image) if !is_for(&image, platform) => {
-                self.pull(client, &normalized, platform, false)
+            Ok(image) if !is_for(&image, platform) => Ok(pull(false, false)),
+            Ok(image) if !self.always_pull || normalized.digest().is_some() => {
+                Ok(Plan::Ready(Box::new(image)))
             }
-            Ok(image) if !self.always_pull || normalized.digest().is_some() => Ok(image),
             Ok(image) => {
                 let remote = client
                     .resolve_digest(&normalized)
                     .map_err(|err| pull_error(&normalized, err))?;
                 let known = format!("{}@{remote}", normalized.name());
                 if self.store.repo_digests(image.digest()).contains(&known) {
-                    return Ok(image);
+                    return Ok(Plan::Ready(Box::new(image)));
                 }
-                self.pull(client, &normalized, platform, true)
+                Ok(pull(true, false))
             }
-            Err(StoreError::ImageNotFound(_)) => self
-                .pull(client, &normalized, platform, true)
-                .map_err(|err| match err {
-                    err @ StepError::Resolve { .. } => StepError::NotInStoreEither(Box::new(err)),
-                    other => other,
-                }),
+            Err(StoreError::ImageNotFound(_)) => Ok(pull(true, true)),
             Err(other) => Err(StepError::Store(other)),
         }
+    }
+
+    /// Carries out a [`Plan::Pull`] as progress step `step` (a new one
+    /// when `None`).
+    pub(crate) fn pull_planned(
+        &self,
+        plan: &Plan,
+        platform: &Platform,
+        step: Option<StepId>,
+    ) -> Result<Image, StepError> {
+        let (reference, tag, missing) = match plan {
+            Plan::Ready(image) => return Ok((**image).clone()),
+            Plan::Pull {
+                reference,
+                tag,
+                missing,
+            } => (reference, *tag, *missing),
+        };
+        let client = self
+            .registry
+            .expect("a pull is planned only with a registry client");
+        self.pull(client, reference, platform, tag, step)
+            .map_err(|err| match err {
+                err @ StepError::Resolve { .. } if missing => {
+                    StepError::NotInStoreEither(Box::new(err))
+                }
+                other => other,
+            })
     }
 
     fn pull(
@@ -76,8 +136,9 @@ impl Builder<'_> {
         reference: &Reference,
         platform: &Platform,
         tag: bool,
+        step: Option<StepId>,
     ) -> Result<Image, StepError> {
-        let step = self.progress_step();
+        let step = step.unwrap_or_else(|| self.progress_step());
         let started = Instant::now();
         let name = format!("[internal] pull {reference}");
         self.progress.event(Event::Started { step, name: &name });

@@ -233,3 +233,61 @@ fn r7_copy_from_a_stage_for_another_platform() {
         "the error names the RUN: {err}"
     );
 }
+
+/// Two stages FROM two images only the registry has: both are resolved
+/// and pulled before the build (at the same time), each once, and their
+/// pull steps are numbered in the Dockerfile's order, so two builds print
+/// the same step numbers.
+#[test]
+fn r8_images_are_pulled_before_the_build_with_stable_step_numbers() {
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    let one = format!("{}/lib/one:1", registry.host());
+    let two = format!("{}/lib/two:1", registry.host());
+    skopeo_push(&source, "busybox:latest", &one);
+    let derived = dockerfile_context("FROM busybox\nRUN echo two > /two\n");
+    source.build(derived.path(), &["-t", "two:1"]);
+    skopeo_push(&source, "two:1", &two);
+
+    let context = dockerfile_context(&format!(
+        "FROM {one} AS a\nRUN echo a > /a\nFROM {two}\nCOPY --from=a /a /a\nRUN cat /a /two > /both\n"
+    ));
+    // The `#N name` lines of a build, in number order.
+    let headers = |log: &str| {
+        let mut lines: Vec<(usize, String)> = log
+            .lines()
+            .filter_map(|line| {
+                let (number, name) = line.strip_prefix('#')?.split_once(' ')?;
+                if !name.starts_with('[') {
+                    return None;
+                }
+                Some((number.parse().ok()?, name.to_owned()))
+            })
+            .collect();
+        lines.sort();
+        lines.dedup();
+        lines
+    };
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let hoist = Hoist::new();
+        let log = hoist.build(context.path(), &["-t", "app:1"]);
+        assert_eq!(hoist.exec("app:1", &["cat", "/both"]), "a\ntwo\n");
+        runs.push(headers(&log));
+    }
+    let pulls: Vec<&(usize, String)> = runs[0]
+        .iter()
+        .filter(|(_, name)| name.starts_with("[internal] pull"))
+        .collect();
+    assert_eq!(
+        pulls,
+        [
+            &(1, format!("[internal] pull {one}")),
+            &(2, format!("[internal] pull {two}"))
+        ],
+        "one pull step each, first, in the Dockerfile's order \
+         (interleaved pulls repeat their headers): {:?}",
+        runs[0]
+    );
+    assert_eq!(runs[0], runs[1], "the same step numbers in both builds");
+}
