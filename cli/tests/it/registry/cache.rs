@@ -417,3 +417,98 @@ RUN test ${{#TOKEN}} = 32 && cat /file.txt > /seen && echo $LEVEL > /level
         );
     }
 }
+
+/// `mounts=true` through a registry: the cache mount's contents travel as
+/// a blob of their own media type, and a fresh store's RUN starts warm;
+/// without it, cold.
+#[test]
+fn r8_cache_mount_contents_travel_through_a_registry_with_mounts_true() {
+    let registry = TestRegistry::anonymous();
+    let (with, without) = (
+        format!("{}/ci/warm:with", registry.host()),
+        format!("{}/ci/warm:without", registry.host()),
+    );
+    let first = Hoist::with_busybox();
+    let fill = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=cache,id=warm,target=/c sh -c 'echo filled > /c/state'\n",
+    );
+    first.build(
+        fill.path(),
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={with},mounts=true"),
+            "--cache-to",
+            &format!("type=registry,ref={without}"),
+        ],
+    );
+    let mount_layers = |reference: &str| {
+        raw_manifest(reference)["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["mediaType"] == "application/vnd.hoist.cache.mount.v1.tar")
+            .count()
+    };
+    assert_eq!(mount_layers(&with), 1);
+    assert_eq!(mount_layers(&without), 0);
+    let read = dockerfile_context(
+        "FROM busybox\nRUN --mount=type=cache,id=warm,target=/c sh -c 'cat /c/state > /seen 2>/dev/null || echo cold > /seen'\n",
+    );
+    for (reference, seen) in [(&without, "cold\n"), (&with, "filled\n")] {
+        let fresh = Hoist::with_busybox();
+        let from = format!("type=registry,ref={reference}");
+        fresh.build(read.path(), &["-t", "warm:1", "--cache-from", &from]);
+        assert_eq!(fresh.exec("warm:1", &["cat", "/seen"]), seen, "{reference}");
+        fsck_is_clean(&fresh);
+    }
+}
+
+/// `compression=zstd` through a registry: zstd layers that name their
+/// uncompressed digest, and a fresh store takes every step from them and
+/// gets the same image.
+#[test]
+fn r8_cache_round_trips_through_a_registry_with_zstd() {
+    let registry = TestRegistry::anonymous();
+    let cache = format!("{}/ci/app:zstd", registry.host());
+    let ctx = dockerfile_context(DOCKERFILE);
+    std::fs::write(ctx.path().join("a.txt"), "a\n").unwrap();
+    let first = Hoist::with_busybox();
+    let log = first.build(
+        ctx.path(),
+        &[
+            "-t",
+            "zstd:1",
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max,compression=zstd"),
+        ],
+    );
+    assert!(log.contains("4 cache records"), "{log}");
+    let manifest = raw_manifest(&cache);
+    let cached = cached_layers(&manifest);
+    assert_eq!(cached.len(), 4, "{manifest}");
+    for layer in manifest["layers"].as_array().unwrap() {
+        let media_type = layer["mediaType"].as_str().unwrap();
+        if media_type.starts_with("application/vnd.oci.image.layer.") {
+            assert_eq!(media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+            // The blob in the registry is a zstd stream.
+            let digest = layer["digest"].as_str().unwrap();
+            let blob = std::fs::read(registry.blob_data_path(digest)).unwrap();
+            assert_eq!(&blob[..4], [0x28, 0xb5, 0x2f, 0xfd], "{digest}");
+        }
+    }
+
+    let second = Hoist::with_busybox();
+    let log = second.build(
+        ctx.path(),
+        &[
+            "-t",
+            "zstd:2",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+        ],
+    );
+    assert_eq!(log.matches("CACHED").count(), 4, "{log}");
+    assert_eq!(diff_ids(&second, "zstd:2"), diff_ids(&first, "zstd:1"));
+    assert_eq!(second.exec("zstd:2", &["cat", "/b", "/d"]), "a\ndeps\n");
+    fsck_is_clean(&second);
+}
