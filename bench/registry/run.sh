@@ -54,7 +54,7 @@ dockerd_pid=
 cleanup() {
   [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null || true
   stop_dockerd
-  [[ -z ${BENCH_DIR:-} ]] && rm -rf "$work"
+  [[ -n ${BENCH_DIR:-} ]] || rm -rf "$work"
 }
 
 # ---- the bench's own dockerd, started on an empty data root
