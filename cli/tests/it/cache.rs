@@ -1032,6 +1032,13 @@ fn r8_add_url_revalidates_with_etag_and_dry_run_downloads_nothing() {
         "{out}"
     );
     assert_eq!(hoist.exec("add:4", &["cat", "/copy"]), "version 2\n");
+    assert!(
+        out.contains(&format!(
+            "not cached: the content of http://{}/file.txt changed",
+            server.host()
+        )),
+        "{out}"
+    );
 
     // --dry-run asks nothing: it predicts from the last download (v2,
     // although the server has moved on), and says so.
@@ -1057,6 +1064,8 @@ fn r8_add_url_revalidates_with_etag_and_dry_run_downloads_nothing() {
         "{out}"
     );
     assert!(!out.contains("CACHED"), "{out}");
+    let fsck = hoist.ok(&["fsck"]);
+    assert!(fsck.contains(" 0 problems"), "{fsck}");
 }
 
 /// `RUN --mount=type=bind` of the context sees what BuildKit sends: the
