@@ -29,8 +29,10 @@ fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// An image of busybox (user `app`, uid 1000) plus this hoist binary and
-/// its libraries, imported into `outer` as `hoist-pod:latest`.
+/// An image of busybox (user `app`, uid 1000) plus this hoist binary,
+/// `newuidmap` and `newgidmap` (with file capabilities, as hoist's own
+/// Dockerfile installs them) and their libraries, with subordinate IDs
+/// 1001-65535 for `app`, imported into `outer` as `hoist-pod:latest`.
 fn import_hoist_image(outer: &Hoist, dir: &Path) {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
@@ -43,19 +45,49 @@ fn import_hoist_image(outer: &Hoist, dir: &Path) {
         .unwrap();
     assert!(status.success(), "extracting busybox");
     let hoist = Path::new(env!("CARGO_BIN_EXE_hoist"));
+    let helpers = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"].map(PathBuf::from);
     let mut files = vec![(hoist.to_owned(), PathBuf::from("usr/local/bin/hoist"))];
-    for lib in shared_libraries(hoist) {
-        let inside = lib.strip_prefix("/").unwrap().to_owned();
-        files.push((lib, inside));
+    for binary in [hoist]
+        .into_iter()
+        .chain(helpers.iter().map(PathBuf::as_path))
+    {
+        for lib in shared_libraries(binary) {
+            let inside = lib.strip_prefix("/").unwrap().to_owned();
+            files.push((lib, inside));
+        }
+    }
+    for helper in &helpers {
+        files.push((helper.clone(), helper.strip_prefix("/").unwrap().to_owned()));
     }
     for (from, to) in files {
         let to = rootfs.join(to);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&from, &to).unwrap();
+        // copy, not the mode bits: no setuid bit comes along.
+        std::fs::write(&to, std::fs::read(&from).unwrap()).unwrap();
+        std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    // Not setuid root: a root without CAP_SYS_ADMIN (Docker's default
+    // set) cannot write another user's namespace's uid_map, while the
+    // user itself, given CAP_SETUID by the file, can.
+    for (helper, capability) in helpers.iter().zip(["cap_setuid=ep", "cap_setgid=ep"]) {
+        let status = Command::new("setcap")
+            .arg(capability)
+            .arg(rootfs.join(helper.strip_prefix("/").unwrap()))
+            .status()
+            .expect("running setcap (install Debian's libcap2-bin)");
+        assert!(status.success(), "setcap {capability}");
+    }
+    for file in ["etc/subuid", "etc/subgid"] {
+        std::fs::write(rootfs.join(file), "app:1001:64535\n").unwrap();
     }
     let tar = dir.join("hoist-pod.tar");
     let status = Command::new("tar")
-        .args(["--numeric-owner", "-C"])
+        .args([
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=security.capability",
+            "-C",
+        ])
         .arg(&rootfs)
         .arg("-cf")
         .arg(&tar)
@@ -80,7 +112,7 @@ fn r7_a_nested_hoist_builds_and_pushes_as_a_non_root_user() {
     std::fs::copy(busybox_tar(), ctx.join("busybox.tar")).unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM busybox\nRUN echo built inside > /inside\n",
+        "FROM busybox\nRUN echo built inside > /inside && cat /proc/self/uid_map\n",
     )
     .unwrap();
     let reference = format!("{}/pod/app:1", registry.host());
@@ -130,6 +162,18 @@ fn r7_a_nested_hoist_builds_and_pushes_as_a_non_root_user() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("1: digest: sha256:"), "{stdout}");
+    // The RUN had the whole subordinate range (newuidmap), not one ID.
+    let ranges: Vec<Vec<&str>> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("#2 "))
+        .map(|line| line.split_whitespace().skip(1).collect())
+        .filter(|fields: &Vec<&str>| fields.len() == 3)
+        .collect();
+    assert_eq!(
+        ranges,
+        [["0", "1000", "1"], ["1", "1001", "64535"]],
+        "{stderr}"
+    );
     // What it pushed runs outside.
     outer.ok(&["pull", "-q", &reference]);
     assert_eq!(
