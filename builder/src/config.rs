@@ -31,24 +31,34 @@ pub fn with_shell(config: &ImageConfig, line: &str) -> Vec<String> {
     argv
 }
 
-/// Sets `key=value` in an env list, replacing an earlier entry of the key.
-pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+/// Sets `key=value` in an env list, replacing an earlier entry of the key;
+/// returns the entry it replaced.
+pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) -> Option<String> {
     let entry = format!("{key}={value}");
-    match env
-        .iter_mut()
-        .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-    {
-        Some(existing) => *existing = entry,
-        None => env.push(entry),
+    // An entry's key is the text before its first `=` (all of it without
+    // one); a key holding `=` matches none. Comparing the prefix rather
+    // than splitting each entry keeps long env lists cheap to scan.
+    let plain = !key.contains('=');
+    match env.iter_mut().find(|e| {
+        plain
+            && e.strip_prefix(key)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    }) {
+        Some(existing) => Some(std::mem::replace(existing, entry)),
+        None => {
+            env.push(entry);
+            None
+        }
     }
 }
 
 /// Looks a key up in an env list.
 pub fn get_env<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter().find_map(|e| match e.split_once('=') {
-        Some((k, v)) if k == key => Some(v),
-        _ => None,
-    })
+    if key.contains('=') {
+        return None;
+    }
+    env.iter()
+        .find_map(|e| e.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Go's `fmt.Sprintf("%q", []string)`: `["a" "b"]`.
@@ -118,6 +128,111 @@ pub fn lossy_config(config: ImageConfig) -> ImageConfig {
     }
     walk(&mut value);
     serde_json::from_value(value).unwrap_or(config)
+}
+
+/// The bytes of text an image config and a stage's build args hold: env
+/// entries, label keys and values, ONBUILD triggers, history texts and
+/// ARG names and values. Each expansion is capped, but without a cap on
+/// their sum, `ENV B1=$A`, `ENV B2=$A`, … would grow memory by the cap on
+/// every line.
+///
+/// It is measured once per stage ([`TextSize::measure`]) and then kept up
+/// to date by the mutations that change those fields, so a check after
+/// every instruction costs nothing rather than a pass over the config
+/// (8000 `ENV` lines were quadratic).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TextSize(u64);
+
+impl TextSize {
+    /// Sums the text of a config and args: the reference the tracked size
+    /// must always equal.
+    pub(crate) fn measure(config: &ImageConfig, args: &[(String, Option<String>)]) -> Self {
+        let runtime = &config.config;
+        let env = runtime.env.iter().flatten().map(String::len);
+        let labels = runtime
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len());
+        let onbuild = runtime.on_build.iter().flatten().map(String::len);
+        let history = config.history.iter().map(history_len);
+        let args = args.iter().map(|(k, v)| arg_len(k, v.as_deref()));
+        Self(
+            env.chain(labels)
+                .chain(onbuild)
+                .chain(history)
+                .chain(args)
+                .map(|n| n as u64)
+                .sum(),
+        )
+    }
+
+    pub(crate) fn bytes(self) -> u64 {
+        self.0
+    }
+
+    fn replace(&mut self, added: usize, removed: usize) {
+        self.0 = (self.0 + added as u64).saturating_sub(removed as u64);
+    }
+
+    /// [`set_env`], counted.
+    pub(crate) fn set_env(&mut self, env: &mut Vec<String>, key: &str, value: &str) {
+        let old = set_env(env, key, value).map_or(0, |e| e.len());
+        self.replace(key.len() + 1 + value.len(), old);
+    }
+
+    /// Sets a label, counted.
+    pub(crate) fn insert_label(
+        &mut self,
+        labels: &mut BTreeMap<String, String>,
+        key: String,
+        value: String,
+    ) {
+        let added = key.len() + value.len();
+        let key_len = key.len();
+        let old = labels.insert(key, value).map_or(0, |v| key_len + v.len());
+        self.replace(added, old);
+    }
+
+    /// Appends an ONBUILD trigger, counted.
+    pub(crate) fn push_onbuild(&mut self, triggers: &mut Vec<String>, trigger: String) {
+        self.replace(trigger.len(), 0);
+        triggers.push(trigger);
+    }
+
+    /// Appends a history entry, counted.
+    pub(crate) fn push_history(&mut self, history: &mut Vec<History>, entry: History) {
+        self.replace(history_len(&entry), 0);
+        history.push(entry);
+    }
+
+    /// Declares an ARG (replacing an earlier one of the same name, which
+    /// moves to the end), counted.
+    pub(crate) fn set_arg(
+        &mut self,
+        args: &mut Vec<(String, Option<String>)>,
+        name: String,
+        value: Option<String>,
+    ) {
+        let mut old = 0;
+        args.retain(|(k, v)| {
+            let keep = *k != name;
+            if !keep {
+                old += arg_len(k, v.as_deref());
+            }
+            keep
+        });
+        self.replace(arg_len(&name, value.as_deref()), old);
+        args.push((name, value));
+    }
+}
+
+fn history_len(entry: &History) -> usize {
+    entry.created_by.as_ref().map_or(0, String::len) + entry.comment.as_ref().map_or(0, String::len)
+}
+
+fn arg_len(name: &str, value: Option<&str>) -> usize {
+    name.len() + value.map_or(0, str::len)
 }
 
 /// A history entry as BuildKit's `commitToHistory` writes it.
@@ -348,6 +463,100 @@ mod tests {
         assert_eq!(env, ["PATH=/bin", "A=2", "B=x=y"]);
         assert_eq!(get_env(&env, "B"), Some("x=y"));
         assert_eq!(get_env(&env, "C"), None);
+    }
+
+    /// The key is the text before the first `=`: prefixes of keys, keys
+    /// holding `=` and entries without `=` (Docker keeps `KEY` alone) match
+    /// as `split_once('=')` would have them.
+    #[test]
+    fn env_keys_match_whole_keys_only() {
+        for (key, expected) in [
+            ("A", Some("1")),
+            ("AB", Some("2=3")),
+            ("AB=2", None),
+            ("", Some("empty")),
+            ("LONE", None),
+            ("LON", None),
+        ] {
+            let env: Vec<String> = ["A=1", "AB=2=3", "=empty", "LONE"]
+                .map(str::to_owned)
+                .to_vec();
+            assert_eq!(get_env(&env, key), expected, "get_env {key:?}");
+        }
+        for (key, replaced, len) in [
+            ("A", Some("A=1"), 4),
+            ("AB", Some("AB=2=3"), 4),
+            ("AB=2", None, 5),
+            ("LONE", Some("LONE"), 4),
+            ("LON", None, 5),
+        ] {
+            let mut env: Vec<String> = ["A=1", "AB=2=3", "=empty", "LONE"]
+                .map(str::to_owned)
+                .to_vec();
+            let old = set_env(&mut env, key, "v");
+            assert_eq!(old.as_deref(), replaced, "set_env {key:?}");
+            assert_eq!(env.len(), len, "set_env {key:?}: {env:?}");
+            assert!(
+                env.contains(&format!("{key}=v")),
+                "set_env {key:?}: {env:?}"
+            );
+        }
+    }
+
+    /// The tracked size equals a fresh measurement after every step of a
+    /// mixed sequence: new and replaced env entries and labels, ARGs
+    /// declared again, ONBUILD triggers, history entries.
+    #[test]
+    fn text_size_tracks_a_full_measurement() {
+        enum Op {
+            Env(&'static str, &'static str),
+            Label(&'static str, &'static str),
+            Arg(&'static str, Option<&'static str>),
+            Onbuild(&'static str),
+            History(&'static str),
+        }
+        let mut config = ImageConfig::scratch("amd64", "linux");
+        config.config.env = Some(vec!["PATH=/bin".to_owned(), "LONE".to_owned()]);
+        config
+            .history
+            .push(history("FROM base".to_owned(), true, None));
+        let mut args = vec![("GLOBAL".to_owned(), Some("g".to_owned()))];
+        let mut size = TextSize::measure(&config, &args);
+        let ops = [
+            Op::Env("A", "1"),
+            Op::Env("A", "a much longer value"),
+            Op::Env("LONE", "now set"),
+            Op::Env("PATH", ""),
+            Op::Label("l", "one"),
+            Op::Label("l", "replaced"),
+            Op::Label("m", ""),
+            Op::Arg("X", None),
+            Op::Arg("X", Some("declared again")),
+            Op::Arg("GLOBAL", None),
+            Op::Onbuild("RUN echo hi"),
+            Op::History("ENV A=1"),
+            Op::Env("B", "x=y"),
+        ];
+        for (at, op) in ops.into_iter().enumerate() {
+            let runtime = &mut config.config;
+            match op {
+                Op::Env(k, v) => size.set_env(runtime.env.get_or_insert_default(), k, v),
+                Op::Label(k, v) => size.insert_label(
+                    runtime.labels.get_or_insert_default(),
+                    k.to_owned(),
+                    v.to_owned(),
+                ),
+                Op::Arg(k, v) => size.set_arg(&mut args, k.to_owned(), v.map(str::to_owned)),
+                Op::Onbuild(t) => {
+                    size.push_onbuild(runtime.on_build.get_or_insert_default(), t.to_owned())
+                }
+                Op::History(h) => {
+                    size.push_history(&mut config.history, history(h.to_owned(), true, None))
+                }
+            }
+            assert_eq!(size, TextSize::measure(&config, &args), "after op {at}");
+        }
+        assert!(size.bytes() > 0);
     }
 
     #[test]

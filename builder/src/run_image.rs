@@ -74,7 +74,9 @@ pub fn run_image(
     }
     for entry in &options.env {
         match entry.split_once('=') {
-            Some((key, value)) => set_env(&mut env, key, value),
+            Some((key, value)) => {
+                set_env(&mut env, key, value);
+            }
             // `-e KEY` takes KEY from hoist's own environment, as Docker does.
             None => {
                 if let Ok(value) = std::env::var(entry) {

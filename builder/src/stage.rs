@@ -15,7 +15,7 @@ use hoist_store::image_config::{EmptyObject, History, ImageConfig};
 
 use crate::args::Platform;
 use crate::build::{BuildScope, StageResult};
-use crate::config::{self, get_env, go_list, go_quoted_list, history, is_valid_signal, set_env};
+use crate::config::{self, TextSize, get_env, go_list, go_quoted_list, history, is_valid_signal};
 use crate::error::{BuildError, StepError};
 use crate::progress::{Event, StepId};
 use crate::rootfs::{LayerStack, Scratch};
@@ -35,6 +35,9 @@ pub(crate) struct StageBuilder<'s> {
     pub(crate) stack: LayerStack,
     /// ARGs in scope, in declaration order, with their values.
     pub(crate) args: Vec<(String, Option<String>)>,
+    /// The text `config` and `args` hold, kept up to date by `dispatch`
+    /// for the cap on the config's size.
+    text_size: TextSize,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     cmd_set: bool,
     /// ONBUILD triggers of the base image, run before the stage's own.
@@ -98,6 +101,7 @@ impl<'s> StageBuilder<'s> {
             config: ImageConfig::scratch("", ""),
             stack: LayerStack::default(),
             args: Vec::new(),
+            text_size: TextSize::default(),
             cmd_set: false,
             triggers: Vec::new(),
             from_name: String::new(),
@@ -241,6 +245,7 @@ impl<'s> StageBuilder<'s> {
         if let Some(triggers) = self.config.config.on_build.take() {
             self.triggers = self.parse_triggers(&triggers)?;
         }
+        self.text_size = TextSize::measure(&self.config, &self.args);
         self.from_name = from_name;
         Ok(())
     }
@@ -416,8 +421,7 @@ impl<'s> StageBuilder<'s> {
                         Some(v) => format!("{}={v}", decl.name),
                         None => decl.name.clone(),
                     });
-                    self.args.retain(|(k, _)| *k != decl.name);
-                    self.args.push((decl.name, value));
+                    self.text_size.set_arg(&mut self.args, decl.name, value);
                 }
                 meta(self, format!("ARG {}", parts.join(" ")));
             }
@@ -425,7 +429,7 @@ impl<'s> StageBuilder<'s> {
                 let env = self.config.config.env.get_or_insert_with(Vec::new);
                 let mut text = String::from("ENV");
                 for kv in pairs {
-                    set_env(env, &kv.key, &kv.value);
+                    self.text_size.set_env(env, &kv.key, &kv.value);
                     text.push_str(&format!(" {}={}", kv.key, kv.value));
                 }
                 meta(self, text);
@@ -435,7 +439,7 @@ impl<'s> StageBuilder<'s> {
                 let mut text = String::from("LABEL");
                 for kv in pairs {
                     text.push_str(&format!(" {}={}", kv.key, kv.value));
-                    labels.insert(kv.key, kv.value);
+                    self.text_size.insert_label(labels, kv.key, kv.value);
                 }
                 meta(self, text);
             }
@@ -492,11 +496,8 @@ impl<'s> StageBuilder<'s> {
                 self.config.config.healthcheck = Some(check);
             }
             Instruction::Onbuild(onbuild) => {
-                self.config
-                    .config
-                    .on_build
-                    .get_or_insert_with(Vec::new)
-                    .push(onbuild.expression);
+                let triggers = self.config.config.on_build.get_or_insert_with(Vec::new);
+                self.text_size.push_onbuild(triggers, onbuild.expression);
             }
             Instruction::Maintainer(author) => {
                 meta(self, format!("MAINTAINER {author}"));
@@ -523,41 +524,13 @@ impl<'s> StageBuilder<'s> {
                     .map_err(|cause| self.fail_step(&step, cause))?;
             }
         }
-        if self.config_text_size() > MAX_CONFIG_SIZE {
+        if self.text_size.bytes() > MAX_CONFIG_SIZE {
             let cause = StepError::ConfigTooLarge {
                 limit: MAX_CONFIG_SIZE,
             };
             return Err(self.step_error(span, &raw_name(), cause));
         }
         Ok(())
-    }
-
-    /// The bytes of text the stage's image config and build args hold:
-    /// each expansion is capped, but without a cap on their sum, `ENV
-    /// B1=$A`, `ENV B2=$A`, … would grow memory by the cap on every line.
-    /// Counting lengths only, this costs one addition per entry.
-    fn config_text_size(&self) -> u64 {
-        let config = &self.config.config;
-        let env = config.env.iter().flatten().map(String::len);
-        let labels = config
-            .labels
-            .iter()
-            .flatten()
-            .map(|(k, v)| k.len() + v.len());
-        let onbuild = config.on_build.iter().flatten().map(String::len);
-        let history = self.config.history.iter().map(|h| {
-            h.created_by.as_ref().map_or(0, String::len) + h.comment.as_ref().map_or(0, String::len)
-        });
-        let args = self
-            .args
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len));
-        env.chain(labels)
-            .chain(onbuild)
-            .chain(history)
-            .chain(args)
-            .map(|n| n as u64)
-            .sum()
     }
 
     /// An ARG's value (BuildKit's `dispatchArg`): a build arg wins, then the
@@ -581,7 +554,7 @@ impl<'s> StageBuilder<'s> {
     }
 
     pub(crate) fn push_history(&mut self, entry: History) {
-        self.config.history.push(entry);
+        self.text_size.push_history(&mut self.config.history, entry);
     }
 
     /// Numbers a filesystem step and reports it started.
