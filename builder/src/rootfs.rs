@@ -155,6 +155,9 @@ pub fn commit_upper(
     options: &LayerOptions,
 ) -> Result<Committed, StepError> {
     let mut writer = store.blob_writer()?;
+    // Nobody reads the blob during the build (the upperdir is the snapshot):
+    // let the disk write it while the tar is still being made.
+    writer.write_back_early();
     let layer = if compression == Compression::Uncompressed {
         let (_, empty) = write_layer_tar(upper, &mut writer, options)?;
         if empty {

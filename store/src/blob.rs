@@ -76,7 +76,11 @@ impl Store {
             store: self,
             inner: Some(HashingWriter::new(BufWriter::with_capacity(
                 256 << 10,
-                file,
+                BlobFile {
+                    file,
+                    written: 0,
+                    kicked: None,
+                },
             ))),
             tmp,
         })
@@ -189,11 +193,60 @@ pub(crate) fn from_io(err: io::Error, path: PathBuf) -> StoreError {
 /// A [`Write`] sink that becomes a blob on [`BlobWriter::commit`].
 pub struct BlobWriter<'s> {
     store: &'s Store,
-    inner: Option<HashingWriter<BufWriter<File>>>,
+    inner: Option<HashingWriter<BufWriter<BlobFile>>>,
     tmp: PathBuf,
 }
 
+/// Past this much unwritten data, a blob writer that writes back early
+/// asks the kernel to start writing it to the disk.
+const WRITEBACK_CHUNK: u64 = 8 << 20;
+
+/// A blob's temp file, counting what was written.
+struct BlobFile {
+    file: File,
+    written: u64,
+    /// With early write-back: where the data not yet handed to write-back
+    /// starts.
+    kicked: Option<u64>,
+}
+
+impl Write for BlobFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if let Some(kicked) = self.kicked
+            && self.written - kicked >= WRITEBACK_CHUNK
+        {
+            // POSIX_FADV_DONTNEED starts write-back of the range's dirty
+            // pages without waiting for it (and drops the pages already
+            // written back). Advice: a failure changes only the timing.
+            let len = std::num::NonZeroU64::new(self.written - kicked);
+            let _ = rustix::fs::fadvise(&self.file, kicked, len, rustix::fs::Advice::DontNeed);
+            self.kicked = Some(self.written);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 impl BlobWriter<'_> {
+    /// Starts writing the data back to the disk as it comes, in chunks of
+    /// [`WRITEBACK_CHUNK`], rather than all in [`BlobWriter::commit`]'s
+    /// fsync: the disk then works while the writer still produces, and the
+    /// fsync waits for the last chunk only. The blob's pages leave the page
+    /// cache once on disk, so this is for blobs nobody reads soon: a layer
+    /// written from an upperdir, which is itself the layer's snapshot.
+    /// (The durability is the same: commit still fsyncs everything.)
+    pub fn write_back_early(&mut self) {
+        if let Some(inner) = &mut self.inner {
+            let file = inner.get_mut().get_mut();
+            file.kicked = Some(file.written);
+        }
+    }
+
     /// Verifies the content against `expected` (when given), fsyncs it and
     /// renames it to `blobs/sha256/<hex>`. Returns the digest and size.
     pub fn commit(mut self, expected: Option<&ExpectedBlob>) -> Result<(Digest, u64)> {
@@ -203,7 +256,8 @@ impl BlobWriter<'_> {
         let (buffered, digest, size) = inner.finish();
         let file = buffered
             .into_inner()
-            .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?;
+            .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?
+            .file;
         if let Some(expected) = expected {
             if expected.digest != digest {
                 return Err(StoreError::DigestMismatch {

@@ -156,6 +156,12 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
+    /// The inner writer, for settings: data written through it directly
+    /// is not hashed.
+    pub(crate) fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     /// Returns the inner writer, the digest and the byte count.
     pub fn finish(self) -> (W, Digest, u64) {
         (self.inner, sha256_of(self.hasher), self.written)

@@ -208,3 +208,36 @@ fn big_blobs_stream_with_bounded_memory() {
         "peak RSS grew by {grown} KiB while streaming {mib} MiB"
     );
 }
+
+/// A blob written back early (in 8 MiB chunks, as a layer from an
+/// upperdir is) is stored byte for byte, across chunk boundaries and in
+/// writes of odd sizes.
+#[test]
+fn r9_blob_written_back_early_is_intact() {
+    let (_dir, store) = temp_store();
+    let data: Vec<u8> = (0..(20u32 << 20) + 12345)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut writer = store.blob_writer().unwrap();
+    writer.write_back_early();
+    for chunk in data.chunks(1_000_003) {
+        writer.write_all(chunk).unwrap();
+    }
+    let expected = ExpectedBlob {
+        digest: sha256_bytes(&data),
+        size: Some(data.len() as u64),
+    };
+    let (digest, size) = writer.commit(Some(&expected)).unwrap();
+    assert_eq!((digest.clone(), size), (expected.digest, data.len() as u64));
+    let mut back = Vec::new();
+    store
+        .open_blob(&digest)
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert!(
+        back == data,
+        "the blob read back differs from what was written"
+    );
+    assert_valid(&store);
+}
