@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The whole-build benchmark suite of issue 9: hoist against BuildKit HEAD
 # (buildctl + buildkitd with the OCI worker on overlayfs, built from
-# moby/buildkit's source into $BKREF) as the reference peer and Debian's docker as a
-# secondary peer, on the same busybox base and contexts, in the same run.
+# moby/buildkit's source into $BKREF) as the reference peer, and Debian's docker
+# and `buildah bud --layers` as secondary peers (buildah is skipped, with a
+# note, when it is not installed), on the same busybox base and contexts, in
+# the same run.
 #
-#   bench/suite/run.sh [--runs N] [--only REGEX] [--no-docker] [--record FILE] [--ci]
+#   bench/suite/run.sh [--runs N] [--only REGEX] [--no-docker] [--no-buildah]
+#                      [--record FILE] [--ci]
 #
 # Every workload is measured RUNS times (default 3), the builders taking
 # turns within each round (interleaved, so that a noisy minute hurts all of
@@ -12,6 +15,16 @@
 # hoist's peak RSS (/usr/bin/time; the peers' work happens in their daemons,
 # so their client RSS would mean nothing). RUN steps have no network on
 # every side (--network none, BuildKit's force-network-mode=none).
+#
+# --realworld adds the real-world workload, which needs Debian's mirror and
+# PyPI: a `debootstrap --variant=minbase bookworm` root imported as the base
+# of every builder (DEBIAN_TAR: a tarball of such a root, to skip
+# debootstrap), `apt-get install python3-pip` through `type=cache` mounts
+# and a `pip install`. Its RUNs get the host's network on every side
+# (--network host; BuildKit's worker runs RUN in the host's network).
+#
+# --record appends the table, with the date, versions and load average, to
+# FILE (creating it with a title when missing).
 #
 # --ci runs a short version (small contexts, one RUN of 48 MB, 2 rounds) and
 # fails only when hoist takes over 2x the fastest peer in the same run, so
@@ -24,12 +37,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-runs=3 only=. use_docker=1 record="" ci=0
+runs=3 only=. use_docker=1 use_buildah=1 record="" ci=0 realworld=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --no-docker) use_docker=0; shift ;;
+    --no-buildah) use_buildah=0; shift ;;
+    --realworld) realworld=1; shift ;;
     --record) record=$2; shift 2 ;;
     --ci) ci=1; runs=2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -70,6 +85,12 @@ if [[ $use_docker == 1 ]] && ! "$docker" info >/dev/null 2>&1; then
   for _ in $(seq 60); do "$docker" info >/dev/null 2>&1 && break; sleep 1; done
   "$docker" info >/dev/null 2>&1 || die "dockerd did not start (see $work/dockerd.log)"
 fi
+if [[ $use_buildah == 1 ]] && ! command -v buildah >/dev/null; then
+  echo "bench: buildah is not installed (apt-get install buildah): its column is skipped" >&2
+  use_buildah=0
+fi
+# A store of its own, removed with the scratch directory.
+buildah=(buildah --root "$work/buildah-root" --runroot "$work/buildah-run" --storage-driver overlay)
 
 # ---------------------------------------------------------------- base image
 testdata/base/make-busybox-rootfs.sh "$work/busybox.tar" 2>/dev/null
@@ -79,10 +100,9 @@ testdata/base/make-busybox-rootfs.sh "$work/busybox.tar" 2>/dev/null
 mkdir -p "$work/busybox-layout"
 tar -xf "$work/busybox-oci.tar" -C "$work/busybox-layout"
 base_digest=$(jq -r '.manifests[0].digest' "$work/busybox-layout/index.json")
-if [[ $use_docker == 1 ]]; then
-  "$hoist" save busybox:latest -o "$work/busybox-docker.tar"
-  "$docker" load -i "$work/busybox-docker.tar" >/dev/null
-fi
+"$hoist" save busybox:latest -o "$work/busybox-docker.tar"
+[[ $use_docker == 1 ]] && "$docker" load -i "$work/busybox-docker.tar" >/dev/null
+[[ $use_buildah == 1 ]] && "${buildah[@]}" pull -q "docker-archive:$work/busybox-docker.tar" >/dev/null
 
 # ---------------------------------------------------------------- workloads
 if [[ $ci == 1 ]]; then
@@ -129,15 +149,45 @@ lines+=("FROM busybox")
 for s in 1 2 3 4; do lines+=("COPY --from=s$s /done$s /"); done
 mk stages "${lines[@]}"
 
+# ---------------------------------------------------------------- real world
+if [[ $realworld == 1 ]]; then
+  debian_tar=${DEBIAN_TAR:-}
+  if [[ -z $debian_tar ]]; then
+    command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
+    debootstrap --variant=minbase bookworm "$work/debian-root" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" \
+      >"$work/debootstrap.log" 2>&1 || die "debootstrap failed (see $work/debootstrap.log)"
+    tar -C "$work/debian-root" --numeric-owner -cf "$work/debian.tar" .
+    rm -rf "$work/debian-root"
+    debian_tar=$work/debian.tar
+  fi
+  "$hoist" import "$debian_tar" minbase:latest >/dev/null
+  [[ -n $before ]] && HOIST_ROOT=$work/before-store "$before" import "$debian_tar" minbase:latest >/dev/null
+  "$hoist" save --format oci minbase:latest -o "$work/minbase-oci.tar"
+  mkdir -p "$work/minbase-layout"
+  tar -xf "$work/minbase-oci.tar" -C "$work/minbase-layout"
+  minbase_digest=$(jq -r '.manifests[0].digest' "$work/minbase-layout/index.json")
+  "$hoist" save minbase:latest -o "$work/minbase-docker.tar"
+  [[ $use_docker == 1 ]] && "$docker" load -i "$work/minbase-docker.tar" >/dev/null
+  [[ $use_buildah == 1 ]] && "${buildah[@]}" pull -q "docker-archive:$work/minbase-docker.tar" >/dev/null
+  rm -f "$work/minbase-oci.tar" "$work/minbase-docker.tar"
+  mk realworld "FROM minbase" \
+    "RUN rm -f /etc/apt/apt.conf.d/docker-clean && echo 'Binary::apt::APT::Keep-Downloaded-Packages \"true\";' > /etc/apt/apt.conf.d/keep-cache" \
+    "RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -qq -y --no-install-recommends python3-pip >/dev/null" \
+    "RUN pip install -q --no-cache-dir --break-system-packages six==1.16.0 idna==3.7 && python3 -c 'import six, idna'"
+fi
+
 # ---------------------------------------------------------------- builders
+# RUN's network: none, but the host's for the real-world workload.
+net() { [[ $1 == realworld ]] && echo host || echo none; }
+
 # Each prints nothing and fails loudly; $1 = context name, $2 = cold|noop|changed.
 build_hoist() {
-  local flags=(--network none -q -t "bench-$1:latest")
+  local flags=(--network "$(net "$1")" -q -t "bench-$1:latest")
   [[ $2 == cold ]] && flags+=(--no-cache)
   /usr/bin/time -f '%M' -o "$work/rss" "$hoist" build "${flags[@]}" "$work/ctx/$1" >/dev/null
 }
 build_before() {
-  local flags=(--network none -q -t "bench-$1:latest")
+  local flags=(--network "$(net "$1")" -q -t "bench-$1:latest")
   [[ $2 == cold ]] && flags+=(--no-cache)
   HOIST_ROOT=$work/before-store /usr/bin/time -f '%M' -o "$work/rss-before" \
     "$before" build "${flags[@]}" "$work/ctx/$1" >/dev/null
@@ -145,21 +195,33 @@ build_before() {
 build_buildkit() {
   local flags=()
   [[ $2 == cold ]] && flags+=(--no-cache)
+  if [[ $1 == realworld ]]; then
+    flags+=(--oci-layout "minbase=$work/minbase-layout" --opt "context:minbase=oci-layout://minbase@$minbase_digest")
+  else
+    flags+=(--opt force-network-mode=none)
+  fi
   "${buildctl[@]}" build --progress=quiet --frontend dockerfile.v0 \
     --local "context=$work/ctx/$1" --local "dockerfile=$work/ctx/$1" \
-    --opt force-network-mode=none --opt cmdline= \
+    --opt cmdline= \
     --oci-layout "base=$work/busybox-layout" \
     --opt "context:busybox=oci-layout://base@$base_digest" \
     --output "type=image,name=bench/$1:latest" "${flags[@]}" >/dev/null 2>"$work/bk.err" ||
     { cat "$work/bk.err" >&2; return 1; }
 }
 build_docker() {
-  local flags=(--network none -q -t "bench-$1:latest")
+  local flags=(--network "$(net "$1")" -q -t "bench-$1:latest")
   [[ $2 == cold ]] && flags+=(--no-cache)
   "$docker" build "${flags[@]}" "$work/ctx/$1" >/dev/null
 }
+build_buildah() {
+  local flags=(--layers --network "$(net "$1")" --pull=false -q -t "bench-$1:latest")
+  [[ $2 == cold ]] && flags+=(--no-cache)
+  "${buildah[@]}" bud "${flags[@]}" "$work/ctx/$1" >/dev/null 2>"$work/bh.err" ||
+    { cat "$work/bh.err" >&2; return 1; }
+}
 builders=(hoist buildkit)
 [[ $use_docker == 1 ]] && builders+=(docker)
+[[ $use_buildah == 1 ]] && builders+=(buildah)
 [[ -n $before ]] && builders+=(before)
 
 # Starts buildkitd through bkbuild.sh (which knows how) with a first build.
@@ -190,10 +252,13 @@ workloads=(
   "big-context changed|same, after changing one file"
   "stages cold|four independent CPU-bound stages"
 )
+[[ $realworld == 1 ]] && workloads+=(
+  "realworld cold|debootstrap minbase bookworm, apt-get install python3-pip (cache mount), pip install, cold"
+)
 
 results=()
 failed=0
-printf '%-62s %9s %9s %9s %6s %8s%s\n' workload hoist buildkit docker ratio "rss MiB" \
+printf '%-62s %9s %9s %9s %9s %6s %8s%s\n' workload hoist buildkit docker buildah ratio "rss MiB" \
   "$([[ -n $before ]] && echo "    before  ratio")"
 for entry in "${workloads[@]}"; do
   spec=${entry%%|*} label=${entry#*|}
@@ -213,11 +278,15 @@ for entry in "${workloads[@]}"; do
   done
   h=$(median ${times[hoist]})
   k=$(median ${times[buildkit]})
-  d=-
+  d=- a=-
   peer=$k
   if [[ $use_docker == 1 ]]; then
     d=$(median ${times[docker]})
     ((d < peer)) && peer=$d
+  fi
+  if [[ $use_buildah == 1 ]]; then
+    a=$(median ${times[buildah]})
+    ((a < peer)) && peer=$a
   fi
   ratio=$(awk -v h="$h" -v p="$peer" 'BEGIN { printf "%.2f", h / (p > 0 ? p : 1) }')
   peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
@@ -228,9 +297,10 @@ for entry in "${workloads[@]}"; do
     extra=$(printf ' %7sms %6s' "$bt" "$bratio")
     row_extra=" $bt ms | $bratio |"
   fi
-  line=$(printf '%-62s %7sms %7sms %7s%s %6s %8s%s' "$label" "$h" "$k" "$d" "$([[ $d == - ]] || echo ms)" "$ratio" "$peak" "$extra")
+  ms() { [[ $1 == - ]] && echo - || echo "$1 ms"; }
+  line=$(printf '%-62s %7sms %7sms %9s %9s %6s %8s%s' "$label" "$h" "$k" "$(ms "$d")" "$(ms "$a")" "$ratio" "$peak" "$extra")
   echo "$line"
-  results+=("| $label | $h ms | $k ms | $([[ $d == - ]] && echo - || echo "$d ms") | $ratio | $peak |$row_extra")
+  results+=("| $label | $h ms | $k ms | $(ms "$d") | $(ms "$a") | $ratio | $peak |$row_extra")
   if [[ $ci == 1 ]] && awk -v r="$ratio" 'BEGIN { exit !(r > 2) }'; then
     echo "  regression: hoist takes over 2x the fastest peer" >&2
     failed=1
@@ -240,21 +310,21 @@ done
 
 if [[ -n $record ]]; then
   {
-    echo "# Whole-build figures (bench/suite/run.sh)"
+    [[ -s $record ]] || printf '# Whole-build figures (bench/suite/run.sh)\n'
     echo
-    echo "$(date -u +%Y-%m-%d), hoist $(git rev-parse --short HEAD 2>/dev/null || echo '?'), BuildKit $("${buildctl[@]}" --version | awk '{print $3}'), docker $("$docker" version -f '{{.Server.Version}}' 2>/dev/null || echo -)."
+    echo "$(date -u +%Y-%m-%d), hoist $(git rev-parse --short HEAD 2>/dev/null || echo '?'), BuildKit $("${buildctl[@]}" --version | awk '{print $3}'), docker $("$docker" version -f '{{.Server.Version}}' 2>/dev/null || echo -), buildah $([[ $use_buildah == 1 ]] && buildah --version | awk '{print $3}' || echo -)."
     echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; medians of $runs interleaved runs;"
     echo "ratio = hoist / fastest peer; RSS = hoist's peak."
     echo
     if [[ -n $before ]]; then
-      echo "| workload | hoist | BuildKit HEAD | docker | ratio | hoist RSS MiB | hoist before | ratio before |"
-      echo "|---|---|---|---|---|---|---|---|"
+      echo "| workload | hoist | BuildKit HEAD | docker | buildah | ratio | hoist RSS MiB | hoist before | ratio before |"
+      echo "|---|---|---|---|---|---|---|---|---|"
     else
-      echo "| workload | hoist | BuildKit HEAD | docker | ratio | hoist RSS MiB |"
-      echo "|---|---|---|---|---|---|"
+      echo "| workload | hoist | BuildKit HEAD | docker | buildah | ratio | hoist RSS MiB |"
+      echo "|---|---|---|---|---|---|---|"
     fi
     printf '%s\n' "${results[@]}"
-  } >"$record"
-  echo "figures written to $record"
+  } >>"$record"
+  echo "figures appended to $record"
 fi
 exit $failed
