@@ -166,3 +166,67 @@ fn r8_changed_copy_reuses_unchanged_files_and_matches_a_copy_from_scratch() {
     let sum = hoist.exec("reuse:7", &["cat", "/sum", "/app/d/new", "/app/d/e"]);
     assert_eq!(sum, "file a\nfile X\na new file\nfile E\n");
 }
+
+/// Two cases where the earlier snapshot holds the right bytes but not what
+/// a copy from scratch makes: files that were hard links of each other in
+/// the earlier build and are separate files now (one inode linked at two
+/// paths would become a hard link in the layer), and a file that gained an
+/// extended attribute (which the step's key does not cover).
+#[test]
+fn r8_reused_copy_splits_old_hard_links_and_copies_changed_xattrs() {
+    let hoist = Hoist::with_busybox();
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(dir, "Dockerfile", "FROM busybox\nCOPY . /app\n");
+    write(dir, "a", "same content\n");
+    std::fs::hard_link(dir.join("a"), dir.join("b")).unwrap();
+    write(dir, "c", "file c\n");
+    age(dir, &[]);
+    build(&hoist, dir, "links:1", &[]);
+
+    type Change = fn(&Path);
+    let rounds: [(&str, Change, &[&str]); 2] = [
+        (
+            // a stays linked to the earlier inode; b is copied.
+            "split a hard link and change another file",
+            |dir| {
+                std::fs::remove_file(dir.join("b")).unwrap();
+                write(dir, "b", "same content\n");
+                write(dir, "c", "file C\n");
+                age(dir, &[]);
+            },
+            &["#2 COPY . /app: reused 2 unchanged files of an earlier build"],
+        ),
+        (
+            "give a file an xattr and change another file",
+            |dir| {
+                rustix::fs::setxattr(
+                    dir.join("a"),
+                    "user.hoist",
+                    b"1",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .unwrap();
+                write(dir, "c", "file c again\n");
+                age(dir, &[]);
+            },
+            &["#2 COPY . /app: reused 2 unchanged files of an earlier build"],
+        ),
+    ];
+    for (round, (what, change, expected)) in rounds.into_iter().enumerate() {
+        change(dir);
+        let tag = format!("links:{}", round + 2);
+        let (incremental, log) = build(&hoist, dir, &tag, &[]);
+        assert_eq!(reused_lines(&log), expected, "{what}:\n{log}");
+        let scratch_tag = format!("links-scratch:{}", round + 2);
+        let (scratch, _) = build(&hoist, dir, &scratch_tag, &["--no-cache"]);
+        assert_eq!(
+            incremental,
+            scratch,
+            "{what}: the incremental build differs from the one from scratch:\n{:#}\n{:#}",
+            hoist.inspect(&tag)["RootFS"],
+            hoist.inspect(&scratch_tag)["RootFS"]
+        );
+    }
+    hoist.ok(&["fsck"]);
+}
