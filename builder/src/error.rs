@@ -188,6 +188,10 @@ pub enum StepError {
     CacheEncode(#[source] serde_json::Error),
     #[error(transparent)]
     Context(#[from] crate::context::ContextError),
+    /// `# check=error=true` and a build check warned at this instruction
+    /// (BuildKit's `Linter.Error`).
+    #[error("{0}")]
+    LintViolation(String),
     /// BuildKit's refusal of a step that needs an entitlement the build
     /// was not given (`--allow security.insecure`).
     #[error("{0} is not allowed")]

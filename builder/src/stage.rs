@@ -343,14 +343,15 @@ impl<'s> StageBuilder<'s> {
     /// BuildKit's `UndefinedVar`: a variable an instruction expanded that
     /// is neither in the environment (the image's, ENV, ARG values) nor a
     /// declared ARG of the stage.
-    fn report_undefined(&self, span: Span, unset: &[String]) {
+    /// Returns whether it warned.
+    fn report_undefined(&self, span: Span, unset: &[String]) -> bool {
         const RULE: &str = "UndefinedVar";
         let undefined: Vec<&String> = unset
             .iter()
             .filter(|name| !self.args.iter().any(|(k, _)| k == *name))
             .collect();
         if undefined.is_empty() || hoist_parser::skips_check(self.scope.dockerfile, RULE) {
-            return;
+            return false;
         }
         let env = self.config.config.env.clone().unwrap_or_default();
         let known: Vec<&str> = env
@@ -375,6 +376,7 @@ impl<'s> StageBuilder<'s> {
                 .progress
                 .event(Event::Warning { message: &message });
         }
+        true
     }
 
     fn dispatch(&mut self, spanned: &Spanned, is_trigger: bool) -> Result<(), BuildError> {
@@ -403,8 +405,15 @@ impl<'s> StageBuilder<'s> {
                 escape,
             )
             .map_err(|err| self.step_error(span, &raw_name(), StepError::Expand(err)))?;
-        if !is_trigger && !matches!(spanned.instruction, Instruction::Arg(_)) {
-            self.report_undefined(span, &unset.into_inner());
+        if !is_trigger
+            && !matches!(spanned.instruction, Instruction::Arg(_))
+            && self.report_undefined(span, &unset.into_inner())
+            && hoist_parser::check_is_error(self.scope.dockerfile)
+        {
+            // BuildKit fails before anything runs; this check needs the
+            // stage's environment, so the build fails here.
+            let message = hoist_parser::lint_violation_message(["UndefinedVar"]);
+            return Err(self.step_error(span, &raw_name(), StepError::LintViolation(message)));
         }
         let meta = |s: &mut Self, created_by: String| {
             s.push_history(history(created_by, true, Some(&s.scope.created)));

@@ -29,7 +29,9 @@ pub use instruction::{
     ArgDecl, CopyAdd, Dockerfile, From, Healthcheck, Instruction, KeyValue, Network, Onbuild, Run,
     Security, ShellOrExec, Spanned,
 };
-pub use lint::{check_from, skips_check, undefined_var_message};
+pub use lint::{
+    check_from, check_is_error, lint_violation_message, skips_check, undefined_var_message,
+};
 pub use mount::{MountType, RunMount, Sharing};
 pub use syntax::{Ast, Directives, Heredoc, Node, Warning, parse_ast};
 

@@ -7,7 +7,9 @@
 //! `ExposeInvalidFormat`, in
 //! BuildKit's words and on the instruction's first line, as `docker build`
 //! prints them. `# check=skip=RULE,...` and `# check=skip=all` turn them off
-//! (`NoEmptyContinuation` too), as in BuildKit.
+//! (`NoEmptyContinuation` too), as in BuildKit; with `# check=error=true`
+//! ([`check_is_error`]) any of them fails the build with
+//! [`lint_violation_message`].
 //!
 //! [`check_from`] adds the checks of FROM that need the build's arguments:
 //! `UndefinedArgInFrom`, `InvalidDefaultArgInFrom`,
@@ -27,6 +29,8 @@ use crate::syntax::Warning;
 pub(crate) struct Skip {
     all: bool,
     rules: Vec<String>,
+    /// `error=true`: a warning fails the build.
+    error: bool,
 }
 
 impl Skip {
@@ -35,15 +39,22 @@ impl Skip {
         let mut skip = Skip {
             all: false,
             rules: Vec::new(),
+            error: false,
         };
         for part in check.unwrap_or("").split(';') {
             let Some((key, value)) = part.split_once('=') else {
                 continue;
             };
-            if key.trim() != "skip" {
-                continue;
-            }
             let value = value.trim();
+            match key.trim() {
+                "skip" => {}
+                // Go's `strconv.ParseBool`, as BuildKit parses it.
+                "error" => {
+                    skip.error = matches!(value, "1" | "t" | "T" | "TRUE" | "true" | "True");
+                    continue;
+                }
+                _ => continue,
+            }
             if value == "all" {
                 skip.all = true;
             } else {
@@ -74,6 +85,25 @@ impl Skip {
 /// for the checks made outside the parser.
 pub fn skips_check(df: &Dockerfile, rule: &str) -> bool {
     Skip::from_directive(df.directives.check.as_deref()).skips(rule)
+}
+
+/// Whether the Dockerfile's `# check=error=true` makes any build-check
+/// warning fail the build (BuildKit's `Linter.ReturnAsError`).
+pub fn check_is_error(df: &Dockerfile) -> bool {
+    Skip::from_directive(df.directives.check.as_deref()).error
+}
+
+/// BuildKit's error for `# check=error=true` when checks warned
+/// (`Linter.Error`): each rule once, here in the order first reported
+/// (BuildKit's order is a Go map's).
+pub fn lint_violation_message<'a>(rules: impl IntoIterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for rule in rules {
+        if !seen.contains(&rule) {
+            seen.push(rule);
+        }
+    }
+    format!("lint violation found for rules: {}", seen.join(", "))
 }
 
 /// BuildKit's `UndefinedVar` message for `name`, with a "did you mean"
@@ -618,6 +648,29 @@ fn is_secret_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `error=` reads as Go's `strconv.ParseBool`, beside `skip=`, in
+    /// either order; the violation names each rule once.
+    #[test]
+    fn check_directive_error_option() {
+        for (check, error, skips_from_as) in [
+            ("error=true", true, false),
+            ("skip=FromAsCasing;error=true", true, true),
+            ("error=1 ; skip=all", true, true),
+            ("error=T", true, false),
+            ("error=false", false, false),
+            ("error=yes", false, false),
+            ("skip=FromAsCasing", false, true),
+        ] {
+            let skip = Skip::from_directive(Some(check));
+            assert_eq!(skip.error, error, "{check}");
+            assert_eq!(skip.skips("FromAsCasing"), skips_from_as, "{check}");
+        }
+        assert_eq!(
+            lint_violation_message(["FromAsCasing", "UndefinedVar", "FromAsCasing"]),
+            "lint violation found for rules: FromAsCasing, UndefinedVar"
+        );
+    }
 
     #[test]
     fn secret_names() {

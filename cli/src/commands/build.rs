@@ -160,10 +160,10 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
 
     let context = BuildInputs::prepare(&store, &args.context, args.file.as_deref())?;
     let dockerfile = render::read_dockerfile(&context.dockerfile)?;
-    if !args.quiet {
+    {
         // The builder parses again and reports errors; this parse is for
         // the warnings, which docker build shows whether or not it fails.
-        let warnings = hoist_parser::parse(&dockerfile.text)
+        let (warnings, error_on_warning) = hoist_parser::parse(&dockerfile.text)
             .map(|df| {
                 let mut all = hoist_builder::args::platform_args(&platform, &Platform::host());
                 all.extend(build_args.clone());
@@ -184,10 +184,25 @@ pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
                     ));
                 }
                 warnings.sort_by_key(|w| w.span.line);
-                warnings
+                (warnings, hoist_parser::check_is_error(&df))
             })
             .unwrap_or_default();
-        dockerfile.print_warnings(&warnings);
+        if !args.quiet {
+            dockerfile.print_warnings(&warnings);
+        }
+        // `# check=error=true`: the checks' warnings fail the build before
+        // it starts, at the first one's line, as BuildKit fails the
+        // Dockerfile's conversion.
+        // hoist's own findings (no rule) are not BuildKit checks.
+        let mut violations = warnings.iter().filter(|w| !w.rule.is_empty()).peekable();
+        if error_on_warning && let Some(first) = violations.peek() {
+            bail!(
+                "{}:{}:1: {}",
+                dockerfile.name,
+                first.span.line,
+                hoist_parser::lint_violation_message(violations.map(|w| w.rule))
+            );
+        }
     }
     let labels: BTreeMap<String, String> = args
         .labels

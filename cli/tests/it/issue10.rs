@@ -649,3 +649,66 @@ fn r10_undefined_var_is_reported() {
     let err = hoist.build(ctx.path(), &[]);
     assert!(!err.contains("UndefinedVar"), "{err}");
 }
+
+/// `# check=error=true`: a check that fires (`FromAsCasing`) is printed
+/// and then fails the build before it starts, with BuildKit's message at
+/// the warning's line, and nothing is tagged; without `error=true` it only
+/// warns, and `skip=` of the rule silences it and lets the build pass.
+#[test]
+fn r10_check_error_true_fails_the_build_on_a_warning() {
+    let hoist = Hoist::with_busybox();
+    let want = "Dockerfile:2: FromAsCasing: 'as' and 'FROM' keywords' casing do not match";
+    let warned = |err: &str| {
+        err.lines()
+            .any(|l| l.starts_with("warning: ") && l.ends_with(want))
+    };
+
+    let ctx = dockerfile_context("# check=skip=JSONArgsRecommended\nFROM busybox as base\n");
+    let err = hoist.build(ctx.path(), &["-t", "lint:warn"]);
+    assert!(warned(&err), "{err}");
+    assert!(!err.contains("lint violation"), "{err}");
+
+    let ctx = dockerfile_context("# check=error=true\nFROM busybox as base\n");
+    let path = ctx.path().to_str().unwrap();
+    let err = hoist.fails(&["build", "--progress=plain", "-t", "lint:error", path]);
+    assert!(warned(&err), "{err}");
+    assert!(
+        err.contains("Dockerfile:2:1: lint violation found for rules: FromAsCasing"),
+        "{err}"
+    );
+    // `--quiet` prints no warning but fails all the same.
+    let err = hoist.fails(&["build", "-q", "-t", "lint:error", path]);
+    assert!(!warned(&err), "{err}");
+    assert!(
+        err.contains("lint violation found for rules: FromAsCasing"),
+        "{err}"
+    );
+    let images = hoist.ok(&["images"]);
+    assert!(
+        images.contains("lint") && images.contains("warn"),
+        "{images}"
+    );
+    assert!(!images.contains("error"), "{images}");
+
+    let ctx = dockerfile_context("# check=skip=FromAsCasing;error=true\nFROM busybox as base\n");
+    let err = hoist.build(ctx.path(), &["-t", "lint:skip"]);
+    assert!(!err.contains("FromAsCasing"), "{err}");
+    assert!(!err.contains("lint violation"), "{err}");
+
+    // `UndefinedVar` needs the stage's environment: the build fails at
+    // the instruction, after the warning.
+    let ctx = dockerfile_context("# check=error=true\nFROM busybox\nLABEL a=$NOPE\n");
+    let path = ctx.path().to_str().unwrap();
+    let err = hoist.fails(&["build", "--progress=plain", "-t", "lint:undefined", path]);
+    assert!(
+        err.contains("Dockerfile:3: UndefinedVar: Usage of undefined variable '$NOPE'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Dockerfile:3:1: LABEL a=$NOPE: lint violation found for rules: UndefinedVar"),
+        "{err}"
+    );
+    let images = hoist.ok(&["images"]);
+    assert!(!images.contains("undefined"), "{images}");
+    hoist.ok(&["fsck"]);
+}
