@@ -612,3 +612,55 @@ fn r8_rootless_bind_mount_of_the_context_honours_dockerignore() {
         assert_eq!(listing, format!(".\n{seen}"), "{file}");
     }
 }
+
+/// Rootless, a COPY that misses because one file changed links the others
+/// from its earlier snapshot (inside the user namespace), and gives the
+/// image a copy from scratch gives.
+#[test]
+fn r8_rootless_changed_copy_reuses_unchanged_files() {
+    let ws = Workspace::new(rootless_user(), &[]);
+    ws.ok(&["import", "busybox.tar", "busybox"]);
+    let ctx = ws.path().join("reuse");
+    for (rel, content) in [
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY . /app\nRUN cat /app/b > /b\n",
+        ),
+        ("a", "file a\n"),
+        ("b", "file b\n"),
+        ("d/c", "file c\n"),
+    ] {
+        let path = ctx.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    ws.give(&ctx);
+    let build = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["build", "--progress=plain", "-t", tag];
+        args.extend_from_slice(extra);
+        args.push("reuse");
+        let out = ws.run(&args);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "rootless hoist {args:?} failed:\n{log}"
+        );
+        let reused: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains(": reused "))
+            .map(str::to_owned)
+            .collect();
+        (ws.inspect(tag)["Id"].as_str().unwrap().to_owned(), reused)
+    };
+    build("reuse:1", &[]);
+    std::fs::write(ctx.join("b"), "file B\n").unwrap();
+    let (incremental, reused) = build("reuse:2", &[]);
+    assert_eq!(
+        reused,
+        ["#2 COPY . /app: reused 3 unchanged files of an earlier build"]
+    );
+    let (scratch, reused) = build("reuse:3", &["--no-cache"]);
+    assert_eq!(reused, Vec::<String>::new());
+    assert_eq!(incremental, scratch);
+    assert_eq!(ws.ok(&["run", "--rm", "reuse:2", "cat", "/b"]), "file B\n");
+}
