@@ -12,7 +12,7 @@ use crate::common::{Hoist, dockerfile_context, running_with_arg};
 /// A RUN that marks its arrival in a cache mount shared by the stages,
 /// then waits (up to 60 s, a guard against hanging) for `other`'s mark and
 /// fails with 9 if it never comes.
-fn meet(me: &str, other: &str) -> String {
+pub(crate) fn meet(me: &str, other: &str) -> String {
     format!(
         "RUN --mount=type=cache,target=/meet,id=meet touch /meet/{me}; i=0; \
          while [ ! -e /meet/{other} ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 9; sleep 0.05; done; \

@@ -664,3 +664,41 @@ fn r8_rootless_changed_copy_reuses_unchanged_files() {
     assert_eq!(incremental, scratch);
     assert_eq!(ws.ok(&["run", "--rm", "reuse:2", "cat", "/b"]), "file B\n");
 }
+
+/// `--jobs` rootless (issue 8): as an unprivileged user, two independent
+/// stages run at the same time, each in its own rootless sandbox: their
+/// RUNs can only finish once both have started (a rendezvous through a
+/// shared cache mount, as in the root test; with `--jobs 1` the first
+/// RUN gives up with exit 9), and the final stage gets both results.
+#[test]
+fn r8_rootless_independent_stages_run_at_the_same_time() {
+    use crate::parallel::meet;
+    let ws = Workspace::new(rootless_user(), &[]);
+    ws.ok(&["import", "busybox.tar", "busybox"]);
+    let dir = ws.path().join("meet");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\n\
+             FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+            meet("a", "b"),
+            meet("b", "a")
+        ),
+    )
+    .unwrap();
+    ws.give(&dir);
+    let out = ws.run(&[
+        "build",
+        "--progress=plain",
+        "--jobs",
+        "2",
+        "-t",
+        "met",
+        "meet",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rootless build failed:\n{log}");
+    assert!(log.contains("a met b") && log.contains("b met a"), "{log}");
+    assert_eq!(ws.ok(&["run", "--rm", "met", "cat", "/a", "/b"]), "a\nb\n");
+}
