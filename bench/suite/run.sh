@@ -298,7 +298,7 @@ for entry in "${workloads[@]}"; do
     row_extra=" $bt ms | $bratio |"
   fi
   ms() { [[ $1 == - ]] && echo - || echo "$1 ms"; }
-  line=$(printf '%-62s %7sms %7sms %9s %9s %6s %8s%s' "$label" "$h" "$k" "$(ms "$d")" "$(ms "$a")" "$ratio" "$peak" "$extra")
+  line=$(printf '%-62s %9s %9s %9s %9s %6s %8s%s' "$label" "$(ms "$h")" "$(ms "$k")" "$(ms "$d")" "$(ms "$a")" "$ratio" "$peak" "$extra")
   echo "$line"
   results+=("| $label | $h ms | $k ms | $(ms "$d") | $(ms "$a") | $ratio | $peak |$row_extra")
   if [[ $ci == 1 ]] && awk -v r="$ratio" 'BEGIN { exit !(r > 2) }'; then
