@@ -170,10 +170,13 @@ if [[ $realworld == 1 ]]; then
   [[ $use_docker == 1 ]] && "$docker" load -i "$work/minbase-docker.tar" >/dev/null
   [[ $use_buildah == 1 ]] && "${buildah[@]}" pull -q "docker-archive:$work/minbase-docker.tar" >/dev/null
   rm -f "$work/minbase-oci.tar" "$work/minbase-docker.tar"
-  mk realworld "FROM minbase" \
+  # pip is given the host's CA bundle, so that it trusts what the host
+  # trusts (a TLS-intercepting proxy's CA, for one), in every builder alike.
+  mk realworld "FROM minbase" "COPY host-ca.crt /etc/host-ca.crt" \
     "RUN rm -f /etc/apt/apt.conf.d/docker-clean && echo 'Binary::apt::APT::Keep-Downloaded-Packages \"true\";' > /etc/apt/apt.conf.d/keep-cache" \
     "RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -qq -y --no-install-recommends python3-pip >/dev/null" \
-    "RUN pip install -q --no-cache-dir --break-system-packages six==1.16.0 idna==3.7 && python3 -c 'import six, idna'"
+    "RUN pip install -q --no-cache-dir --break-system-packages --cert /etc/host-ca.crt six==1.16.0 idna==3.7 && python3 -c 'import six, idna'"
+  cp "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$work/ctx/realworld/host-ca.crt"
 fi
 
 # ---------------------------------------------------------------- builders
