@@ -23,13 +23,17 @@ const MAX_FSCONFIG_STRING: usize = 255;
 /// sandbox child can mount without allocating.
 #[derive(Debug, Clone)]
 pub(crate) struct OverlayArgs {
-    /// The legacy option string when it fits in a page.
-    data: Option<CString>,
+    /// The legacy option string when it fits in a page, with and without
+    /// `volatile`.
+    data: Option<(CString, CString)>,
     lowerdirs: Vec<CString>,
     upperdir: Option<CString>,
     workdir: Option<CString>,
-    /// `(key, value)`; a `None` value is a flag.
+    /// `(key, value)`; a `None` value is a flag. `volatile` is not among
+    /// them: see [`OverlayArgs::volatile`].
     options: Vec<(&'static CStr, Option<&'static CStr>)>,
+    /// Mount with `volatile` when the kernel has it (see [`OverlayArgs::new`]).
+    volatile: bool,
 }
 
 impl OverlayArgs {
@@ -69,7 +73,7 @@ impl OverlayArgs {
         // renamed directories and no metadata-only copy-ups, whatever the
         // kernel's defaults. userxattr already implies both (and rejects
         // redirect_dir=off).
-        let mut options: Vec<(&'static CStr, Option<&'static CStr>)> = if userxattr {
+        let options: Vec<(&'static CStr, Option<&'static CStr>)> = if userxattr {
             vec![(c"userxattr", None)]
         } else {
             vec![
@@ -86,10 +90,9 @@ impl OverlayArgs {
         // becomes a snapshot, which the store never syncs either (see
         // `Store::commit_snapshot`). Each upperdir and workdir is mounted
         // once, so the kernel's refusal to mount a workdir used with
-        // `volatile` again never applies.
-        if upperdir.is_some() {
-            options.push((c"volatile", None));
-        }
+        // `volatile` again never applies. Kernels before 5.10 reject the
+        // option with EINVAL, so `mount` then tries again without it.
+        let volatile = upperdir.is_some();
         let mut data = Vec::new();
         data.extend_from_slice(b"lowerdir=");
         for (i, l) in lowers.iter().enumerate() {
@@ -112,8 +115,15 @@ impl OverlayArgs {
                 data.extend_from_slice(v.to_bytes());
             }
         }
+        let plain = data.clone();
+        if volatile {
+            data.extend_from_slice(b",volatile");
+        }
         let data = if data.len() <= MAX_MOUNT_DATA {
-            Some(CString::new(data).map_err(|_| SandboxError::InvalidSpec("nul in path".into()))?)
+            let cstring = |bytes| {
+                CString::new(bytes).map_err(|_| SandboxError::InvalidSpec("nul in path".into()))
+            };
+            Some((cstring(data)?, cstring(plain)?))
         } else {
             let too_long = lowers.iter().chain(&upperdir).chain(&workdir);
             if let Some(p) = too_long
@@ -133,13 +143,22 @@ impl OverlayArgs {
             upperdir,
             workdir,
             options,
+            volatile,
         })
     }
 
     /// Mounts the overlay on `target`. Allocation-free, so the sandbox child
     /// may call it between clone and exec.
     pub(crate) fn mount(&self, target: &CStr) -> rustix::io::Result<()> {
-        if let Some(data) = &self.data {
+        match self.mount_with(target, self.volatile) {
+            Err(rustix::io::Errno::INVAL) if self.volatile => self.mount_with(target, false),
+            result => result,
+        }
+    }
+
+    fn mount_with(&self, target: &CStr, volatile: bool) -> rustix::io::Result<()> {
+        if let Some((with_volatile, plain)) = &self.data {
+            let data = if volatile { with_volatile } else { plain };
             rustix::mount::mount(
                 c"overlay",
                 target,
@@ -165,6 +184,9 @@ impl OverlayArgs {
                 Some(v) => rustix::mount::fsconfig_set_string(&fs, *k, *v)?,
                 None => rustix::mount::fsconfig_set_flag(&fs, *k)?,
             }
+        }
+        if volatile {
+            rustix::mount::fsconfig_set_flag(&fs, c"volatile")?;
         }
         rustix::mount::fsconfig_create(&fs)?;
         let mnt =
@@ -313,8 +335,14 @@ mod tests {
         ];
         for (lowers, upper, ux, want) in cases {
             let args = OverlayArgs::new(&lowers, upper, ux).unwrap();
-            let got = args.data.as_ref().unwrap().to_str().unwrap().to_owned();
-            assert_eq!(got, want, "case {lowers:?} userxattr={ux}");
+            let (got, plain) = args.data.as_ref().unwrap();
+            assert_eq!(
+                got.to_str().unwrap(),
+                want,
+                "case {lowers:?} userxattr={ux}"
+            );
+            let want_plain = want.strip_suffix(",volatile").unwrap_or(want);
+            assert_eq!(plain.to_str().unwrap(), want_plain, "the retry's options");
         }
     }
 
