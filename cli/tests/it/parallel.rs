@@ -1,7 +1,8 @@
 //! Parallel stages (issue 8) with the real sandbox: stages that can only
 //! finish together, the same image for any `--jobs`, and a failure that
-//! cancels a running sibling and leaves nothing behind. Overlap is proved
-//! by what the RUNs saw, never by timing.
+//! cancels a running sibling and leaves nothing behind, and the TTY display
+//! of stages running together, read off a terminal emulator. Overlap is
+//! proved by what the RUNs saw, never by timing.
 
 use std::io::Read;
 use std::process::Stdio;
@@ -145,4 +146,161 @@ fn r8_a_failing_stage_cancels_a_running_sibling_and_leaves_nothing() {
     );
     crate::common::assert_no_temp_leftovers(&hoist);
     hoist.ok(&["fsck"]);
+}
+
+/// The terminal the TTY display is drawn on: wide enough that no step line
+/// wraps, tall enough that nothing scrolls away.
+const TTY_ROWS: u16 = 60;
+const TTY_COLS: u16 = 300;
+
+/// Runs `hoist` with stdout and stderr on a pseudo-terminal of its own and
+/// feeds everything it draws to a terminal emulator; `frame` sees the
+/// screen's rows after every read. Returns the exit status and the final
+/// screen.
+fn run_on_a_terminal(
+    hoist: &Hoist,
+    args: &[&str],
+    mut frame: impl FnMut(&[String]),
+) -> (std::process::ExitStatus, String) {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let size = nix::pty::Winsize {
+        ws_row: TTY_ROWS,
+        ws_col: TTY_COLS,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty: a pseudo-terminal is needed");
+    // openpty(3) leaves both ends inheritable: only hoist's stdout and
+    // stderr may hold the terminal, or reading it never ends.
+    for fd in [&pty.master, &pty.slave] {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).unwrap();
+    }
+    let mut cmd = hoist.command(args);
+    cmd.env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let mut parser = vt100::Parser::new(
+        std::num::NonZeroU16::new(TTY_ROWS).unwrap(),
+        std::num::NonZeroU16::new(TTY_COLS).unwrap(),
+        0,
+    );
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                parser.process(&buf[..n]);
+                frame(&screen_rows(parser.screen()));
+            }
+            // Linux reports EIO once the last holder of the terminal's
+            // other end has closed it.
+            Err(err) if err.raw_os_error() == Some(nix::libc::EIO) => break,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => panic!("reading the terminal: {err}"),
+        }
+    }
+    let status = child.wait().unwrap();
+    (status, screen_rows(parser.screen()).join("\n"))
+}
+
+/// A screen row by row. indicatif fills each line to the terminal's width
+/// and lets the terminal wrap to the next, so the emulator's `contents()`
+/// would join the rows into one.
+fn screen_rows(screen: &vt100::Screen) -> Vec<String> {
+    screen
+        .rows(0, TTY_COLS)
+        .map(|row| row.trim_end().to_owned())
+        .collect()
+}
+
+/// The steps a screen shows as running groups (a spinner, not ` => `):
+/// their `[stage n/m] INSTRUCTION` prefixes.
+fn running_steps(rows: &[String]) -> Vec<String> {
+    rows.iter()
+        .filter(|line| !line.starts_with(" => ") && !line.starts_with("    "))
+        .filter_map(|line| {
+            let start = line.find('[')?;
+            let end = start + line[start..].find(']')?;
+            let word = line[end + 1..].split_whitespace().next()?;
+            Some(format!("{} {word}", &line[start..=end]))
+        })
+        .collect()
+}
+
+/// Issue 8: "The TTY display shows one group per running stage". Two
+/// stages whose RUNs can only finish together are drawn as two running
+/// groups on one screen, and the build ends with every step as one finished
+/// line, no group left behind, and the image named.
+#[test]
+fn r8_tty_display_shows_a_group_per_running_stage() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(&format!(
+        "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\n\
+         FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        meet("a", "b"),
+        meet("b", "a")
+    ));
+    let both = ["[a 2/2] RUN".to_owned(), "[b 2/2] RUN".to_owned()];
+    let mut together = None;
+    let mut seen = Vec::new();
+    let (status, screen) = run_on_a_terminal(
+        &hoist,
+        // No --progress: on a terminal the default is the TTY display.
+        &[
+            "build",
+            "--jobs",
+            "2",
+            "-t",
+            "met",
+            ctx.path().to_str().unwrap(),
+        ],
+        |screen| {
+            let running = running_steps(screen);
+            for step in &running {
+                if !seen.contains(step) {
+                    seen.push(step.clone());
+                }
+            }
+            if together.is_none() && both.iter().all(|step| running.contains(step)) {
+                together = Some(screen.join("\n"));
+            }
+        },
+    );
+    assert!(status.success(), "hoist build failed ({status}):\n{screen}");
+    assert!(
+        together.is_some(),
+        "no screen showed both RUNs running; running steps seen: {seen:?}\nfinal screen:\n{screen}"
+    );
+    let together = together.unwrap_or_default();
+    // The final screen: every step once as a finished line, in no group.
+    let rows: Vec<String> = screen.lines().map(str::to_owned).collect();
+    assert_eq!(running_steps(&rows), Vec::<String>::new(), "{screen}");
+    for step in [
+        "[a 1/2] FROM docker.io/library/busybox:latest",
+        "[a 2/2] RUN",
+        "[b 1/2] FROM docker.io/library/busybox:latest",
+        "[b 2/2] RUN",
+        "[stage-2 1/3] FROM docker.io/library/busybox:latest",
+        "[stage-2 2/3] COPY --from=a /a /a",
+        "[stage-2 3/3] COPY --from=b /b /b",
+        "exporting to image",
+    ] {
+        let finished = format!(" => {step}");
+        assert_eq!(
+            screen.lines().filter(|l| l.starts_with(&finished)).count(),
+            1,
+            "{finished:?} once on the final screen:\n{screen}\n(both running:\n{together})"
+        );
+    }
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.trim() == "naming to docker.io/library/met:latest done"),
+        "{screen}"
+    );
+    assert_eq!(hoist.exec("met", &["cat", "/a", "/b"]), "a\nb\n");
 }
