@@ -2,7 +2,7 @@
 //! lines they leave, exactly as BuildKit's `dockerfile2llb` writes them
 //! (`created_by` is what `docker history` shows, so users compare it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use hoist_parser::dump::go_quote;
@@ -48,6 +48,76 @@ pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) -> Option<String> 
         None => {
             env.push(entry);
             None
+        }
+    }
+}
+
+/// The key of an env entry: the text before its first `=`, all of it
+/// without one (Docker keeps a bare `KEY`).
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(key, _)| key)
+}
+
+/// Where each key of a stage's env list sits, kept beside the list so that
+/// `ENV` replaces a key in place and expansion finds it without a scan
+/// (32000 `ENV` lines were quadratic). It answers exactly as [`set_env`]
+/// and [`get_env`] do on the same list: the first entry of a key is the one
+/// replaced and read, and a key holding `=` matches nothing.
+///
+/// Every change to the list must go through [`EnvIndex::set`]; after any
+/// other change, build the index again with [`EnvIndex::new`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EnvIndex {
+    positions: HashMap<String, usize>,
+    /// The list's length when the index last saw it, to catch a list
+    /// changed behind the index's back.
+    len: usize,
+}
+
+impl EnvIndex {
+    /// Indexes a list; of duplicate keys, the first entry counts.
+    pub(crate) fn new(env: &[String]) -> Self {
+        let mut positions = HashMap::with_capacity(env.len());
+        for (at, entry) in env.iter().enumerate() {
+            positions.entry(env_key(entry).to_owned()).or_insert(at);
+        }
+        Self {
+            positions,
+            len: env.len(),
+        }
+    }
+
+    /// [`set_env`] through the index: replaces the key's entry in place or
+    /// appends a new one; returns the entry it replaced.
+    pub(crate) fn set(&mut self, env: &mut Vec<String>, key: &str, value: &str) -> Option<String> {
+        debug_assert_eq!(env.len(), self.len, "env list changed behind its index");
+        let entry = format!("{key}={value}");
+        // Indexed keys never hold `=`, so such a key finds nothing here.
+        match self.positions.get(key) {
+            Some(&at) => Some(std::mem::replace(&mut env[at], entry)),
+            None => {
+                // The new entry's key is what precedes its first `=`: for
+                // a key holding `=` (`K=V`), a shorter one (`K`) that may
+                // already have an entry, which stays the first.
+                self.positions
+                    .entry(env_key(&entry).to_owned())
+                    .or_insert(env.len());
+                env.push(entry);
+                self.len = env.len();
+                None
+            }
+        }
+    }
+
+    /// [`get_env`] through the index.
+    pub(crate) fn get<'a>(&self, env: &'a [String], key: &str) -> Option<&'a str> {
+        debug_assert_eq!(env.len(), self.len, "env list changed behind its index");
+        let at = *self.positions.get(key)?;
+        match env[at].strip_prefix(key)?.strip_prefix('=') {
+            Some(value) => Some(value),
+            // A bare `KEY` first: a later `KEY=value` of a base image's list
+            // is what `get_env` finds (rare, so a scan is fine).
+            None => get_env(&env[at + 1..], key),
         }
     }
 }
@@ -175,9 +245,15 @@ impl TextSize {
         self.0 = (self.0 + added as u64).saturating_sub(removed as u64);
     }
 
-    /// [`set_env`], counted.
-    pub(crate) fn set_env(&mut self, env: &mut Vec<String>, key: &str, value: &str) {
-        let old = set_env(env, key, value).map_or(0, |e| e.len());
+    /// [`EnvIndex::set`], counted.
+    pub(crate) fn set_env(
+        &mut self,
+        index: &mut EnvIndex,
+        env: &mut Vec<String>,
+        key: &str,
+        value: &str,
+    ) {
+        let old = index.set(env, key, value).map_or(0, |e| e.len());
         self.replace(key.len() + 1 + value.len(), old);
     }
 
@@ -503,6 +579,67 @@ mod tests {
         }
     }
 
+    /// The index answers as the scanning `set_env`/`get_env` do, step by
+    /// step, on a mixed sequence over a list with the awkward entries a
+    /// base image may carry: duplicate keys, a bare `KEY` before a
+    /// `KEY=value`, an empty key, and keys that are prefixes of others.
+    #[test]
+    fn env_index_matches_the_scanning_functions() {
+        let base: Vec<String> = [
+            "PATH=/bin",
+            "A=1",
+            "A=dup",
+            "LONE",
+            "LONE=late",
+            "=empty",
+            "AB=2",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut scanned = base.clone();
+        let mut indexed = base;
+        let mut index = EnvIndex::new(&indexed);
+        let probes = [
+            "A", "AB", "ABC", "LONE", "LON", "", "PATH", "NEW", "K=V", "K", "Z",
+        ];
+        let sets = [
+            ("A", "2"),
+            ("NEW", "x"),
+            ("AB", "3=4"),
+            ("K=V", "w"),
+            ("K", "k"),
+            ("LONE", "set"),
+            ("", "blank"),
+            ("NEW", ""),
+            ("A", "again"),
+            ("K=V", "twice"),
+            ("Z", "z"),
+            ("PATH", "/usr/bin"),
+        ];
+        for (at, (key, value)) in sets.into_iter().enumerate() {
+            let want = set_env(&mut scanned, key, value);
+            let got = index.set(&mut indexed, key, value);
+            assert_eq!(got, want, "set {at} {key:?}");
+            assert_eq!(indexed, scanned, "after set {at} {key:?}");
+            for probe in probes {
+                assert_eq!(
+                    index.get(&indexed, probe),
+                    get_env(&scanned, probe),
+                    "get {probe:?} after set {at} {key:?}"
+                );
+            }
+        }
+        // A fresh index over the result agrees with the one kept up to date.
+        let fresh = EnvIndex::new(&indexed);
+        for probe in probes {
+            assert_eq!(
+                fresh.get(&indexed, probe),
+                index.get(&indexed, probe),
+                "{probe:?}"
+            );
+        }
+    }
+
     /// The tracked size equals a fresh measurement after every step of a
     /// mixed sequence: new and replaced env entries and labels, ARGs
     /// declared again, ONBUILD triggers, history entries.
@@ -522,6 +659,7 @@ mod tests {
             .push(history("FROM base".to_owned(), true, None));
         let mut args = vec![("GLOBAL".to_owned(), Some("g".to_owned()))];
         let mut size = TextSize::measure(&config, &args);
+        let mut index = EnvIndex::new(config.config.env.as_deref().unwrap_or_default());
         let ops = [
             Op::Env("A", "1"),
             Op::Env("A", "a much longer value"),
@@ -540,7 +678,9 @@ mod tests {
         for (at, op) in ops.into_iter().enumerate() {
             let runtime = &mut config.config;
             match op {
-                Op::Env(k, v) => size.set_env(runtime.env.get_or_insert_default(), k, v),
+                Op::Env(k, v) => {
+                    size.set_env(&mut index, runtime.env.get_or_insert_default(), k, v)
+                }
                 Op::Label(k, v) => size.insert_label(
                     runtime.labels.get_or_insert_default(),
                     k.to_owned(),

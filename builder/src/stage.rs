@@ -15,7 +15,9 @@ use hoist_store::image_config::{EmptyObject, History, ImageConfig};
 
 use crate::args::Platform;
 use crate::build::{BuildScope, StageResult};
-use crate::config::{self, TextSize, get_env, go_list, go_quoted_list, history, is_valid_signal};
+use crate::config::{
+    self, EnvIndex, TextSize, get_env, go_list, go_quoted_list, history, is_valid_signal,
+};
 use crate::error::{BuildError, StepError};
 use crate::progress::{Event, StepId};
 use crate::rootfs::{LayerStack, Scratch};
@@ -38,6 +40,8 @@ pub(crate) struct StageBuilder<'s> {
     /// The text `config` and `args` hold, kept up to date by `dispatch`
     /// for the cap on the config's size.
     text_size: TextSize,
+    /// Where each key of `config`'s env sits, kept up to date by `dispatch`.
+    env_index: EnvIndex,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
     cmd_set: bool,
     /// ONBUILD triggers of the base image, run before the stage's own.
@@ -102,6 +106,7 @@ impl<'s> StageBuilder<'s> {
             stack: LayerStack::default(),
             args: Vec::new(),
             text_size: TextSize::default(),
+            env_index: EnvIndex::default(),
             cmd_set: false,
             triggers: Vec::new(),
             from_name: String::new(),
@@ -246,6 +251,7 @@ impl<'s> StageBuilder<'s> {
             self.triggers = self.parse_triggers(&triggers)?;
         }
         self.text_size = TextSize::measure(&self.config, &self.args);
+        self.env_index = EnvIndex::new(self.config.config.env.as_deref().unwrap_or_default());
         self.from_name = from_name;
         Ok(())
     }
@@ -329,7 +335,7 @@ impl<'s> StageBuilder<'s> {
     /// Docker.
     pub(crate) fn lookup(&self, name: &str) -> Option<String> {
         if let Some(env) = &self.config.config.env
-            && let Some(value) = get_env(env, name)
+            && let Some(value) = self.env_index.get(env, name)
         {
             return Some(value.to_owned());
         }
@@ -438,7 +444,8 @@ impl<'s> StageBuilder<'s> {
                 let env = self.config.config.env.get_or_insert_with(Vec::new);
                 let mut text = String::from("ENV");
                 for kv in pairs {
-                    self.text_size.set_env(env, &kv.key, &kv.value);
+                    self.text_size
+                        .set_env(&mut self.env_index, env, &kv.key, &kv.value);
                     text.push_str(&format!(" {}={}", kv.key, kv.value));
                 }
                 meta(self, text);
