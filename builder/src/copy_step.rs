@@ -29,9 +29,11 @@ impl StageBuilder<'_> {
             return Ok(());
         }
         let (scratch, lowerdirs) = self.prepare_step()?;
-        let owner = resolve_user(&lowerdirs, &user, &scratch.mountpoint, None)?;
         {
             let merged = scratch.mount_merged(&lowerdirs)?;
+            // The merged root is one directory: nothing more to mount.
+            let root = [merged.target().to_owned()];
+            let owner = resolve_user(&root, &user, &scratch.mountpoint, None)?;
             crate::copy::mkdir_all_in_root(merged.target(), &dir, owner.uid, owner.gid)
                 .map_err(StepError::Copy)?;
             merged.unmount()?;
@@ -145,10 +147,10 @@ impl StageBuilder<'_> {
                 } else {
                     fs_err::create_dir_all(&from_mount)
                         .map_err(StepError::io("creating a mount point"))?;
-                    from_guard = mount_view(&dirs, &from_mount)?;
-                    from_guard
-                        .as_ref()
-                        .map_or_else(|| dirs[0].clone(), |g| g.target().to_owned())
+                    let view = mount_view(&dirs, &from_mount, scratch.snapshotter)?;
+                    let root = view.root().to_owned();
+                    from_guard = Some(view);
+                    root
                 };
                 Some(Root::open(&root).map_err(StepError::io("opening the --from root"))?)
             }

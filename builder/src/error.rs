@@ -196,6 +196,9 @@ pub enum StepError {
     /// was not given (`--allow security.insecure`).
     #[error("{0} is not allowed")]
     NotAllowed(&'static str),
+    /// `HOIST_SNAPSHOTTER` names no snapshotter.
+    #[error("{0}")]
+    Snapshotter(String),
     /// The stage's image config (its environment, labels, build args and
     /// history) grew past what a registry pull accepts: a guard against a
     /// Dockerfile that doubles a variable line after line.

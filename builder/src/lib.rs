@@ -18,6 +18,7 @@ pub mod dockerignore;
 pub mod error;
 mod http_source;
 pub mod layer;
+pub mod native;
 pub mod progress;
 mod pull;
 pub mod rootfs;

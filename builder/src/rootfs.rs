@@ -11,6 +11,7 @@ use oci_spec::image::Descriptor;
 
 use crate::error::StepError;
 use crate::layer::{Compression, LayerOptions, write_layer, write_layer_tar};
+use crate::native::{NativeRoot, Snapshotter};
 use hoist_sandbox::{MountGuard, mount_overlay};
 
 /// The layers of a stage so far, bottom first, with their chain IDs.
@@ -68,6 +69,8 @@ pub struct Scratch {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub mountpoint: PathBuf,
+    /// How [`Scratch::mount_merged`] and RUN make the step's root.
+    pub snapshotter: Snapshotter,
     root: PathBuf,
 }
 
@@ -78,6 +81,7 @@ impl Scratch {
             upper: root.join("upper"),
             work: root.join("work"),
             mountpoint: root.join("merged"),
+            snapshotter: Snapshotter::Overlayfs,
             root,
         };
         for dir in [
@@ -93,15 +97,32 @@ impl Scratch {
         Ok(scratch)
     }
 
-    /// The merged view of `lowerdirs` plus this step's upperdir, mounted at
-    /// [`Scratch::mountpoint`] for the builder to write into.
-    pub fn mount_merged(&self, lowerdirs: &[PathBuf]) -> Result<MountGuard, StepError> {
-        Ok(mount_overlay(
-            lowerdirs,
-            &self.upper,
-            &self.work,
-            &self.mountpoint,
-        )?)
+    /// The merged view of `lowerdirs` (top first) plus this step's
+    /// upperdir, for the builder to write into: an overlay mounted at
+    /// [`Scratch::mountpoint`], or with the native snapshotter a copied
+    /// root whose changes go to the upperdir at [`Merged::unmount`].
+    pub fn mount_merged(&self, lowerdirs: &[PathBuf]) -> Result<Merged, StepError> {
+        match self.snapshotter {
+            Snapshotter::Overlayfs => Ok(Merged::Overlay(mount_overlay(
+                lowerdirs,
+                &self.upper,
+                &self.work,
+                &self.mountpoint,
+            )?)),
+            Snapshotter::Native => Ok(Merged::Native {
+                root: self.native_root(lowerdirs)?,
+                upper: self.upper.clone(),
+            }),
+        }
+    }
+
+    /// A root directory filled from `lowerdirs` (top first), for the
+    /// native snapshotter.
+    pub fn native_root(&self, lowerdirs: &[PathBuf]) -> Result<NativeRoot, StepError> {
+        let dir = self.side_dir("rootfs")?;
+        set_mode(&dir, 0o755)?;
+        let bottom_first: Vec<PathBuf> = lowerdirs.iter().rev().cloned().collect();
+        NativeRoot::fill(&dir, &bottom_first)
     }
 
     /// A directory of the step's own beside the upperdir (for files the
@@ -119,6 +140,30 @@ impl Scratch {
         fs_err::create_dir_all(&dir).map_err(StepError::io("creating an empty lowerdir"))?;
         set_mode(&dir, 0o755)?;
         Ok(dir)
+    }
+}
+
+/// A step's writable root: see [`Scratch::mount_merged`].
+pub enum Merged {
+    Overlay(MountGuard),
+    Native { root: NativeRoot, upper: PathBuf },
+}
+
+impl Merged {
+    pub fn target(&self) -> &Path {
+        match self {
+            Merged::Overlay(guard) => guard.target(),
+            Merged::Native { root, .. } => root.path(),
+        }
+    }
+
+    /// Unmounts the overlay, or moves the native root's changes into the
+    /// upperdir; either way the upperdir then holds the step's diff.
+    pub fn unmount(self) -> Result<(), StepError> {
+        match self {
+            Merged::Overlay(guard) => Ok(guard.unmount()?),
+            Merged::Native { root, upper } => root.diff_into(&upper),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use crate::args::Platform;
 use crate::cache::RunDefinition;
 use crate::config::{get_env, set_env, with_shell};
 use crate::error::StepError;
+use crate::native::Snapshotter;
 use crate::progress::{Event, Progress, StepId, Stream};
 use crate::rootfs::Scratch;
 use crate::stage::{StageBuilder, StepContext};
@@ -67,11 +68,20 @@ impl StageBuilder<'_> {
         }
 
         let (scratch, lowerdirs) = self.prepare_step()?;
+        let native = match scratch.snapshotter {
+            Snapshotter::Overlayfs => None,
+            Snapshotter::Native => Some(scratch.native_root(&lowerdirs)?),
+        };
+        let root_dirs = match &native {
+            Some(root) => vec![root.path().to_owned()],
+            None => lowerdirs.clone(),
+        };
         let mut env = env;
-        let resolved_user = resolve_user(&lowerdirs, &user, &scratch.mountpoint, Some(&mut env))?;
+        let resolved_user = resolve_user(&root_dirs, &user, &scratch.mountpoint, Some(&mut env))?;
         let mut guards = Vec::new();
+        let mut views = Vec::new();
         let leases = crate::cache_mount::Leases::default();
-        let mut mounts = self.run_mounts(run, &scratch, &mut guards, &leases)?;
+        let mut mounts = self.run_mounts(run, &scratch, &mut guards, &mut views, &leases)?;
         let secrets = crate::secrets::RunSecrets::prepare(
             &run.mounts,
             &self.workdir_path(),
@@ -85,14 +95,17 @@ impl StageBuilder<'_> {
             mounts.push(script_mount(&scratch, &name, &body)?);
         }
 
-        let mut spec = RunSpec::new(
-            Rootfs::Overlay {
+        let rootfs = match &native {
+            Some(root) => Rootfs::Directory {
+                path: root.path().to_owned(),
+            },
+            None => Rootfs::Overlay {
                 lowerdirs,
                 upperdir: scratch.upper.clone(),
                 workdir: scratch.work.clone(),
             },
-            Vec::new(),
-        );
+        };
+        let mut spec = RunSpec::new(rootfs, Vec::new());
         // The bytes the Dockerfile holds, also where they are not UTF-8.
         let bytes = |text: &String| {
             use std::os::unix::ffi::OsStringExt;
@@ -119,6 +132,7 @@ impl StageBuilder<'_> {
 
         let mut io = StepIo::new(self.scope.builder.progress, step.id);
         let status = self.scope.builder.sandbox.run(&spec, &mut io)?;
+        drop(views);
         drop(guards);
         drop(secrets);
         drop(leases);
@@ -135,6 +149,9 @@ impl StageBuilder<'_> {
                 code,
                 output_tail: io.tail(),
             });
+        }
+        if let Some(root) = native {
+            root.diff_into(&scratch.upper)?;
         }
         self.commit_step(step, inputs, &scratch.upper, created_by)
     }
@@ -205,10 +222,11 @@ impl StageBuilder<'_> {
         run: &Run,
         scratch: &Scratch,
         guards: &mut Vec<MountGuard>,
+        views: &mut Vec<View>,
         leases: &crate::cache_mount::Leases,
     ) -> Result<Vec<Mount>, StepError> {
         let mut mounts = Vec::new();
-        for mount in &run.mounts {
+        for (index, mount) in run.mounts.iter().enumerate() {
             if matches!(mount.kind, MountType::Secret | MountType::Ssh) {
                 // Staged by `RunSecrets`.
                 continue;
@@ -232,16 +250,12 @@ impl StageBuilder<'_> {
                         Some(from) => {
                             let stack = self.source_stack(from)?;
                             let lowerdirs = stack.lowerdirs(self.scope.builder.store)?;
-                            let at = scratch
-                                .mountpoint
-                                .with_file_name(format!("from{}", guards.len()));
+                            let at = scratch.mountpoint.with_file_name(format!("from{index}"));
                             fs_err::create_dir_all(&at)
                                 .map_err(StepError::io("creating a mount point"))?;
-                            let guard = mount_view(&lowerdirs, &at)?;
-                            let root = guard
-                                .as_ref()
-                                .map_or_else(|| lowerdirs[0].clone(), |g| g.target().to_owned());
-                            guards.extend(guard);
+                            let view = mount_view(&lowerdirs, &at, scratch.snapshotter)?;
+                            let root = view.root().to_owned();
+                            views.push(view);
                             root
                         }
                     };
@@ -342,6 +356,14 @@ fn writable_copy(
         fs_err::copy(path, &copy).map_err(StepError::io("copying a bind mount source"))?;
         return Ok(copy);
     }
+    if scratch.snapshotter == Snapshotter::Native {
+        // No guard is kept, so `n` does not tell two copies apart.
+        static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let k = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let copy = scratch.side_dir(&format!("bind-copy{k}"))?;
+        crate::native::NativeRoot::fill(&copy, &[path.to_owned()])?;
+        return Ok(copy);
+    }
     let upper = scratch.side_dir(&format!("bind{n}-upper"))?;
     let work = scratch.side_dir(&format!("bind{n}-work"))?;
     let target = scratch.side_dir(&format!("bind{n}"))?;
@@ -385,16 +407,44 @@ fn mount_target(mount: &RunMount, workdir: &str) -> Result<String, StepError> {
     Ok(crate::copy::join_workdir(workdir, target))
 }
 
-/// A merged read-only view of `lowerdirs` at `at`; a single directory is
-/// used as it is (no mount needed).
+/// A merged view of `lowerdirs` (top first), read-only unless copied.
+pub(crate) struct View {
+    root: PathBuf,
+    _guard: Option<MountGuard>,
+}
+
+impl View {
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// A merged read-only view of `lowerdirs` at `at` (an empty directory); a
+/// single directory is used as it is (no mount needed). The native
+/// snapshotter copies the layers into `at` instead of mounting them.
 pub(crate) fn mount_view(
     lowerdirs: &[PathBuf],
     at: &Path,
-) -> Result<Option<MountGuard>, StepError> {
+    snapshotter: Snapshotter,
+) -> Result<View, StepError> {
     if lowerdirs.len() <= 1 {
-        return Ok(None);
+        return Ok(View {
+            root: lowerdirs[0].clone(),
+            _guard: None,
+        });
     }
-    Ok(Some(mount_overlay_read_only(lowerdirs, at)?))
+    let guard = match snapshotter {
+        Snapshotter::Overlayfs => Some(mount_overlay_read_only(lowerdirs, at)?),
+        Snapshotter::Native => {
+            let bottom_first: Vec<PathBuf> = lowerdirs.iter().rev().cloned().collect();
+            crate::native::NativeRoot::fill(at, &bottom_first)?;
+            None
+        }
+    };
+    Ok(View {
+        root: at.to_owned(),
+        _guard: guard,
+    })
 }
 
 /// USER resolved against the image's own /etc/passwd and /etc/group. With
@@ -415,11 +465,10 @@ pub(crate) fn resolve_user(
     if is_root && env.is_none() {
         return Ok(User::ROOT);
     }
-    let guard = mount_view(lowerdirs, scratch_mount)?;
-    let root = guard
-        .as_ref()
-        .map_or_else(|| lowerdirs[0].clone(), |g| g.target().to_owned());
-    let db = crate::user::UserDb::load(&root)?;
+    // A RUN or WORKDIR of the native snapshotter passes its one root
+    // directory; `hoist run` mounts the image's layers.
+    let view = mount_view(lowerdirs, scratch_mount, Snapshotter::Overlayfs)?;
+    let db = crate::user::UserDb::load(view.root())?;
     // Root is looked up by uid 0, whatever its name (and works without a
     // passwd file), as runc does.
     let spec = if user.is_empty() || user == "root" {

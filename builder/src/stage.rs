@@ -633,7 +633,15 @@ impl<'s> StageBuilder<'s> {
     /// overlayfs needs at least one).
     pub(crate) fn prepare_step(&self) -> Result<(Scratch, Vec<PathBuf>), StepError> {
         let store = self.scope.builder.store;
-        let scratch = Scratch::new(store)?;
+        let mut scratch = Scratch::new(store)?;
+        let (snapshotter, warning) = crate::native::select(store)?;
+        if let Some(message) = &warning {
+            self.scope
+                .builder
+                .progress
+                .event(Event::Warning { message });
+        }
+        scratch.snapshotter = snapshotter;
         let mut lowerdirs = self.stack.lowerdirs(store)?;
         if lowerdirs.is_empty() {
             lowerdirs.push(scratch.empty_lower()?);

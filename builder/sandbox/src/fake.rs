@@ -72,6 +72,7 @@ impl Sandbox for FakeSandbox {
 pub fn upperdir(spec: &RunSpec) -> Option<&Path> {
     match &spec.rootfs {
         Rootfs::Overlay { upperdir, .. } => Some(upperdir),
+        Rootfs::Directory { path } => Some(path),
         Rootfs::Ephemeral { .. } => None,
     }
 }

@@ -296,8 +296,10 @@ impl NamespaceSandbox {
             let word = |i: usize| u32::from_ne_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
             let (kind, step, value) = (word(0), word(4), word(8));
             if kind == REPORT_STUB {
-                if let Rootfs::Overlay { upperdir, .. } = &spec.rootfs {
-                    stubs::remove(upperdir, &stubs::created(&stub_paths, step, value));
+                if let Rootfs::Overlay { upperdir: dir, .. } | Rootfs::Directory { path: dir } =
+                    &spec.rootfs
+                {
+                    stubs::remove(dir, &stubs::created(&stub_paths, step, value));
                 }
             } else if kind == REPORT_ERROR && error.is_none() {
                 error = Some(describe_error(&plan, step, value as i32));

@@ -462,13 +462,26 @@ pub(crate) fn build(
         Rootfs::Overlay {
             upperdir, workdir, ..
         } => (upperdir.as_path(), workdir.as_path()),
-        Rootfs::Ephemeral { .. } => (state.upper.as_path(), state.work.as_path()),
+        Rootfs::Ephemeral { .. } | Rootfs::Directory { .. } => {
+            (state.upper.as_path(), state.work.as_path())
+        }
     };
-    let args = OverlayArgs::new(&lowers, Some((upper, work)), rootless)?;
-    b.ops.push(Op::Overlay {
-        args,
-        target: path_cstring(&state.merged)?,
-    });
+    if let Rootfs::Directory { path } = &spec.rootfs {
+        b.ops.push(Op::Mount {
+            source: path_cstring(path)?,
+            target: path_cstring(&state.merged)?,
+            fstype: cstring("none")?,
+            flags: MountFlags::BIND | MountFlags::REC,
+            data: None,
+            optional: false,
+        });
+    } else {
+        let args = OverlayArgs::new(&lowers, Some((upper, work)), rootless)?;
+        b.ops.push(Op::Overlay {
+            args,
+            target: path_cstring(&state.merged)?,
+        });
+    }
     let mut device_slots = Vec::new();
     if rootless {
         for (dev, ..) in DEVICES {

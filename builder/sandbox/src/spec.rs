@@ -85,6 +85,10 @@ pub enum Rootfs {
         lowerdirs: Vec<PathBuf>,
         read_only: bool,
     },
+    /// A plain directory, bound (recursively) as the root and written to in
+    /// place: the native snapshotter's root, for when overlayfs cannot be
+    /// mounted (BuildKit's `native` snapshotter).
+    Directory { path: PathBuf },
 }
 
 impl Rootfs {
@@ -99,6 +103,7 @@ impl Rootfs {
     pub(crate) fn lowerdirs(&self) -> &[PathBuf] {
         match self {
             Rootfs::Overlay { lowerdirs, .. } | Rootfs::Ephemeral { lowerdirs, .. } => lowerdirs,
+            Rootfs::Directory { .. } => &[],
         }
     }
 }

@@ -13,6 +13,7 @@ mod environment;
 mod hostile;
 mod inputs;
 mod issue10;
+mod native;
 mod parallel;
 mod perf;
 mod realworld;

@@ -140,7 +140,10 @@ fn r7_a_store_on_overlayfs_names_the_fix() {
     let store = merged.join("store");
     let in_overlay = |args: &[&str]| {
         let mut cmd = hoist.command(args);
-        cmd.env("HOIST_ROOT", &store);
+        // `auto` would fall back to the native snapshotter (see
+        // `native::r7_auto_falls_back_to_native_on_an_overlay_store`).
+        cmd.env("HOIST_ROOT", &store)
+            .env("HOIST_SNAPSHOTTER", "overlayfs");
         cmd.output().unwrap()
     };
     let tar = crate::common::busybox_tar().to_str().unwrap();
