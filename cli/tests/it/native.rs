@@ -115,8 +115,22 @@ fn r7_auto_falls_back_to_native_on_an_overlay_store() {
         .status()
         .unwrap();
     assert!(copy.success());
+    // An image whose layer has a whiteout, made elsewhere and loaded:
+    // extracting it cannot make overlay's 0/0 device on this store.
+    let elsewhere = Hoist::with_busybox();
+    let ctx = dockerfile_context("FROM busybox\nRUN rm /bin/false\n");
+    elsewhere.build(ctx.path(), &["-t", "wh"]);
+    let saved = ctx.path().join("wh.tar");
+    elsewhere.ok(&["save", "-o", saved.to_str().unwrap(), "wh"]);
+    let load = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .env("HOIST_ROOT", &store)
+        .args(["load", "-i", saved.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{load:?}");
     let ctx = dockerfile_context(
-        "FROM busybox\nRUN echo hi > /hi && rm /bin/true\nCOPY Dockerfile /etc/\n\
+        "FROM wh\nRUN test ! -e /bin/false && echo hi > /hi && rm /bin/true\n\
+         COPY Dockerfile /etc/\n\
          RUN test ! -e /bin/true && test -e /hi && echo ok > /checked\n",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_hoist"))
@@ -154,7 +168,7 @@ fn r7_auto_falls_back_to_native_on_an_overlay_store() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
-        "hi\nok\nFROM busybox\n",
+        "hi\nok\nFROM wh\n",
         "{run:?}"
     );
     // The RUN's deletion is an OCI whiteout to other tools too (the store's
@@ -171,6 +185,10 @@ fn r7_auto_falls_back_to_native_on_an_overlay_store() {
     let rootfs = bundle.path().join("b/rootfs");
     assert!(rootfs.join("hi").is_file() && rootfs.join("checked").is_file());
     assert!(!rootfs.join("bin/true").exists(), "the whiteout was lost");
+    assert!(
+        !rootfs.join("bin/false").exists(),
+        "the loaded whiteout was lost"
+    );
     assert!(
         !rootfs.join("bin/.wh.true").exists(),
         "a whiteout became a file"

@@ -37,8 +37,12 @@ impl Applier<'_> {
             return match self.opts.whiteouts {
                 WhiteoutMode::Overlay => {
                     let key = self.overlay_xattr("opaque");
-                    ops::set_xattr_at(&parent, os(b"."), key.as_ref(), b"y")
-                        .map_err(|err| self.io_err(raw, err))
+                    match ops::set_xattr_at(&parent, os(b"."), key.as_ref(), b"y") {
+                        Err(rustix::io::Errno::PERM | rustix::io::Errno::OPNOTSUPP) => {
+                            self.oci_whiteout(&parent, OPAQUE_MARKER, entry, raw)
+                        }
+                        other => other.map_err(|err| self.io_err(raw, err)),
+                    }
                 }
                 WhiteoutMode::Apply => {
                     let dir_path = join(parent_parts);
@@ -86,19 +90,42 @@ impl Applier<'_> {
         match self.opts.whiteouts {
             WhiteoutMode::Overlay => {
                 self.remove_existing(&parent, target, raw)?;
-                rustix::fs::mknodat(
+                match rustix::fs::mknodat(
                     &parent,
                     os(target),
                     FileType::CharacterDevice,
                     Mode::empty(),
                     rustix::fs::makedev(0, 0),
-                )
-                .map_err(|err| self.io_err(raw, err))?;
+                ) {
+                    // A filesystem that cannot hold overlay's whiteout (an
+                    // overlay itself: the native snapshotter's case) keeps
+                    // the OCI form, which the native snapshotter reads.
+                    Err(rustix::io::Errno::PERM | rustix::io::Errno::OPNOTSUPP) => {
+                        return self.oci_whiteout(&parent, name, entry, raw);
+                    }
+                    other => other.map_err(|err| self.io_err(raw, err))?,
+                }
                 let mtime = timespec(entry.header().mtime().map_err(ExtractError::Read)?);
                 self.utimes_at(parent.as_fd(), target, mtime, raw)
             }
             WhiteoutMode::Apply => self.remove_all(&parent, target, raw),
         }
+    }
+
+    /// `.wh.NAME` or the opaque marker as an empty file of mode 0 owned by
+    /// root, with the entry's mtime.
+    fn oci_whiteout<R: Read>(
+        &self,
+        parent: &rustix::fd::OwnedFd,
+        name: &[u8],
+        entry: &tar::Entry<'_, R>,
+        raw: &[u8],
+    ) -> Result<(), ExtractError> {
+        self.remove_existing(parent, name, raw)?;
+        let file = ops::create_file(parent, os(name)).map_err(|err| self.io_err(raw, err))?;
+        rustix::fs::fchmod(&file, Mode::empty()).map_err(|err| self.io_err(raw, err))?;
+        let mtime = timespec(entry.header().mtime().map_err(ExtractError::Read)?);
+        self.utimes_at(parent.as_fd(), name, mtime, raw)
     }
 
     fn overlay_xattr(&self, what: &str) -> String {
