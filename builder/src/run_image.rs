@@ -10,6 +10,7 @@ use hoist_store::{Image, Store};
 
 use crate::config::{get_env, set_env};
 use crate::error::StepError;
+use crate::native::Snapshotter;
 use crate::rootfs::{LayerStack, Scratch};
 use crate::run_step::resolve_user;
 use hoist_sandbox::{
@@ -104,15 +105,29 @@ pub fn run_image(
         .clone()
         .or_else(|| runtime.user.clone())
         .unwrap_or_default();
-    let user = resolve_user(&lowerdirs, &user_spec, &scratch.mountpoint, Some(&mut env))?;
+    // The native snapshotter's root is a copy, thrown away with the
+    // scratch space. (`hoist run` has no progress to show the fallback
+    // warning on; a build in the same store shows it.)
+    let native = match crate::native::select(store)?.0 {
+        Snapshotter::Overlayfs => None,
+        Snapshotter::Native => Some(scratch.native_root(&lowerdirs)?),
+    };
+    let root_dirs = match &native {
+        Some(root) => vec![root.path().to_owned()],
+        None => lowerdirs.clone(),
+    };
+    let user = resolve_user(&root_dirs, &user_spec, &scratch.mountpoint, Some(&mut env))?;
     let network = options.network.unwrap_or(Network::Host);
-    let mut spec = RunSpec::new(
-        Rootfs::Ephemeral {
+    let rootfs = match &native {
+        Some(root) => Rootfs::Directory {
+            path: root.path().to_owned(),
+        },
+        None => Rootfs::Ephemeral {
             lowerdirs,
             read_only: false,
         },
-        argv,
-    );
+    };
+    let mut spec = RunSpec::new(rootfs, argv);
     spec.env = env.into_iter().map(Into::into).collect();
     spec.cwd = options
         .workdir

@@ -155,20 +155,21 @@ fn r7_auto_falls_back_to_native_on_an_overlay_store() {
     );
     let run = Command::new(env!("CARGO_BIN_EXE_hoist"))
         .env("HOIST_ROOT", &store)
-        .env("HOIST_SNAPSHOTTER", "native")
+        .env_remove("HOIST_SNAPSHOTTER")
         .args([
             "run",
             "--rm",
             "o:test",
             "sh",
             "-c",
-            "cat /hi /checked; head -1 /etc/Dockerfile",
+            "cat /hi /checked; head -1 /etc/Dockerfile; \
+             test -e /bin/true || test -e /bin/false || test -e /bin/.wh.true || echo clean",
         ])
         .output()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
-        "hi\nok\nFROM wh\n",
+        "hi\nok\nFROM wh\nclean\n",
         "{run:?}"
     );
     // The RUN's deletion is an OCI whiteout to other tools too (the store's
