@@ -23,12 +23,13 @@
 //! - zstd runs in its multi-threaded mode, whose output is the same for any
 //!   number of workers.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError, sync_channel};
 
 use flate2::{Compress, FlushCompress, Status};
 use oci_spec::image::{Descriptor, MediaType};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::blob::ExpectedBlob;
@@ -191,50 +192,41 @@ fn parallel_gzip(
     let level = flate2::Compression::new(level);
     let mut crc = flate2::Crc::new();
     let mut total: u64 = 0;
-    let mut dictionary: Vec<u8> = Vec::new();
-    let batch = workers.max(1) * 2;
-    loop {
-        let mut blocks = Vec::with_capacity(batch);
+    // A pipeline, not batches: this thread reads the next blocks and writes
+    // out finished ones, in order, while the pool deflates those in between.
+    // So reading (and the caller's hashing) and writing (the store's file,
+    // the upload) overlap the compression instead of waiting for a batch.
+    let in_flight = workers.max(1) * 2;
+    rayon::in_place_scope(|scope| -> io::Result<()> {
+        let mut pending: VecDeque<Receiver<io::Result<Vec<u8>>>> = VecDeque::new();
+        let mut dictionary: Vec<u8> = Vec::new();
         let mut eof = false;
-        while blocks.len() < batch {
-            let block = read_block(&mut reader, GZIP_BLOCK)?;
-            if block.len() < GZIP_BLOCK {
-                eof = true;
+        loop {
+            while !eof && pending.len() < in_flight {
+                let block = read_block(&mut reader, GZIP_BLOCK)?;
+                eof = block.len() < GZIP_BLOCK;
+                if block.is_empty() {
+                    break;
+                }
+                crc.update(&block);
+                total += block.len() as u64;
+                // Each block's dictionary is the tail of the one before it.
+                let next = block[block.len().saturating_sub(DEFLATE_WINDOW)..].to_vec();
+                let primer = std::mem::replace(&mut dictionary, next);
+                let (done, result) = sync_channel(1);
+                scope.spawn(move |_| {
+                    // The receiver is gone only when the writer failed.
+                    let _ = done.send(deflate_block(&block, &primer, level));
+                });
+                pending.push_back(result);
             }
-            if !block.is_empty() {
-                blocks.push(block);
-            }
-            if eof {
-                break;
-            }
+            let Some(next) = pending.pop_front() else {
+                return Ok(());
+            };
+            let deflated = wait_for(&next)?;
+            out.write_all(&deflated)?;
         }
-        // Each block's dictionary is the tail of the one before it.
-        let jobs: Vec<(&[u8], &[u8])> = blocks
-            .iter()
-            .enumerate()
-            .map(|(i, block)| {
-                let previous: &[u8] = if i == 0 { &dictionary } else { &blocks[i - 1] };
-                let tail = &previous[previous.len().saturating_sub(DEFLATE_WINDOW)..];
-                (tail, block.as_slice())
-            })
-            .collect();
-        let compressed: Vec<Vec<u8>> = jobs
-            .par_iter()
-            .map(|(dict, block)| deflate_block(block, dict, level))
-            .collect::<io::Result<_>>()?;
-        for (block, deflated) in blocks.iter().zip(&compressed) {
-            crc.update(block);
-            total += block.len() as u64;
-            out.write_all(deflated)?;
-        }
-        if let Some(last) = blocks.last() {
-            dictionary.clear();
-            dictionary.extend_from_slice(&last[last.len().saturating_sub(DEFLATE_WINDOW)..]);
-        }
-        if eof {
-            break;
-        }
-    }
+    })?;
     // The final, empty block ends the deflate stream.
     out.write_all(&deflate_finish()?)?;
     out.write_all(&crc.sum().to_le_bytes())?;
@@ -243,6 +235,32 @@ fn parallel_gzip(
     out.flush()?;
     Ok(total)
 }
+
+/// A block's deflated bytes, once its job has run. On a pool thread (a
+/// caller compressing several layers with rayon) this runs other jobs
+/// while it waits, so the pool can never block on its own work.
+fn wait_for(result: &Receiver<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
+    let stopped = || io::Error::other("a compression worker stopped");
+    loop {
+        match result.try_recv() {
+            Ok(deflated) => return deflated,
+            Err(TryRecvError::Disconnected) => return Err(stopped()),
+            Err(TryRecvError::Empty) => match rayon::yield_now() {
+                None => return result.recv().map_err(|_| stopped())?,
+                Some(rayon::Yield::Executed) => {}
+                Some(rayon::Yield::Idle) => match result.recv_timeout(IDLE_WAIT) {
+                    Ok(deflated) => return deflated,
+                    Err(RecvTimeoutError::Disconnected) => return Err(stopped()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                },
+            },
+        }
+    }
+}
+
+/// How long a pool thread with nothing to run waits for a block before it
+/// looks for other jobs again.
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Reads up to `size` bytes, stopping short only at EOF.
 fn read_block(reader: &mut impl Read, size: usize) -> io::Result<Vec<u8>> {
@@ -423,8 +441,15 @@ impl Store {
         let source = self.open_descriptor(layer)?;
         let (plain, _) =
             decompress(source).map_err(StoreError::io(self.blob_path(layer.digest())?))?;
-        let mut checked = HashingReader::new(plain, read);
+        // A layer stored uncompressed is its diff: the store's reader already
+        // verifies its digest at the end, so hashing it again is waste.
+        let verified = layer.digest() == &diff_id.digest();
+        let mut checked = HashingReader::new(plain, read, !verified);
         let mut writer = self.blob_writer()?;
+        // The variant is read again only by a later push or save: its
+        // pages go to the disk as they come, so the commit's fsync (on a
+        // push's critical path, before the closing PUT) waits for the tail.
+        writer.write_back_early();
         let tmp = writer.temp_path().to_owned();
         compress(
             &mut checked,
@@ -435,8 +460,9 @@ impl Store {
             compression,
         )
         .map_err(|err| crate::blob::from_io(err, tmp.clone()))?;
-        let actual = checked.digest();
-        if actual != diff_id.digest() {
+        if let Some(actual) = checked.digest()
+            && actual != diff_id.digest()
+        {
             return Err(StoreError::invalid(
                 format!("layer {}", layer.digest()),
                 format!("its content is {actual}, but the image config says {diff_id}"),
@@ -530,30 +556,34 @@ impl Store {
 /// [`Store::compressed_layer`]) and reports how much has.
 struct HashingReader<'a, R> {
     inner: R,
-    hasher: HashingWriter<io::Sink>,
+    hasher: Option<HashingWriter<io::Sink>>,
     total: u64,
     read: &'a (dyn Fn(u64) + Sync),
 }
 
 impl<'a, R: Read> HashingReader<'a, R> {
-    fn new(inner: R, read: &'a (dyn Fn(u64) + Sync)) -> Self {
+    /// `hash`: whether to hash at all (not when `inner` verifies itself).
+    fn new(inner: R, read: &'a (dyn Fn(u64) + Sync), hash: bool) -> Self {
         Self {
             inner,
-            hasher: HashingWriter::new(io::sink()),
+            hasher: hash.then(|| HashingWriter::new(io::sink())),
             total: 0,
             read,
         }
     }
 
-    fn digest(self) -> Digest {
-        self.hasher.finish().1
+    /// The digest of what was read; `None` when it was not hashed.
+    fn digest(self) -> Option<Digest> {
+        self.hasher.map(|hasher| hasher.finish().1)
     }
 }
 
 impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.write_all(&buf[..n])?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.write_all(&buf[..n])?;
+        }
         self.total += n as u64;
         (self.read)(self.total);
         Ok(n)
@@ -582,6 +612,7 @@ impl<A: Write> Write for Tee<'_, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rayon::prelude::*;
 
     /// Compressible but not trivially so: text-like runs with a counter.
     fn sample(len: usize) -> Vec<u8> {
@@ -670,6 +701,52 @@ mod tests {
                     "{compression:?} size {size}: round trip differs"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn pipelined_gzip_writes_the_blocks_in_order() {
+        // The pipeline's output is exactly the blocks deflated one after
+        // another, each primed with the tail of the one before, whichever
+        // job finished first; also when called from a pool thread, where
+        // waiting must not starve the pool (two layers at once on two
+        // threads).
+        let data = sample(7 * GZIP_BLOCK + 300);
+        let level = flate2::Compression::new(2);
+        let mut expected = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        let mut crc = flate2::Crc::new();
+        for (i, block) in data.chunks(GZIP_BLOCK).enumerate() {
+            let dictionary = if i == 0 {
+                &[][..]
+            } else {
+                &data[i * GZIP_BLOCK - DEFLATE_WINDOW..i * GZIP_BLOCK]
+            };
+            expected.extend(deflate_block(block, dictionary, level).unwrap());
+            crc.update(block);
+        }
+        expected.extend(deflate_finish().unwrap());
+        expected.extend(crc.sum().to_le_bytes());
+        expected.extend((data.len() as u32).to_le_bytes());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let outputs: Vec<Vec<u8>> = pool.install(|| {
+            (0..4)
+                .into_par_iter()
+                .map(|_| {
+                    let mut out = Vec::new();
+                    compress_with(data.as_slice(), &mut out, Compression::Gzip { level: 2 }, 2)
+                        .unwrap();
+                    out
+                })
+                .collect()
+        });
+        for (i, out) in outputs.iter().enumerate() {
+            assert!(
+                *out == expected,
+                "layer {i}: output differs from block order"
+            );
         }
     }
 

@@ -158,6 +158,41 @@ fn r9_compressed_layer_checks_the_diff_id() {
     );
 }
 
+#[test]
+fn r9_compressed_layer_refuses_a_stored_layer_that_changed_on_disk() {
+    // A layer stored uncompressed is checked by the store's own reader
+    // (its digest is the diff ID), not hashed a second time: a blob whose
+    // bytes changed on disk must still be refused, with nothing stored.
+    let (_dir, store) = temp_store();
+    let (layer, diff_id) = put_plain_layer(&store, &[("a", b"original")]);
+    let path = store
+        .root()
+        .join("blobs/sha256")
+        .join(layer.digest().digest());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"original").unwrap();
+    bytes[at] = b'O';
+    std::fs::write(&path, &bytes).unwrap();
+    let before = blob_count(&store);
+    let err = store
+        .compressed_layer(&layer, &diff_id, Compression::default())
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains(layer.digest().digest()),
+        "the error names the blob: {message}"
+    );
+    assert_eq!(blob_count(&store), before, "nothing stored");
+    assert!(
+        !store
+            .root()
+            .join("hoist/compressed")
+            .join(diff_id.hex())
+            .exists(),
+        "no variant recorded"
+    );
+}
+
 fn save_oci(store: &Store, image: &Image, compression: Compression, path: &Path) {
     let references = vec![hoist_store::Reference::parse_normalized("app:v1").unwrap()];
     let file = std::fs::File::create(path).unwrap();
