@@ -316,16 +316,7 @@ fn copy_metadata(from: &Path, to: &Path, meta: &std::fs::Metadata) -> Result<(),
             }
         }
     }
-    let times = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: meta.atime(),
-            tv_nsec: meta.atime_nsec() as _,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: meta.mtime(),
-            tv_nsec: meta.mtime_nsec() as _,
-        },
-    };
+    let times = times_of(meta);
     rustix::fs::utimensat(
         rustix::fs::CWD,
         to,
@@ -572,7 +563,14 @@ fn mark_opaque(dir: &Path, key: &str, meta: &std::fs::Metadata) -> Result<(), St
     }
     oci_marker(&dir.join(OPAQUE_MARKER), Some(meta))?;
     // The marker's creation moved the directory's times: put them back.
-    let times = rustix::fs::Timestamps {
+    let times = times_of(meta);
+    rustix::fs::utimensat(rustix::fs::CWD, dir, &times, rustix::fs::AtFlags::empty())
+        .map_err(|e| io("setting a layer directory's times")(e.into()))
+}
+
+/// `meta`'s access and modification times, for `utimensat`.
+fn times_of(meta: &std::fs::Metadata) -> rustix::fs::Timestamps {
+    rustix::fs::Timestamps {
         last_access: rustix::fs::Timespec {
             tv_sec: meta.atime(),
             tv_nsec: meta.atime_nsec() as _,
@@ -581,9 +579,7 @@ fn mark_opaque(dir: &Path, key: &str, meta: &std::fs::Metadata) -> Result<(), St
             tv_sec: meta.mtime(),
             tv_nsec: meta.mtime_nsec() as _,
         },
-    };
-    rustix::fs::utimensat(rustix::fs::CWD, dir, &times, rustix::fs::AtFlags::empty())
-        .map_err(|e| io("setting a layer directory's times")(e.into()))
+    }
 }
 
 /// An empty file of mode 0 owned by root, with `meta`'s times if given.
