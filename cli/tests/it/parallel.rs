@@ -10,10 +10,21 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Hoist, dockerfile_context, running_with_arg};
 
+/// Stages `a` and `b` whose RUNs can only finish once both have started
+/// (see [`meet`]), and a final stage that copies both results.
+pub(crate) fn meeting_stages() -> String {
+    format!(
+        "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\n\
+         FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        meet("a", "b"),
+        meet("b", "a")
+    )
+}
+
 /// A RUN that marks its arrival in a cache mount shared by the stages,
 /// then waits (up to 60 s, a guard against hanging) for `other`'s mark and
 /// fails with 9 if it never comes.
-pub(crate) fn meet(me: &str, other: &str) -> String {
+fn meet(me: &str, other: &str) -> String {
     format!(
         "RUN --mount=type=cache,target=/meet,id=meet touch /meet/{me}; i=0; \
          while [ ! -e /meet/{other} ]; do i=$((i+1)); [ $i -lt 1200 ] || exit 9; sleep 0.05; done; \
@@ -24,12 +35,7 @@ pub(crate) fn meet(me: &str, other: &str) -> String {
 #[test]
 fn r8_independent_stages_run_at_the_same_time() {
     let hoist = Hoist::with_busybox();
-    let ctx = dockerfile_context(&format!(
-        "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\n\
-         FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
-        meet("a", "b"),
-        meet("b", "a")
-    ));
+    let ctx = dockerfile_context(&meeting_stages());
     let log = hoist.build(ctx.path(), &["--jobs", "2", "-t", "met"]);
     assert!(log.contains("a met b") && log.contains("b met a"), "{log}");
     assert_eq!(hoist.exec("met", &["cat", "/a", "/b"]), "a\nb\n");
@@ -238,12 +244,7 @@ fn running_steps(rows: &[String]) -> Vec<String> {
 #[test]
 fn r8_tty_display_shows_a_group_per_running_stage() {
     let hoist = Hoist::with_busybox();
-    let ctx = dockerfile_context(&format!(
-        "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\n\
-         FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
-        meet("a", "b"),
-        meet("b", "a")
-    ));
+    let ctx = dockerfile_context(&meeting_stages());
     let both = ["[a 2/2] RUN".to_owned(), "[b 2/2] RUN".to_owned()];
     let mut together = None;
     let mut seen = Vec::new();

@@ -672,21 +672,12 @@ fn r8_rootless_changed_copy_reuses_unchanged_files() {
 /// RUN gives up with exit 9), and the final stage gets both results.
 #[test]
 fn r8_rootless_independent_stages_run_at_the_same_time() {
-    use crate::parallel::meet;
+    use crate::parallel::meeting_stages;
     let ws = Workspace::new(rootless_user(), &[]);
     ws.ok(&["import", "busybox.tar", "busybox"]);
     let dir = ws.path().join("meet");
     std::fs::create_dir(&dir).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        format!(
-            "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\n\
-             FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
-            meet("a", "b"),
-            meet("b", "a")
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.join("Dockerfile"), meeting_stages()).unwrap();
     ws.give(&dir);
     let out = ws.run(&[
         "build",
