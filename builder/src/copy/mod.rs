@@ -451,6 +451,13 @@ fn copy_match(
     let stat = src_root
         .stat_in(&found.resolved, false)
         .map_err(read_err(&found.resolved))?;
+    // Matching followed every link, so a link here was swapped in since:
+    // copying it as a link would lose the source Docker follows.
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+        return Err(read_err(&found.resolved)(io::Error::other(
+            "the source was replaced by a symbolic link during the copy",
+        )));
+    }
     let name = found
         .lexical
         .file_name()

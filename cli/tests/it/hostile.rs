@@ -408,7 +408,11 @@ fn symlink_swap(
     std::thread::scope(|s| {
         s.spawn(|| {
             let (d, parked) = (ctx.join("d"), ctx.join("d.real"));
-            let (new, link) = (ctx.join("file.new"), ctx.join("link.new"));
+            // Made outside the context and renamed in, so that a walk of
+            // the context never meets a half-made entry of the swapper's.
+            let staging = ctx.with_file_name("swap-staging");
+            std::fs::create_dir_all(&staging).unwrap();
+            let (new, link) = (staging.join("file.new"), staging.join("link.new"));
             let files = [
                 (ctx.join("f"), &b"real-f"[..]),
                 (ctx.join("a.tar"), &archive),
