@@ -7,7 +7,8 @@
 # the same run.
 #
 #   bench/suite/run.sh [--runs N] [--only REGEX] [--no-docker] [--no-buildah]
-#                      [--record FILE] [--ci]
+#                      [--record FILE] [--realworld]
+#   bench/suite/run.sh --ci [--peer buildkit|docker]
 #
 # Every workload is measured RUNS times (default 3), the builders taking
 # turns within each round (interleaved, so that a noisy minute hurts all of
@@ -26,18 +27,25 @@
 # --record appends the table, with the date, versions and load average, to
 # FILE (creating it with a title when missing).
 #
-# --ci runs a short version (small contexts, one RUN of 48 MB, 2 rounds) and
-# fails only when hoist takes over 2x the fastest peer in the same run, so
-# that machine noise cannot fail it.
+# --ci runs the short version that scripts/test runs: a few small workloads,
+# one warming round and 3 timed ones, against one peer: BuildKit HEAD when
+# it is set up in $BKREF, docker otherwise (--peer buildkit|docker picks
+# one). The hoist binary is the debug build CI already has (HOIST to change
+# it). It exits non-zero when hoist's median is over 2x the peer's on some
+# workload, and when its peer is missing or fails; it never skips.
 #
-# Env: HOIST (a hoist binary; default: cargo build --release), HOIST_BEFORE
-# (another hoist binary, e.g. an older commit's, measured in the same run
-# with a store of its own: before/after figures), BKREF (default
-# /opt/bkref), BENCH_DIR (scratch; default a temp dir).
+# The work after the big RUN is the build with its output less the same
+# build whose RUN writes to /dev/null, per builder (a row of its own).
+#
+# Env: HOIST (a hoist binary; default: cargo build --release, or the debug
+# build with --ci), HOIST_BEFORE (another hoist binary, e.g. an older
+# commit's, measured in the same run with a store of its own: before/after
+# figures), BKREF (default /opt/bkref), DOCKER_CLI (default /usr/bin/docker),
+# BENCH_DIR (scratch; default a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-runs=3 only=. use_docker=1 use_buildah=1 record="" ci=0 realworld=0
+runs=3 only=. use_docker=1 use_buildah=1 record="" ci=0 ci_peer=auto realworld=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
@@ -46,7 +54,8 @@ while [[ $# -gt 0 ]]; do
     --no-buildah) use_buildah=0; shift ;;
     --realworld) realworld=1; shift ;;
     --record) record=$2; shift 2 ;;
-    --ci) ci=1; runs=2; shift ;;
+    --ci) ci=1; shift ;;
+    --peer) ci_peer=$2; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -55,18 +64,50 @@ done
 die() { echo "bench: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "needs root (overlayfs, namespaces, the peers' daemons)"
 bkref=${BKREF:-/opt/bkref}
-[[ -x $bkref/bin/buildctl ]] || die "BuildKit HEAD is missing: build buildkitd and buildctl from moby/buildkit and install them in $bkref/bin (or set BKREF)"
+bk_missing="BuildKit HEAD is missing: build buildkitd and buildctl from moby/buildkit and install them in $bkref/bin (or set BKREF)"
+have_buildkit=0
+[[ -x $bkref/bin/buildctl && -x $bkref/bkbuild.sh ]] && have_buildkit=1
+use_buildkit=1
+if [[ $ci == 1 ]]; then
+  # One peer, the reference one when it is there; buildah never (slow to
+  # set up, and the slowest builder in every workload).
+  use_buildah=0
+  [[ $ci_peer == auto ]] && { ((have_buildkit)) && ci_peer=buildkit || ci_peer=docker; }
+  case $ci_peer in
+    buildkit) ((have_buildkit)) || die "--ci: $bk_missing"; use_docker=0 ;;
+    docker)
+      use_buildkit=0 use_docker=1
+      command -v "${DOCKER_CLI:-docker}" >/dev/null ||
+        die "--ci: no peer to compare with: BuildKit HEAD is not set up in $bkref and docker is not installed (apt-get install docker.io)"
+      ;;
+    *) die "--peer takes buildkit or docker, not $ci_peer" ;;
+  esac
+else
+  ((have_buildkit)) || die "$bk_missing"
+fi
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is required (apt-get install time)"
 hoist=${HOIST:-}
-if [[ -z $hoist ]]; then
+if [[ -z $hoist && $ci == 1 ]]; then
+  # The debug build, which CI has already built for its tests: no second
+  # (release) build of the workspace inside CI's time.
+  cargo build --locked -q -p hoist
+  hoist=$PWD/target/debug/hoist
+elif [[ -z $hoist ]]; then
   cargo build --release --locked -q -p hoist
   hoist=$PWD/target/release/hoist
 fi
+[[ -x $hoist ]] || die "no hoist binary at $hoist"
 
 work=${BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$work"
 cleanup() {
+  # The bench's images leave docker's store (its build cache stays).
+  if [[ ${use_docker:-0} == 1 ]]; then
+    "$docker" image rm -f bench-{small,many-runs,big-run,big-null,big-context,stages,realworld}:latest >/dev/null 2>&1 || true
+  fi
   [[ -n ${dockerd_pid:-} ]] && kill "$dockerd_pid" 2>/dev/null
+  # A buildkitd this run started (through bkbuild.sh) stops with it.
+  [[ -n ${started_buildkitd:-} ]] && kill "$started_buildkitd" 2>/dev/null
   [[ -z ${BENCH_DIR:-} ]] && rm -rf "$work"
   return 0
 }
@@ -80,6 +121,7 @@ buildctl=("$bkref/bin/buildctl" --addr "$bk_addr")
 docker=${DOCKER_CLI:-/usr/bin/docker}
 export DOCKER_BUILDKIT=1
 if [[ $use_docker == 1 ]] && ! "$docker" info >/dev/null 2>&1; then
+  command -v dockerd >/dev/null || die "docker does not answer and dockerd is not installed (apt-get install docker.io)"
   dockerd --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
   dockerd_pid=$!
   for _ in $(seq 60); do "$docker" info >/dev/null 2>&1 && break; sleep 1; done
@@ -96,17 +138,19 @@ buildah=(buildah --root "$work/buildah-root" --runroot "$work/buildah-run" --sto
 testdata/base/make-busybox-rootfs.sh "$work/busybox.tar" 2>/dev/null
 "$hoist" import "$work/busybox.tar" busybox:latest >/dev/null
 [[ -n $before ]] && HOIST_ROOT=$work/before-store "$before" import "$work/busybox.tar" busybox:latest >/dev/null
-"$hoist" save --format oci busybox:latest -o "$work/busybox-oci.tar"
-mkdir -p "$work/busybox-layout"
-tar -xf "$work/busybox-oci.tar" -C "$work/busybox-layout"
-base_digest=$(jq -r '.manifests[0].digest' "$work/busybox-layout/index.json")
+if [[ $use_buildkit == 1 ]]; then
+  "$hoist" save --format oci busybox:latest -o "$work/busybox-oci.tar"
+  mkdir -p "$work/busybox-layout"
+  tar -xf "$work/busybox-oci.tar" -C "$work/busybox-layout"
+  base_digest=$(jq -r '.manifests[0].digest' "$work/busybox-layout/index.json")
+fi
 "$hoist" save busybox:latest -o "$work/busybox-docker.tar"
 [[ $use_docker == 1 ]] && "$docker" load -i "$work/busybox-docker.tar" >/dev/null
 [[ $use_buildah == 1 ]] && "${buildah[@]}" pull -q "docker-archive:$work/busybox-docker.tar" >/dev/null
 
 # ---------------------------------------------------------------- workloads
 if [[ $ci == 1 ]]; then
-  small_files=50 runs_steps=10 big_mb=48 ctx_files=2000 stage_loops=60000
+  small_files=100 runs_steps=15 big_mb=48 ctx_files=2000 stage_loops=60000
 else
   small_files=200 runs_steps=30 big_mb=237 ctx_files=20000 stage_loops=300000
 fi
@@ -129,16 +173,17 @@ half=$((big_mb / 2))
 mk big-run "FROM busybox" \
   "RUN mkdir /data && head -c $((half * 1000000)) /dev/urandom > /data/random && yes 'a line of text that compresses like source code or logs do' | head -c $(((big_mb - half) * 1000000)) > /data/text"
 
+# The same commands with nothing kept: the build less the work after the RUN.
+mk big-null "FROM busybox" \
+  "RUN mkdir /data && head -c $((half * 1000000)) /dev/urandom > /dev/null && yes 'a line of text that compresses like source code or logs do' | head -c $(((big_mb - half) * 1000000)) > /dev/null"
+
 mk big-context "FROM busybox" "COPY . /app" "RUN ls -R /app | wc -l > /files"
+# 4 KiB files, each different, 500 a directory (d0/f000 to d0/f499, d1/...):
+# ctx_files x 4 KiB (80 MB for 20,000).
 for d in $(seq 0 $(((ctx_files - 1) / 500))); do
+  n=$((ctx_files - d * 500 < 500 ? ctx_files - d * 500 : 500))
   mkdir -p "$work/ctx/big-context/d$d"
-done
-# 4 KiB files, each different: ctx_files x 4 KiB (80 MB for 20,000).
-head -c $((ctx_files * 4096)) /dev/urandom | split -b 4096 -a 5 -d - "$work/ctx/big-context/part-"
-i=0
-for f in "$work/ctx/big-context"/part-*; do
-  mv "$f" "$work/ctx/big-context/d$((i / 500))/f$i"
-  i=$((i + 1))
+  head -c $((n * 4096)) /dev/urandom | split -b 4096 -a 3 -d - "$work/ctx/big-context/d$d/f"
 done
 
 lines=()
@@ -222,14 +267,23 @@ build_buildah() {
   "${buildah[@]}" bud "${flags[@]}" "$work/ctx/$1" >/dev/null 2>"$work/bh.err" ||
     { cat "$work/bh.err" >&2; return 1; }
 }
-builders=(hoist buildkit)
-[[ $use_docker == 1 ]] && builders+=(docker)
-[[ $use_buildah == 1 ]] && builders+=(buildah)
+builders=(hoist)
+peers=()
+[[ $use_buildkit == 1 ]] && peers+=(buildkit)
+[[ $use_docker == 1 ]] && peers+=(docker)
+[[ $use_buildah == 1 ]] && peers+=(buildah)
+builders+=("${peers[@]}")
 [[ -n $before ]] && builders+=(before)
 
-# Starts buildkitd through bkbuild.sh (which knows how) with a first build.
-BKREF_QUIET=1 "$bkref/bkbuild.sh" --base "busybox=$work/busybox-layout" \
-  "$work/ctx/small" "$work/bk-warm.tar" >/dev/null
+if [[ $use_buildkit == 1 ]]; then
+  # Starts buildkitd through bkbuild.sh (which knows how) with a first build.
+  if [[ $ci == 1 ]] && ! "${buildctl[@]}" debug workers >/dev/null 2>&1; then
+    bk_started_here=1
+  fi
+  BKREF_QUIET=1 "$bkref/bkbuild.sh" --base "busybox=$work/busybox-layout" \
+    "$work/ctx/small" "$work/bk-warm.tar" >/dev/null
+  [[ -n ${bk_started_here:-} ]] && started_buildkitd=$(cat /run/bkref/buildkitd.pid)
+fi
 
 # ms of one call.
 timed() {
@@ -243,24 +297,48 @@ timed() {
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # The one-file change: a new content for one file before each build.
-change_one() { echo "changed $RANDOM $(date +%s%N)" >"$work/ctx/big-context/d0/f0"; }
+change_one() { echo "changed $RANDOM $(date +%s%N)" >"$work/ctx/big-context/d0/f000"; }
 
-workloads=(
-  "small cold|small project, cold ($small_files files, 3 RUNs)"
-  "small noop|same, no-op rebuild"
-  "many-runs cold|$runs_steps small RUN steps, cold"
-  "big-run cold|one RUN writing $big_mb MB"
-  "big-context cold|$ctx_files-file context ($((ctx_files * 4096 / 1000000)) MB), COPY + one RUN, cold"
-  "big-context noop|same, no-op rebuild"
-  "big-context changed|same, after changing one file"
-  "stages cold|four independent CPU-bound stages"
-)
+if [[ $ci == 1 ]]; then
+  # Short ones, one of each kind of work: per-build and per-step overhead,
+  # the no-op path, a layer made from a RUN's output, a COPY of a context.
+  workloads=(
+    "small cold|small project, cold ($small_files files, 3 RUNs)"
+    "small noop|same, no-op rebuild"
+    "many-runs cold|$runs_steps small RUN steps, cold"
+    "big-run cold|one RUN writing $big_mb MB"
+    "big-context cold|$ctx_files-file context ($((ctx_files * 4096 / 1000000)) MB), COPY + one RUN, cold"
+    "big-context noop|same, no-op rebuild"
+  )
+else
+  workloads=(
+    "small cold|small project, cold ($small_files files, 3 RUNs)"
+    "small noop|same, no-op rebuild"
+    "many-runs cold|$runs_steps small RUN steps, cold"
+    "big-run cold|one RUN writing $big_mb MB"
+    "big-null cold|same RUN writing to /dev/null"
+    "big-context cold|$ctx_files-file context ($((ctx_files * 4096 / 1000000)) MB), COPY + one RUN, cold"
+    "big-context noop|same, no-op rebuild"
+    "big-context changed|same, after changing one file"
+    "stages cold|four independent CPU-bound stages"
+  )
+fi
 [[ $realworld == 1 ]] && workloads+=(
   "realworld cold|debootstrap minbase bookworm, apt-get install python3-pip (cache mount), pip install, cold"
 )
 
+ms() { [[ $1 == - ]] && echo - || echo "$1 ms"; }
+# A table row: label, then hoist's and each peer's figure, ratio, RSS.
+row() {
+  local label=$1 h=$2 k=$3 d=$4 a=$5 ratio=$6 peak=$7 extra=${8:-} row_extra=${9:-}
+  printf '%-62s %9s %9s %9s %9s %6s %8s%s\n' "$label" "$(ms "$h")" "$(ms "$k")" "$(ms "$d")" "$(ms "$a")" "$ratio" "$peak" "$extra"
+  results+=("| $label | $(ms "$h") | $(ms "$k") | $(ms "$d") | $(ms "$a") | $ratio | $peak |$row_extra")
+}
+ratio_of() { awk -v h="$1" -v p="$2" 'BEGIN { printf "%.2f", h / (p > 0 ? p : 1) }'; }
+
 results=()
-failed=0
+regressions=()
+declare -A med=()
 printf '%-62s %9s %9s %9s %9s %6s %8s%s\n' workload hoist buildkit docker buildah ratio "rss MiB" \
   "$([[ -n $before ]] && echo "    before  ratio")"
 for entry in "${workloads[@]}"; do
@@ -279,43 +357,60 @@ for entry in "${workloads[@]}"; do
       [[ $b == hoist ]] && rss+=("$(($(cat "$work/rss") / 1024))")
     done
   done
-  h=$(median ${times[hoist]})
-  k=$(median ${times[buildkit]})
-  d=- a=-
-  peer=$k
-  if [[ $use_docker == 1 ]]; then
-    d=$(median ${times[docker]})
-    ((d < peer)) && peer=$d
-  fi
-  if [[ $use_buildah == 1 ]]; then
-    a=$(median ${times[buildah]})
-    ((a < peer)) && peer=$a
-  fi
-  ratio=$(awk -v h="$h" -v p="$peer" 'BEGIN { printf "%.2f", h / (p > 0 ? p : 1) }')
+  for b in "${builders[@]}"; do med[$spec,$b]=$(median ${times[$b]}); done
+  h=${med[$spec,hoist]}
+  # The fastest peer's median.
+  peer=
+  for b in "${peers[@]}"; do
+    [[ -z $peer ]] || ((${med[$spec,$b]} < ${med[$spec,$peer]})) && peer=$b
+  done
+  p=${med[$spec,$peer]}
+  ratio=$(ratio_of "$h" "$p")
   peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
   extra="" row_extra=""
   if [[ -n $before ]]; then
-    bt=$(median ${times[before]})
-    bratio=$(awk -v h="$bt" -v p="$peer" 'BEGIN { printf "%.2f", h / (p > 0 ? p : 1) }')
+    bt=${med[$spec,before]}
+    bratio=$(ratio_of "$bt" "$p")
     extra=$(printf ' %7sms %6s' "$bt" "$bratio")
     row_extra=" $bt ms | $bratio |"
   fi
-  ms() { [[ $1 == - ]] && echo - || echo "$1 ms"; }
-  line=$(printf '%-62s %9s %9s %9s %9s %6s %8s%s' "$label" "$(ms "$h")" "$(ms "$k")" "$(ms "$d")" "$(ms "$a")" "$ratio" "$peak" "$extra")
-  echo "$line"
-  results+=("| $label | $h ms | $k ms | $(ms "$d") | $(ms "$a") | $ratio | $peak |$row_extra")
+  row "$label" "$h" "${med[$spec,buildkit]:--}" "${med[$spec,docker]:--}" "${med[$spec,buildah]:--}" \
+    "$ratio" "$peak" "$extra" "$row_extra"
   if [[ $ci == 1 ]] && awk -v r="$ratio" 'BEGIN { exit !(r > 2) }'; then
-    echo "  regression: hoist takes over 2x the fastest peer" >&2
-    failed=1
+    regressions+=("$spec ($label): hoist $h ms, $peer $p ms, ${ratio}x")
   fi
   unset times
 done
+
+# The work after the big RUN, per builder: the build with the RUN's output
+# less the same build whose RUN writes to /dev/null (the same commands, an
+# empty layer). Writing the output into the step's overlay is counted in it
+# alike for every builder, so hoist's ratio is, if anything, overstated.
+if [[ -n ${med[big-run cold,hoist]:-} && -n ${med[big-null cold,hoist]:-} ]]; then
+  declare -A after=()
+  for b in "${builders[@]}"; do
+    after[$b]=$((${med[big-run cold,$b]} - ${med[big-null cold,$b]}))
+  done
+  # The issue's target is against docker's; the fastest peer's without it.
+  ref=${peers[0]}
+  for b in "${peers[@]}"; do ((${after[$b]} < ${after[$ref]})) && ref=$b; done
+  [[ $use_docker == 1 ]] && ref=docker
+  extra="" row_extra=""
+  if [[ -n $before ]]; then
+    bratio=$(ratio_of "${after[before]}" "${after[$ref]}")
+    extra=$(printf ' %7sms %6s' "${after[before]}" "$bratio")
+    row_extra=" ${after[before]} ms | $bratio |"
+  fi
+  row "work after the $big_mb MB RUN (the two above less; ratio to $ref)" "${after[hoist]}" \
+    "${after[buildkit]:--}" "${after[docker]:--}" "${after[buildah]:--}" \
+    "$(ratio_of "${after[hoist]}" "${after[$ref]}")" - "$extra" "$row_extra"
+fi
 
 if [[ -n $record ]]; then
   {
     [[ -s $record ]] || printf '# Whole-build figures (bench/suite/run.sh)\n'
     echo
-    echo "$(date -u +%Y-%m-%d), hoist $(git rev-parse --short HEAD 2>/dev/null || echo '?'), BuildKit $("${buildctl[@]}" --version | awk '{print $3}'), docker $("$docker" version -f '{{.Server.Version}}' 2>/dev/null || echo -), buildah $([[ $use_buildah == 1 ]] && buildah --version | awk '{print $3}' || echo -)."
+    echo "$(date -u +%Y-%m-%d), hoist $(git rev-parse --short HEAD 2>/dev/null || echo '?'), BuildKit $([[ $use_buildkit == 1 ]] && "${buildctl[@]}" --version | awk '{print $3}' || echo -), docker $("$docker" version -f '{{.Server.Version}}' 2>/dev/null || echo -), buildah $([[ $use_buildah == 1 ]] && buildah --version | awk '{print $3}' || echo -)."
     echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; medians of $runs interleaved runs;"
     echo "ratio = hoist / fastest peer; RSS = hoist's peak."
     echo
@@ -330,4 +425,10 @@ if [[ -n $record ]]; then
   } >>"$record"
   echo "figures appended to $record"
 fi
-exit $failed
+if ((${#regressions[@]})); then
+  echo "bench: hoist took over 2x its peer's median (the --ci limit) on:" >&2
+  printf 'bench:   %s\n' "${regressions[@]}" >&2
+  exit 1
+fi
+[[ $ci == 1 ]] && echo "bench: hoist is within 2x of ${peers[0]} on every workload"
+exit 0
