@@ -1,6 +1,8 @@
 //! Images a build names (`FROM`, `COPY --from`, `RUN --mount=from=`) that
 //! the store lacks are pulled from their registry, as BuildKit does; with
 //! `--pull`, a manifest HEAD checks whether the registry has a newer one.
+//! An image for another platform than its tag's is found through the
+//! index both were pulled through, so it too is pulled once.
 
 use std::time::Instant;
 
@@ -79,27 +81,45 @@ impl Builder<'_> {
             tag,
             missing,
         };
-        match local {
-            // The store's image of that name is for another platform: pull
-            // the one asked for, leaving the tag where it points (BuildKit
-            // resolves every image for the stage's platform).
-            Ok(image) if !is_for(&image, platform) => Ok(pull(false, false)),
-            Ok(image) if !self.always_pull || normalized.digest().is_some() => {
-                Ok(Plan::Ready(Box::new(image)))
+        let image = match local {
+            Ok(image) => image,
+            Err(StoreError::ImageNotFound(_)) => return Ok(pull(true, true)),
+            Err(other) => return Err(StepError::Store(other)),
+        };
+        // The store's image of that name is for another platform: the one
+        // asked for is the one pulled before through the same index (the
+        // store keeps the index), else it is pulled, leaving the tag where
+        // it points (BuildKit resolves every image for the stage's
+        // platform).
+        let tagged = is_for(&image, platform);
+        let image = if tagged {
+            image
+        } else {
+            let wanted = registry::Platform::normalized(
+                &platform.os,
+                &platform.architecture,
+                platform.variant.as_deref(),
+            );
+            match self
+                .store
+                .image_for_platform(&image, &wanted)
+                .map_err(StepError::Store)?
+            {
+                Some(image) if is_for(&image, platform) => image,
+                _ => return Ok(pull(false, false)),
             }
-            Ok(image) => {
-                let remote = client
-                    .resolve_digest(&normalized)
-                    .map_err(|err| pull_error(&normalized, err))?;
-                let known = format!("{}@{remote}", normalized.name());
-                if self.store.repo_digests(image.digest()).contains(&known) {
-                    return Ok(Plan::Ready(Box::new(image)));
-                }
-                Ok(pull(true, false))
-            }
-            Err(StoreError::ImageNotFound(_)) => Ok(pull(true, true)),
-            Err(other) => Err(StepError::Store(other)),
+        };
+        if !self.always_pull || normalized.digest().is_some() {
+            return Ok(Plan::Ready(Box::new(image)));
         }
+        let remote = client
+            .resolve_digest(&normalized)
+            .map_err(|err| pull_error(&normalized, err))?;
+        let known = format!("{}@{remote}", normalized.name());
+        if self.store.repo_digests(image.digest()).contains(&known) {
+            return Ok(Plan::Ready(Box::new(image)));
+        }
+        Ok(pull(tagged, false))
     }
 
     /// Carries out a [`Plan::Pull`] as progress step `step` (a new one

@@ -146,10 +146,24 @@ impl Store {
                 .filter(|d| entry_name(d).is_some())
                 .map(|d| d.digest().clone())
                 .collect();
+            // An untagged image pulled through the same index as a tagged
+            // one is that tag's image for another platform, not dangling
+            // (Docker's containerd store keeps every platform under the tag).
+            let tagged_indexes: HashSet<Digest> =
+                tagged.iter().flat_map(|d| self.pulled_indexes(d)).collect();
             let mut kept = Vec::new();
             for d in index.manifests() {
                 let leased = leases.blobs.contains(d.digest().digest());
-                if entry_name(d).is_none() && !tagged.contains(d.digest()) && !leased {
+                let platform_of_tag = || {
+                    self.pulled_indexes(d.digest())
+                        .iter()
+                        .any(|i| tagged_indexes.contains(i))
+                };
+                if entry_name(d).is_none()
+                    && !tagged.contains(d.digest())
+                    && !leased
+                    && !platform_of_tag()
+                {
                     report.images.push(d.digest().clone());
                 } else {
                     kept.push(d.clone());
@@ -583,10 +597,16 @@ impl Store {
                 source,
             })
         })?;
-        // The Docker manifest an OCI-form image was pulled as.
+        // The Docker manifest an OCI-form image was pulled as, and the
+        // index it was pulled through, byte for byte.
         if let Some(original) = self.original_manifest(manifest) {
             blobs.push(original.digest().to_owned());
         }
+        blobs.extend(
+            self.pulled_indexes(manifest)
+                .iter()
+                .map(|d| d.digest().to_owned()),
+        );
         blobs.push(manifest_json.config().digest().digest().to_owned());
         blobs.extend(
             manifest_json

@@ -5,12 +5,20 @@
 //! One small JSON file per digest in `hoist/sources/<hex>.json`, edited
 //! under the exclusive lock and replaced atomically. These are hints: a
 //! missing or stale file only costs a mount or a digest in a listing.
+//!
+//! A repository digest that names an index pulled with the image keeps
+//! that index's bytes in the store (GC marks them while the image lives).
+//! The index ties the platforms pulled from one tag together, as Docker's
+//! containerd store keeps them under one name, so that a build for another
+//! platform finds its image without asking the registry again.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::image::Image;
+use crate::registry::manifest::{Fetched, Platform, choose_platform, parse_manifest};
 use crate::store::Store;
 use crate::{Result, StoreError};
 
@@ -64,6 +72,54 @@ impl Store {
         self.read_sources(digest)
             .original_manifest
             .and_then(|d| crate::digest::parse_digest(&d).ok())
+    }
+
+    /// The blobs the store holds that the repository digests of the image
+    /// with manifest `digest` name, other than its manifests: the indexes
+    /// it was pulled through, which GC keeps with it.
+    pub fn pulled_indexes(&self, digest: &Digest) -> Vec<Digest> {
+        let mut indexes: Vec<Digest> = self
+            .repo_digests(digest)
+            .iter()
+            .filter_map(|r| r.rsplit_once('@'))
+            .filter_map(|(_, d)| crate::digest::parse_digest(d).ok())
+            .filter(|d| d != digest && self.original_manifest(digest).as_ref() != Some(d))
+            .filter(|d| self.has_blob(d))
+            .collect();
+        indexes.dedup();
+        indexes
+    }
+
+    /// The image the store holds for `platform` out of the registry index
+    /// `image` was pulled through: the index's entry for `platform`, when
+    /// the store lists that manifest (or an image pulled as it). `None`
+    /// when no such index or image is kept. The image is leased.
+    pub fn image_for_platform(&self, image: &Image, platform: &Platform) -> Result<Option<Image>> {
+        for index_digest in self.pulled_indexes(image.digest()) {
+            let Ok(bytes) = self.read_blob_bytes(&index_digest) else {
+                continue;
+            };
+            let what = format!("index {index_digest}");
+            let Ok(Fetched::Index(index)) = parse_manifest(&what, &bytes, None) else {
+                continue;
+            };
+            let Ok(entry) = choose_platform(&index, platform) else {
+                continue;
+            };
+            let listed = self.read_index()?;
+            let found = listed.manifests().iter().find(|d| {
+                d.digest() == entry.digest()
+                    || self.original_manifest(d.digest()).as_ref() == Some(entry.digest())
+            });
+            let Some(found) = found else { continue };
+            match self.resolve(found.digest().as_ref()) {
+                Ok(image) => return Ok(Some(image)),
+                // Collected since the index was read.
+                Err(StoreError::ImageNotFound(_)) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(None)
     }
 
     /// Records that `repository` (a full name) holds the blob `digest`.

@@ -234,6 +234,46 @@ fn r7_copy_from_a_stage_for_another_platform() {
     );
 }
 
+/// A stage for another platform than its tag's image is resolved through
+/// the index both were pulled through, which the store keeps: the second
+/// build (after a prune) needs no registry.
+#[test]
+fn r7_an_image_for_another_platform_is_pulled_once() {
+    let (host, foreign) = host_and_foreign_arch();
+    let registry = TestRegistry::anonymous();
+    let multi = format!("{}/lib/multi:1", registry.host());
+    push_per_arch_index(&multi, &[host, foreign]);
+
+    let hoist = Hoist::with_busybox();
+    hoist.ok(&["pull", "-q", &multi]);
+    let build = |last: &str, tag: &str| {
+        let context = dockerfile_context(&format!(
+            "FROM --platform=linux/{foreign} {multi} AS other\n\
+             FROM busybox\n\
+             COPY --from=other /platform /other-platform\n\
+             RUN {last}\n"
+        ));
+        hoist.build(context.path(), &["-t", tag])
+    };
+    let pulls = |log: &str| log.matches(&format!("[internal] pull {multi}")).count();
+    let log = build("cat /other-platform > /seen", "app:1");
+    assert!(pulls(&log) > 0, "{log}");
+    // The other platform's image is the tag's, not dangling.
+    hoist.ok(&["prune", "-f"]);
+
+    // With the registry gone, a changed build still finds the image.
+    drop(registry);
+    let log = build("cat /other-platform > /seen-again", "app:2");
+    assert_eq!(pulls(&log), 0, "{log}");
+    assert_eq!(
+        hoist.exec("app:2", &["cat", "/seen-again"]),
+        format!("{foreign}\n")
+    );
+    assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
+    let fsck = hoist.ok(&["fsck"]);
+    assert!(fsck.contains(" 0 problems"), "{fsck}");
+}
+
 /// Two stages FROM two images only the registry has: both are resolved
 /// and pulled before the build (at the same time), each once, and their
 /// pull steps are numbered in the Dockerfile's order, so two builds print

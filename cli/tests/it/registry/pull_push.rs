@@ -569,6 +569,64 @@ fn r7_pull_multi_arch_index() {
     assert!(!none.ok(&["images"]).contains("multi"));
 }
 
+/// The index a multi-platform image was pulled through is kept byte for
+/// byte while the image lives (its digest is the image's repository
+/// digest), and goes with the image.
+#[test]
+fn r7_prune_keeps_a_pulled_index_byte_for_byte_while_its_image_lives() {
+    let registry = TestRegistry::anonymous();
+    let source = Hoist::with_busybox();
+    let reference = format!("{}/multi/busybox:latest", registry.host());
+    let remote = format!("docker://{reference}");
+    push_multi_arch(&source, &remote);
+    let raw = remote_raw(&remote);
+    let index_digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+
+    let hoist = Hoist::new();
+    hoist.ok(&["pull", "-q", &reference]);
+    hoist.ok(&["prune", "-f"]);
+    let stored = hoist
+        .root()
+        .join("blobs/sha256")
+        .join(&index_digest["sha256:".len()..]);
+    assert_eq!(
+        std::fs::read_to_string(&stored).expect("the pulled index is kept"),
+        raw,
+        "the registry's bytes"
+    );
+    assert_eq!(
+        hoist.inspect(&reference)["RepoDigests"],
+        json!([format!("{}/multi/busybox@{index_digest}", registry.host())])
+    );
+    let images = hoist.ok(&["images", "--digests"]);
+    assert!(images.contains(&index_digest), "{images}");
+    assert_fsck_clean(&hoist);
+
+    // The host's manifest goes back to the registry with the index's
+    // entry's digest.
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    let arch = hoist.inspect(&reference)["Architecture"].clone();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == arch)
+        .unwrap();
+    let again = format!("{}/multi/busybox:again", registry.host());
+    hoist.ok(&["tag", &reference, &again]);
+    hoist.ok(&["push", "-q", &again]);
+    assert_eq!(
+        json!(remote_digest(&format!("docker://{again}"))),
+        entry["digest"]
+    );
+
+    // Untagged, the image and its index go.
+    hoist.ok(&["rmi", &reference, &again]);
+    hoist.ok(&["prune", "-f"]);
+    assert!(!stored.exists(), "the index went with its image");
+    assert_fsck_clean(&hoist);
+}
+
 #[test]
 fn r7_pull_resumes_broken_blobs_and_retries_throttling() {
     use super::fault_proxy::{Fault, FaultProxy, Target};
