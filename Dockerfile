@@ -8,8 +8,9 @@
 #   hoist build -t hoist:dev .       # hoist builds itself
 #   docker build -t hoist:dev .      # so does any other builder
 #
-# The base images come from a registry (hoist pulls them for FROM), or from
-# `hoist load` of a `docker save` archive on a machine without one.
+# The base images come from a registry (hoist pulls them for FROM), from
+# `hoist load` of a `docker save` archive, or, with no registry at all,
+# from deploy/local-bases.sh (debootstrap and the host's Rust toolchain).
 ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
 
