@@ -13,8 +13,10 @@
 # Every workload is measured RUNS times (default 3), the builders taking
 # turns within each round (interleaved, so that a noisy minute hurts all of
 # them alike); the table shows medians, the ratio hoist / fastest peer, and
-# hoist's peak RSS (/usr/bin/time; the peers' work happens in their daemons,
-# so their client RSS would mean nothing). RUN steps have no network on
+# hoist's peak RSS (/usr/bin/time, which counts the processes hoist reaps,
+# the RUNs' among them: the real-world workload's figure is pip's; the
+# peers' work happens in their daemons, so their client RSS would mean
+# nothing). RUN steps have no network on
 # every side (--network none, BuildKit's force-network-mode=none).
 #
 # --realworld adds the real-world workload, which needs Debian's mirror and
