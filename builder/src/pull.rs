@@ -25,6 +25,11 @@ pub(crate) enum Plan {
         tag: bool,
         /// The store has no image of that name.
         missing: bool,
+        /// The untagged image for another platform than the tag's that
+        /// `--pull` found out of date: once the newer one is pulled, the
+        /// store no longer lists it, so that a later build without
+        /// `--pull` does not resolve the name to it again.
+        replaces: Option<hoist_store::digest::Digest>,
     },
 }
 
@@ -80,6 +85,7 @@ impl Builder<'_> {
             reference: normalized.clone(),
             tag,
             missing,
+            replaces: None,
         };
         let image = match local {
             Ok(image) => image,
@@ -119,7 +125,12 @@ impl Builder<'_> {
         if self.store.repo_digests(image.digest()).contains(&known) {
             return Ok(Plan::Ready(Box::new(image)));
         }
-        Ok(pull(tagged, false))
+        Ok(Plan::Pull {
+            reference: normalized,
+            tag: tagged,
+            missing: false,
+            replaces: (!tagged).then(|| image.digest().clone()),
+        })
     }
 
     /// Carries out a [`Plan::Pull`] as progress step `step` (a new one
@@ -130,24 +141,37 @@ impl Builder<'_> {
         platform: &Platform,
         step: Option<StepId>,
     ) -> Result<Image, StepError> {
-        let (reference, tag, missing) = match plan {
+        let (reference, tag, missing, replaces) = match plan {
             Plan::Ready(image) => return Ok((**image).clone()),
             Plan::Pull {
                 reference,
                 tag,
                 missing,
-            } => (reference, *tag, *missing),
+                replaces,
+            } => (reference, *tag, *missing, replaces),
         };
         let client = self
             .registry
             .expect("a pull is planned only with a registry client");
-        self.pull(client, reference, platform, tag, step)
+        let image = self
+            .pull(client, reference, platform, tag, step)
             .map_err(|err| match err {
                 err @ StepError::Resolve { .. } if missing => {
                     StepError::NotInStoreEither(Box::new(err))
                 }
                 other => other,
-            })
+            })?;
+        if let Some(old) = replaces
+            && old != image.digest()
+            && self
+                .store
+                .names_of(old)
+                .map_err(StepError::Store)?
+                .is_empty()
+        {
+            self.store.remove_image(old).map_err(StepError::Store)?;
+        }
+        Ok(image)
     }
 
     fn pull(

@@ -132,8 +132,9 @@ fn host_and_foreign_arch() -> (&'static str, &'static str) {
 }
 
 /// Pushes to `dest` (with skopeo) an index over two one-layer images, one
-/// per architecture in `arches`, each with `/platform` saying which it is.
-fn push_per_arch_index(dest: &str, arches: &[&str]) {
+/// per architecture in `arches`, each with `/platform` saying which it is
+/// (and `version`, when not empty).
+fn push_per_arch_index(dest: &str, arches: &[&str], version: &str) {
     use sha2::Digest;
     let layout = tempfile::tempdir().unwrap();
     let blobs = layout.path().join("blobs/sha256");
@@ -146,7 +147,11 @@ fn push_per_arch_index(dest: &str, arches: &[&str]) {
     let mut entries = Vec::new();
     for arch in arches {
         let mut layer = tar::Builder::new(Vec::new());
-        let content = format!("{arch}\n");
+        let content = if version.is_empty() {
+            format!("{arch}\n")
+        } else {
+            format!("{arch} {version}\n")
+        };
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(0o644);
@@ -188,7 +193,7 @@ fn r7_copy_from_a_stage_for_another_platform() {
     let (host, foreign) = host_and_foreign_arch();
     let registry = TestRegistry::anonymous();
     let multi = format!("{}/lib/multi:1", registry.host());
-    push_per_arch_index(&multi, &[host, foreign]);
+    push_per_arch_index(&multi, &[host, foreign], "");
 
     // The store's tag names the host's image...
     let hoist = Hoist::with_busybox();
@@ -242,7 +247,7 @@ fn r7_an_image_for_another_platform_is_pulled_once() {
     let (host, foreign) = host_and_foreign_arch();
     let registry = TestRegistry::anonymous();
     let multi = format!("{}/lib/multi:1", registry.host());
-    push_per_arch_index(&multi, &[host, foreign]);
+    push_per_arch_index(&multi, &[host, foreign], "");
 
     let hoist = Hoist::with_busybox();
     hoist.ok(&["pull", "-q", &multi]);
@@ -269,6 +274,51 @@ fn r7_an_image_for_another_platform_is_pulled_once() {
         hoist.exec("app:2", &["cat", "/seen-again"]),
         format!("{foreign}\n")
     );
+    assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
+    let fsck = hoist.ok(&["fsck"]);
+    assert!(fsck.contains(" 0 problems"), "{fsck}");
+}
+
+/// `--pull` that finds a newer index for a stage of another platform than
+/// its tag's image pulls the newer image and drops the older one, so that
+/// a later build without `--pull` does not go back to it.
+#[test]
+fn r7_pull_replaces_an_out_of_date_image_for_another_platform() {
+    let (host, foreign) = host_and_foreign_arch();
+    let registry = TestRegistry::anonymous();
+    let multi = format!("{}/lib/multi:1", registry.host());
+    let base = format!("{}/lib/busybox:1", registry.host());
+    skopeo_push(&Hoist::with_busybox(), "busybox:latest", &base);
+    push_per_arch_index(&multi, &[host, foreign], "1");
+
+    let hoist = Hoist::new();
+    hoist.ok(&["pull", "-q", &multi]);
+    let context = dockerfile_context(&format!(
+        "FROM --platform=linux/{foreign} {multi} AS other\n\
+         FROM {base}\n\
+         COPY --from=other /platform /other-platform\n\
+         RUN cat /other-platform > /seen\n"
+    ));
+    let seen = |tag: &str, extra: &[&str]| {
+        let mut args = vec!["-t", tag];
+        args.extend_from_slice(extra);
+        hoist.build(context.path(), &args);
+        hoist.exec(tag, &["cat", "/seen"])
+    };
+    assert_eq!(seen("app:1", &[]), format!("{foreign} 1\n"));
+    push_per_arch_index(&multi, &[host, foreign], "2");
+    assert_eq!(
+        seen("app:2", &[]),
+        format!("{foreign} 1\n"),
+        "without --pull, the store's image"
+    );
+    assert_eq!(seen("app:3", &["--pull"]), format!("{foreign} 2\n"));
+    assert_eq!(
+        seen("app:4", &[]),
+        format!("{foreign} 2\n"),
+        "the image --pull replaced is not used again"
+    );
+    // The tag was not pulled again: it names the first index's image.
     assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
     let fsck = hoist.ok(&["fsck"]);
     assert!(fsck.contains(" 0 problems"), "{fsck}");
