@@ -31,7 +31,9 @@ pub struct GcOptions {
     /// Drop least-recently-used cache entries until what only the cache
     /// holds fits in this many bytes (`prune --keep-storage`).
     pub keep_storage: Option<u64>,
-    /// Remove untagged (`<none>`) images, as `docker image prune` does.
+    /// Remove untagged (`<none>`) images, as `docker image prune` does,
+    /// except those pulled through the same index as a tagged image (that
+    /// tag's image for another platform).
     pub dangling_images: bool,
     /// Drop cache entries not used for this long (`--filter until=24h`).
     pub cache_unused_for: Option<std::time::Duration>,

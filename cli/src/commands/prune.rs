@@ -1,5 +1,7 @@
 //! `hoist prune`: collect garbage (unreferenced blobs and snapshots,
-//! untagged images, and build cache per `--all` / `--keep-storage`).
+//! dangling images, and build cache per `--all` / `--keep-storage`). A
+//! dangling image is an untagged one that is not a tag's image for another
+//! platform (pulled through the same index).
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -51,10 +53,10 @@ pub fn run(args: Args, globals: &Globals, scope: Scope) -> anyhow::Result<ExitCo
     if !args.force {
         let what = match (scope, args.all) {
             (Scope::Everything, true) => {
-                "all untagged images, unreferenced data and all build cache"
+                "all dangling images, unreferenced data and all build cache"
             }
             (Scope::Everything, false) => {
-                "all untagged images, unreferenced data and unusable build cache"
+                "all dangling images, unreferenced data and unusable build cache"
             }
             (Scope::BuildCache, true) => "all build cache",
             (Scope::BuildCache, false) => "unusable build cache",

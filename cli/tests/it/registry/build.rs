@@ -299,20 +299,27 @@ fn r7_pull_replaces_an_out_of_date_image_for_another_platform() {
          COPY --from=other /platform /other-platform\n\
          RUN cat /other-platform > /seen\n"
     ));
+    let pulls = std::cell::Cell::new(0);
     let seen = |tag: &str, extra: &[&str]| {
         let mut args = vec!["-t", tag];
         args.extend_from_slice(extra);
-        hoist.build(context.path(), &args);
+        let log = hoist.build(context.path(), &args);
+        pulls.set(log.matches(&format!("[internal] pull {multi}")).count());
         hoist.exec(tag, &["cat", "/seen"])
     };
     assert_eq!(seen("app:1", &[]), format!("{foreign} 1\n"));
+    // `--pull` with the index unchanged asks the registry and pulls nothing.
+    assert_eq!(seen("app:1", &["--pull"]), format!("{foreign} 1\n"));
+    assert_eq!(pulls.get(), 0);
     push_per_arch_index(&multi, &[host, foreign], "2");
     assert_eq!(
         seen("app:2", &[]),
         format!("{foreign} 1\n"),
         "without --pull, the store's image"
     );
+    assert_eq!(pulls.get(), 0);
     assert_eq!(seen("app:3", &["--pull"]), format!("{foreign} 2\n"));
+    assert!(pulls.get() > 0);
     assert_eq!(
         seen("app:4", &[]),
         format!("{foreign} 2\n"),
