@@ -23,8 +23,10 @@
 #          push (download, verify, extract). It is restarted empty before
 #          each, so it never mounts or skips a layer it knows.
 # Reports medians of wall time, MB/s of image bytes, ratios to the fastest
-# peer (and to each), and peak RSS from /usr/bin/time -v (docker's work is
-# in the daemon, so no RSS is shown for it).
+# peer (and to each), the spread of the ratio over the runs (each run's
+# fastest peer against hoist in the same run), the load average, and peak
+# RSS from /usr/bin/time -v (docker's work is in the daemon, so no RSS is
+# shown for it).
 # Env: HOIST (binary, default target/release/hoist, built if missing),
 # RUNS (default 3), BENCH_DIR (scratch, default a temp dir; ~8x SIZE free),
 # DOCKER=0 to leave docker out (it is required otherwise).
@@ -157,6 +159,7 @@ measure() {
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
 rows=()
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 for size in "${sizes[@]}"; do
   make_image "$size" "$work/image.tar"
   bytes=$(stat -c %s "$work/image.tar")
@@ -199,6 +202,16 @@ for size in "${sizes[@]}"; do
     hr=$(stat_of "hoist-$op" 2); sr=$(stat_of "skopeo-$op" 2)
     d=0
     [[ $use_docker == 0 ]] || d=$(stat_of "docker-$op" 1)
+    # The ratio of each run (its fastest peer's time / hoist's, the same
+    # run's), for the spread.
+    if [[ $use_docker != 0 ]]; then
+      per_run=$(paste "$work/hoist-$op-$size.txt" "$work/skopeo-$op-$size.txt" "$work/docker-$op-$size.txt" |
+        awk '{ f = $3 < $5 ? $3 : $5; print f / $1 }')
+    else
+      per_run=$(paste "$work/hoist-$op-$size.txt" "$work/skopeo-$op-$size.txt" | awk '{ print $3 / $1 }')
+    fi
+    spread=$(echo "$per_run" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }')
+    peak=$(awk '{ print $2 }' "$work/hoist-$op-$size.txt" | sort -n | tail -1)
     rows+=("$(awk -v n="$size" -v op="$op" -v b="$bytes" -v h="$h" -v s="$s" -v d="$d" -v hr="$hr" -v sr="$sr" 'BEGIN {
       line = sprintf("%5d MiB %-5s hoist %6.2f s %5.0f MB/s %6.1f MiB RSS | skopeo %6.2f s %5.0f MB/s %6.1f MiB RSS",
         n, op, h, b / h / 1e6, hr / 1024, s, b / s / 1e6, sr / 1024)
@@ -210,12 +223,12 @@ for size in "${sizes[@]}"; do
       } else {
         printf "%s | %.2fx skopeo", line, s / h
       }
-    }')")
+    }') | runs ${spread}x, hoist peak RSS $((peak / 1024)) MiB")
   done
   n=$(stat_of "noop-push" 1); nr=$(stat_of "noop-push" 2)
   rows+=("$(awk -v n="$size" -v t="$n" -v r="$nr" 'BEGIN { printf "%5d MiB no-op re-push: hoist %.0f ms, %.1f MiB RSS", n, t * 1000, r / 1024 }')")
 done
 
 echo
-echo "registry: docker-registry $(docker-registry --version | awk '{print $NF}') on 127.0.0.1, $(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg), median of $runs runs"
+echo "registry: docker-registry $(docker-registry --version | awk '{print $NF}') on 127.0.0.1, $(nproc) CPUs, load average $load_before at the start and $(cut -d' ' -f1 /proc/loadavg) at the end, median of $runs runs (runs: min-max of each run's ratio)"
 printf '%s\n' "${rows[@]}"

@@ -83,6 +83,8 @@ pub struct Logged {
     pub authorized: bool,
     /// Its `digest` query parameter (the closing `PUT` of an upload).
     pub digest: Option<String>,
+    /// Its `mount` query parameter (a cross-repository mount's `POST`).
+    pub mount: Option<String>,
     /// The body's length as received.
     pub body_len: usize,
     /// The body came with `Transfer-Encoding: chunked` (no length up front).
@@ -188,6 +190,11 @@ fn forward(
             .query()
             .into_iter()
             .find(|(key, _)| key == "digest")
+            .map(|(_, value)| value),
+        mount: request
+            .query()
+            .into_iter()
+            .find(|(key, _)| key == "mount")
             .map(|(_, value)| value),
         body_len: request.body.len(),
         chunked: request

@@ -419,6 +419,98 @@ fn r7_cross_repository_mount_on_push() {
     );
 }
 
+/// A layer the store compressed for an earlier push is known by its
+/// compressed digest: a push of another image sharing it HEADs it and
+/// mounts it from the repository it went to (or skips it where it already
+/// is), and never uploads it again.
+#[test]
+fn r7_a_pushed_base_layer_is_mounted_or_skipped_never_uploaded_again() {
+    let registry = TestRegistry::anonymous();
+    let proxy = FaultProxy::start(&registry.host());
+    let hoist = uncompressed_busybox();
+    let base = format!("{}/base/a:1", proxy.host());
+    hoist.ok(&["tag", "busybox:latest", &base]);
+    hoist.ok(&["push", &base]);
+    let raw: Value = serde_json::from_str(&remote_raw(&format!(
+        "docker://{}/base/a:1",
+        registry.host()
+    )))
+    .unwrap();
+    let base_layer = raw["layers"][0]["digest"].as_str().unwrap().to_owned();
+
+    // B: the same base layer (stored uncompressed) and one of its own.
+    let context = crate::common::dockerfile_context("FROM busybox\nCOPY Dockerfile /b\n");
+    let app = format!("{}/team/b:1", proxy.host());
+    hoist.build(context.path(), &["-t", &app]);
+    let before = proxy.log().len();
+    let out = hoist.ok(&["push", &app]);
+    assert!(out.contains(": Mounted from base/a\n"), "{out}");
+    let log = proxy.log();
+    let pushed = &log[before..];
+    let head_of = |pushed: &[Logged], digest: &str, status: u16| {
+        pushed.iter().any(|l| {
+            l.method == "HEAD"
+                && l.path.ends_with(&format!("/blobs/{digest}"))
+                && l.status == status
+        })
+    };
+    assert!(head_of(pushed, &base_layer, 404), "{pushed:#?}");
+    let mounts: Vec<&Logged> = pushed
+        .iter()
+        .filter(|l| l.mount.as_deref() == Some(base_layer.as_str()))
+        .collect();
+    assert_eq!(mounts.len(), 1, "{pushed:#?}");
+    assert_eq!(mounts[0].method, "POST", "{pushed:#?}");
+    assert_eq!(mounts[0].status, 201, "{pushed:#?}");
+    assert!(
+        !pushed
+            .iter()
+            .any(|l| l.digest.as_deref() == Some(base_layer.as_str())),
+        "the base layer was uploaded again: {pushed:#?}"
+    );
+    // Only B's own layer went up, streamed as it was compressed.
+    assert_eq!(
+        pushed.iter().filter(|l| l.method == "PATCH").count(),
+        1,
+        "{pushed:#?}"
+    );
+    let remote_b = format!("docker://{}/team/b:1", registry.host());
+    copy_out_with_skopeo(&remote_b);
+    let raw_b: Value = serde_json::from_str(&remote_raw(&remote_b)).unwrap();
+    assert_eq!(raw_b["layers"][0]["digest"], json!(base_layer), "{raw_b}");
+    let own_layer = raw_b["layers"][1]["digest"].as_str().unwrap().to_owned();
+
+    // B again, into the repository that holds the base layer: its HEAD
+    // finds it there, B's own layer is mounted from team/b, and no blob
+    // goes up at all.
+    let next = format!("{}/base/a:2", proxy.host());
+    hoist.ok(&["tag", &app, &next]);
+    let before = proxy.log().len();
+    let out = hoist.ok(&["push", &next]);
+    assert!(out.contains(": Layer already exists\n"), "{out}");
+    assert!(out.contains(": Mounted from team/b\n"), "{out}");
+    let log = proxy.log();
+    let pushed = &log[before..];
+    assert!(head_of(pushed, &base_layer, 200), "{pushed:#?}");
+    assert!(
+        pushed
+            .iter()
+            .any(|l| l.mount.as_deref() == Some(own_layer.as_str()) && l.status == 201),
+        "{pushed:#?}"
+    );
+    assert!(
+        !pushed
+            .iter()
+            .any(|l| l.method == "PATCH" || l.digest.is_some()),
+        "a blob was uploaded: {pushed:#?}"
+    );
+    assert_eq!(
+        remote_digest(&format!("docker://{}/base/a:2", registry.host())),
+        remote_digest(&remote_b)
+    );
+    assert_fsck_clean(&hoist);
+}
+
 #[test]
 fn r7_basic_auth_from_docker_config() {
     let registry = TestRegistry::start(RegistryOptions::htpasswd("alice", "s3cret-pw"));
