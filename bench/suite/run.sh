@@ -414,7 +414,7 @@ if [[ -n $record ]]; then
     echo
     echo "$(date -u +%Y-%m-%d), hoist $(git rev-parse --short HEAD 2>/dev/null || echo '?'), BuildKit $([[ $use_buildkit == 1 ]] && "${buildctl[@]}" --version | awk '{print $3}' || echo -), docker $("$docker" version -f '{{.Server.Version}}' 2>/dev/null || echo -), buildah $([[ $use_buildah == 1 ]] && buildah --version | awk '{print $3}' || echo -)."
     echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; medians of $runs interleaved runs;"
-    echo "ratio = hoist / fastest peer; RSS = hoist's peak."
+    echo "ratio = hoist / fastest peer; RSS = the peak of hoist and the RUN processes it reaps."
     echo
     if [[ -n $before ]]; then
       echo "| workload | hoist | BuildKit HEAD | docker | buildah | ratio | hoist RSS MiB | hoist before | ratio before |"
