@@ -4,9 +4,12 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -64,8 +67,41 @@ pub(crate) struct Host {
     /// `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
     pub base: String,
     http: reqwest::blocking::Client,
+    /// The same settings on reqwest's async client, made on first use:
+    /// streamed bodies go out through it (see [`Client::send_streamed`]).
+    streaming: OnceLock<Result<reqwest::Client, String>>,
+    config: HttpConfig,
     challenge: Mutex<Option<Challenge>>,
     tokens: TokenCache,
+}
+
+/// What both HTTP clients of a host are built with.
+#[derive(Clone)]
+struct HttpConfig {
+    insecure: bool,
+    proxies: Vec<reqwest::Proxy>,
+    certificates: Vec<reqwest::Certificate>,
+}
+
+/// Applies a host's settings to a reqwest client builder, blocking or
+/// async (their methods have the same names).
+macro_rules! configure {
+    ($builder:expr, $config:expr) => {{
+        let mut builder = $builder
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(30))
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs($config.insecure)
+            .no_proxy();
+        for proxy in &$config.proxies {
+            builder = builder.proxy(proxy.clone());
+        }
+        for certificate in &$config.certificates {
+            builder = builder.add_root_certificate(certificate.clone());
+        }
+        builder
+    }};
 }
 
 impl Host {
@@ -149,29 +185,26 @@ impl Client {
             return Ok(host.clone());
         }
         let settings = self.settings.for_host(name);
-        let mut builder = reqwest::blocking::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None)
-            .tcp_keepalive(Duration::from_secs(30))
-            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(settings.insecure)
-            .no_proxy();
-        for proxy in env_proxies()? {
-            builder = builder.proxy(proxy);
-        }
+        let mut certificates = Vec::new();
         for path in &settings.ca_certificates {
             let pem = std::fs::read(path)
                 .map_err(|err| RegistryError::invalid(path.display().to_string(), err))?;
             let certificate = reqwest::Certificate::from_pem(&pem)
                 .map_err(|err| RegistryError::invalid(path.display().to_string(), err))?;
-            builder = builder.add_root_certificate(certificate);
+            certificates.push(certificate);
         }
-        let http = builder
+        let config = HttpConfig {
+            insecure: settings.insecure,
+            proxies: env_proxies()?,
+            certificates,
+        };
+        let http = configure!(reqwest::blocking::Client::builder(), config)
+            .timeout(None)
             .build()
             .map_err(|err| RegistryError::transport(api, &err))?;
+        let ping = |base: String, http, probe| self.ping(name, base, http, config.clone(), probe);
         let host = match base {
-            Some(base) => self.ping(name, base, http, false)?,
+            Some(base) => ping(base, http, false)?,
             // Docker's order for an insecure registry: HTTPS (any
             // certificate) first, then plain HTTP. On loopback, where
             // test and development registries speak plain HTTP, the other
@@ -182,12 +215,12 @@ impl Client {
                 } else {
                     ("https", "http")
                 };
-                match self.ping(name, format!("{first}://{api}"), http.clone(), true) {
+                match ping(format!("{first}://{api}"), http.clone(), true) {
                     Ok(host) => host,
-                    Err(_) => self.ping(name, format!("{second}://{api}"), http, false)?,
+                    Err(_) => ping(format!("{second}://{api}"), http, false)?,
                 }
             }
-            None => self.ping(name, format!("https://{api}"), http, false)?,
+            None => ping(format!("https://{api}"), http, false)?,
         };
         let host = Arc::new(host);
         self.lock_hosts().insert(key, host.clone());
@@ -204,6 +237,7 @@ impl Client {
         name: &str,
         base: String,
         http: reqwest::blocking::Client,
+        config: HttpConfig,
         probe: bool,
     ) -> Result<Host> {
         let url = format!("{base}/v2/");
@@ -236,6 +270,8 @@ impl Client {
             name: name.to_owned(),
             base,
             http,
+            streaming: OnceLock::new(),
+            config,
             challenge: Mutex::new(challenge),
             tokens: TokenCache::default(),
         })
@@ -471,6 +507,251 @@ impl Client {
 enum Auth {
     Basic(String, String),
     Bearer(String),
+}
+
+impl Host {
+    /// The async client, built on first use with the blocking one's
+    /// settings.
+    fn streaming(&self) -> Result<&reqwest::Client> {
+        self.streaming
+            .get_or_init(|| {
+                configure!(reqwest::Client::builder(), self.config)
+                    .build()
+                    .map_err(|err| err.to_string())
+            })
+            .as_ref()
+            .map_err(|reason| RegistryError::Transport {
+                url: self.base.clone(),
+                reason: reason.clone(),
+            })
+    }
+}
+
+/// The runtime streamed requests run on: one thread of its own drives
+/// every connection (as reqwest's blocking client does), while the
+/// callers' threads make the bodies and wait for the answers.
+fn runtime() -> Result<&'static tokio::runtime::Handle> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Handle, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|err| err.to_string())?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("hoist-http".to_owned())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .map_err(|err| err.to_string())?;
+            Ok(handle)
+        })
+        .as_ref()
+        .map_err(|reason| RegistryError::Transport {
+            url: "the http runtime".to_owned(),
+            reason: reason.clone(),
+        })
+}
+
+/// What a streamed request got back.
+pub(crate) struct StreamedResponse {
+    pub(crate) status: StatusCode,
+    /// `Location`, made absolute against the request's URL.
+    pub(crate) location: Option<String>,
+    /// The registry's error detail, for a failure.
+    pub(crate) detail: String,
+    pub(crate) url: String,
+}
+
+impl StreamedResponse {
+    /// An unexpected answer as an error naming `what`.
+    pub(crate) fn error(&self, what: &str) -> RegistryError {
+        match self.status.as_u16() {
+            401 => RegistryError::Unauthorized {
+                what: what.to_owned(),
+                detail: self.detail.clone(),
+            },
+            403 => RegistryError::Denied {
+                what: what.to_owned(),
+                detail: self.detail.clone(),
+            },
+            status => RegistryError::Status {
+                url: self.url.clone(),
+                status,
+                detail: self.detail.clone(),
+            },
+        }
+    }
+}
+
+/// Chunks of a request body in flight between the thread that makes them
+/// and the connection that sends them.
+const BODY_CHUNKS: usize = 8;
+
+/// The sending side of a [`StreamBody`]: whole chunks (a compressed block,
+/// a megabyte of a file), each handed to the connection at once, so that a
+/// body goes out in a few large writes rather than reqwest's blocking
+/// bodies' 8 KiB ones, each a wake-up of the connection's thread.
+pub(crate) struct BodySender {
+    sender: Option<tokio::sync::mpsc::Sender<Bytes>>,
+}
+
+impl BodySender {
+    /// Queues a chunk, waiting while the connection is behind. False once
+    /// the request has gone (it failed or was answered early): the caller
+    /// may stop making chunks.
+    pub(crate) fn send(&mut self, chunk: Bytes) -> bool {
+        if chunk.is_empty() {
+            return self.sender.is_some();
+        }
+        let sent = self
+            .sender
+            .as_ref()
+            .is_some_and(|sender| sender.blocking_send(chunk).is_ok());
+        if !sent {
+            self.sender = None;
+        }
+        sent
+    }
+
+    /// Ends the body (an empty chunk): a body whose sender goes away
+    /// without this fails the request rather than sending a short one.
+    pub(crate) fn finish(mut self) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.blocking_send(Bytes::new());
+        }
+    }
+}
+
+/// A request body fed by a [`BodySender`] on another thread.
+pub(crate) struct StreamBody {
+    receiver: tokio::sync::mpsc::Receiver<Bytes>,
+    length: Option<u64>,
+    ended: bool,
+}
+
+/// A body of `length` bytes (`None`: unknown, sent chunked) and its sender.
+pub(crate) fn body_channel(length: Option<u64>) -> (BodySender, StreamBody) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BODY_CHUNKS);
+    (
+        BodySender {
+            sender: Some(sender),
+        },
+        StreamBody {
+            receiver,
+            length,
+            ended: false,
+        },
+    )
+}
+
+impl http_body::Body for StreamBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.receiver.poll_recv(cx) {
+            Poll::Ready(Some(chunk)) if chunk.is_empty() => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(http_body::Frame::data(chunk)))),
+            Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::other(
+                "the request body ended early",
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.length {
+            Some(length) => http_body::SizeHint::with_exact(length),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
+
+impl Client {
+    /// Sends `method url` with a body that streams in from another thread
+    /// through the async client, with the registry's credentials on its
+    /// own origin only. Once: a body cannot be sent again, so a caller
+    /// that needs a retry (a broken connection, a 5xx, an expired token)
+    /// starts over with a new body.
+    pub(crate) fn send_streamed(
+        &self,
+        host: &Host,
+        scopes: &[String],
+        method: reqwest::Method,
+        url: &str,
+        content_type: &str,
+        body: StreamBody,
+    ) -> Result<StreamedResponse> {
+        let auth = if origin(url) == origin(&host.base) {
+            self.authorization(host, scopes)?
+        } else {
+            None
+        };
+        let mut request = host
+            .streaming()?
+            .request(method, url)
+            .header(reqwest::header::CONTENT_TYPE, content_type);
+        if let Some(length) = body.length {
+            request = request.header(reqwest::header::CONTENT_LENGTH, length);
+        }
+        request = match auth {
+            Some(Auth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            Some(Auth::Bearer(token)) => request.bearer_auth(token),
+            None => request,
+        };
+        let request = request.body(reqwest::Body::wrap(body));
+        let url = url.to_owned();
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        runtime()?.spawn(async move {
+            let _ = done.send(streamed(request, &url).await);
+        });
+        answer.recv().map_err(|_| RegistryError::Transport {
+            url: "the http runtime".to_owned(),
+            reason: "it stopped".to_owned(),
+        })?
+    }
+}
+
+/// Sends a streamed request and reads what the caller needs of the answer
+/// (an error's detail: at most 64 KiB of its body).
+async fn streamed(request: reqwest::RequestBuilder, url: &str) -> Result<StreamedResponse> {
+    let mut response = request
+        .send()
+        .await
+        .map_err(|err| RegistryError::transport(url, &err))?;
+    let status = response.status();
+    let location = header_str(response.headers().get(LOCATION))
+        .and_then(|location| response.url().join(location).ok())
+        .map(|url| url.to_string());
+    let mut body = Vec::new();
+    if !status.is_success() {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > 64 << 10 {
+                break;
+            }
+        }
+    }
+    Ok(StreamedResponse {
+        status,
+        location,
+        detail: error_detail(&body),
+        url: redact_url(url),
+    })
 }
 
 /// The proxies of the environment, as Go's `http.ProxyFromEnvironment`

@@ -340,7 +340,7 @@ impl Client {
         let size = descriptor.size();
         let what = format!("{}: blob {digest}", reference.familiar_name());
         let url = format!("{}/v2/{}/blobs/{digest}", host.base, reference.path());
-        let mut writer = store.blob_writer()?;
+        let mut writer = download_writer(store)?;
         let mut written: u64 = 0;
         let mut interruptions = 0;
         let policy = self.retry_policy();
@@ -368,7 +368,7 @@ impl Client {
                 StatusCode::OK => {
                     if written > 0 {
                         // No range support: start over.
-                        writer = store.blob_writer()?;
+                        writer = download_writer(store)?;
                         written = 0;
                     }
                 }
@@ -427,6 +427,17 @@ impl Client {
         writer.commit(Some(&ExpectedBlob::from(descriptor)))?;
         Ok(())
     }
+}
+
+/// A blob writer for a download. Its data goes to the disk as it arrives
+/// rather than all in the commit's fsync, which then waits for the last
+/// few MiB only: the disk works while the network does. (The advice that
+/// starts the write-back leaves dirty pages and pages under write-back in
+/// the page cache.)
+fn download_writer(store: &Store) -> Result<crate::blob::BlobWriter<'_>> {
+    let mut writer = store.blob_writer()?;
+    writer.write_back_early();
+    Ok(writer)
 }
 
 enum CopyError {

@@ -6,10 +6,11 @@
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use oci_spec::image::Descriptor;
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
@@ -20,7 +21,7 @@ use crate::digest::{Digest, parse_digest, sha256_bytes};
 use crate::image::{Image, Layer};
 use crate::reference::Reference;
 use crate::registry::auth::repository_scope;
-use crate::registry::client::{Host, origin, status_error};
+use crate::registry::client::{BodySender, Host, StreamBody, body_channel, origin, status_error};
 use crate::registry::error::redact_url;
 use crate::registry::manifest::OCI_MANIFEST;
 use crate::registry::pull::for_each_parallel;
@@ -205,7 +206,7 @@ impl Client {
         );
         shown.started();
         let location = self.start_upload(target, &what)?;
-        let (sender, receiver) = sync_channel::<Vec<u8>>(STREAM_CHUNKS);
+        let (sender, body) = body_channel(None);
         let (compressed, streamed) = std::thread::scope(|scope| {
             let compressing = scope.spawn(move || {
                 let mut tee = ChannelWriter {
@@ -223,16 +224,7 @@ impl Client {
                 }
                 result
             });
-            let streamed = self.stream_upload(
-                target,
-                &location,
-                ChannelReader {
-                    receiver,
-                    chunk: Vec::new(),
-                    offset: 0,
-                },
-                &what,
-            );
+            let streamed = self.stream_upload(target, &location, body, &what);
             let compressed = compressing
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -250,33 +242,33 @@ impl Client {
     }
 
     /// `PATCH <location>` with a body of unknown length (chunked): the
-    /// whole blob in one request. Returns where the upload continues.
+    /// whole blob in one request. Returns where the upload continues. A
+    /// body that streams once cannot be sent again: on any failure the
+    /// caller starts over from the store.
     fn stream_upload(
         &self,
         target: &Target<'_>,
         location: &str,
-        body: ChannelReader,
+        body: StreamBody,
         what: &str,
     ) -> Result<String> {
-        // A body that streams once cannot be sent again: a retry or a
-        // fresh token makes the caller start over from the store.
-        let body = Mutex::new(Some(body));
-        let make = |http: &reqwest::blocking::Client| -> Result<_> {
-            let body = body
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .ok_or_else(|| RegistryError::invalid(what, "the streamed upload was refused"))?;
-            Ok(http
-                .patch(location)
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(reqwest::blocking::Body::new(body)))
-        };
-        let response = self.send_to_upload(target, location, &make)?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(status_error(response, what));
+        let response = self.send_streamed(
+            target.host,
+            &target.scopes,
+            reqwest::Method::PATCH,
+            location,
+            "application/octet-stream",
+            body,
+        )?;
+        if response.status != StatusCode::ACCEPTED {
+            return Err(response.error(what));
         }
-        upload_location(&response, what)
+        response.location.ok_or_else(|| {
+            RegistryError::invalid(
+                what,
+                format!("{} answered without an upload location", response.url),
+            )
+        })
     }
 
     /// `PUT <location>?digest=...` with no body: closes a streamed upload.
@@ -692,10 +684,6 @@ fn outgoing_manifest(store: &Store, image: &Image, layers: &[Descriptor]) -> Res
     serde_json::to_vec(&manifest).map_err(|err| RegistryError::invalid(&what, err))
 }
 
-/// Compressed chunks in flight between the compressor and the upload, per
-/// layer: with the compressor's own blocks (1 MiB each), a few MiB.
-const STREAM_CHUNKS: usize = 4;
-
 /// One layer's progress, named as the store holds the layer.
 pub(crate) struct Shown<'a> {
     progress: &'a dyn TransferProgress,
@@ -748,26 +736,23 @@ impl<R: Read> Read for Counting<R> {
 /// The compressor's side of a streamed upload. Once the upload has gone
 /// (it failed), writes still succeed: the store's copy must complete.
 struct ChannelWriter {
-    sender: Option<SyncSender<Vec<u8>>>,
+    sender: Option<BodySender>,
 }
 
 impl ChannelWriter {
-    /// Marks the end of the stream (an empty chunk): a reader that sees the
-    /// channel close without it reports an error, never a short blob.
+    /// Ends the body: one whose writer goes away without this fails the
+    /// upload, never sends a short blob.
     fn finish(&mut self) {
         if let Some(sender) = self.sender.take() {
-            let _ = sender.send(Vec::new());
+            sender.finish();
         }
     }
 }
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        if let Some(sender) = &self.sender
-            && sender.send(buf.to_vec()).is_err()
+        if let Some(sender) = &mut self.sender
+            && !sender.send(Bytes::copy_from_slice(buf))
         {
             self.sender = None;
         }
@@ -776,36 +761,5 @@ impl Write for ChannelWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// The upload's side: the body of the streamed `PATCH`.
-struct ChannelReader {
-    receiver: Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    offset: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        while self.offset == self.chunk.len() {
-            match self.receiver.recv() {
-                Ok(chunk) if chunk.is_empty() => return Ok(0),
-                Ok(chunk) => {
-                    self.chunk = chunk;
-                    self.offset = 0;
-                }
-                Err(_) => {
-                    return Err(std::io::Error::other("the layer's compression failed"));
-                }
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.offset);
-        buf[..n].copy_from_slice(&self.chunk[self.offset..self.offset + n]);
-        self.offset += n;
-        Ok(n)
     }
 }
