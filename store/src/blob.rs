@@ -61,9 +61,29 @@ impl Store {
         writer.commit(expected)
     }
 
-    /// Stores an in-memory blob (manifests, configs).
+    /// Stores an in-memory blob (manifests, configs). One already stored
+    /// is only leased: nothing is written (a no-op rebuild makes the same
+    /// config and manifest again).
     pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64)> {
+        let digest = crate::digest::sha256_bytes(bytes);
+        let size = bytes.len() as u64;
+        if self.lease_existing_blob(&digest)? {
+            return Ok((digest, size));
+        }
         self.put_blob(bytes, None)
+    }
+
+    /// Leases `digest` when its blob is stored already, under the shared
+    /// lock so that no GC removes it in between; `false` when it is not.
+    /// A stored blob was fsynced by whoever published it.
+    fn lease_existing_blob(&self, digest: &Digest) -> Result<bool> {
+        let target = self.blob_path(digest)?;
+        if !target.is_file() {
+            return Ok(false);
+        }
+        let _guard = self.lock_shared()?;
+        self.session().lease_blob(digest)?;
+        Ok(target.is_file())
     }
 
     /// A writer for callers that produce blob data (layer writers, archive
@@ -272,6 +292,11 @@ impl BlobWriter<'_> {
                     actual: size,
                 });
             }
+        }
+        // A blob stored already is not synced again (a RUN that made the
+        // same layer as an earlier build, a pull of known content).
+        if self.store.lease_existing_blob(&digest)? {
+            return Ok((digest, size)); // Drop removes the temp file
         }
         file.sync_all().map_err(StoreError::io(&self.tmp))?;
         drop(file);

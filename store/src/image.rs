@@ -281,6 +281,17 @@ impl Store {
             if let Some(missing) = image.blobs().into_iter().find(|b| !self.has_blob(b)) {
                 return Err(StoreError::BlobNotFound(missing));
             }
+            // The tag names this image already, and no untagged entry of
+            // it is left to drop: index.json stays as it is (a no-op
+            // rebuild writes nothing).
+            let unchanged = index.manifests().contains(&descriptor)
+                && !index
+                    .manifests()
+                    .iter()
+                    .any(|d| d.digest() == image.digest() && entry_name(d).is_none());
+            if unchanged {
+                return Ok((false, ()));
+            }
             let mut manifests = manifests_mut(index);
             let replaced = manifests
                 .iter()

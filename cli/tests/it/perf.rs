@@ -77,3 +77,88 @@ fn r9_run_output_is_read_once_after_the_run() {
         "the built image's /big"
     );
 }
+
+/// Every file under the store's `blobs/`, `index.json` and the builder's
+/// records, with its inode and modification time: what a rewrite (a new
+/// file renamed over the old one, or written in place) changes.
+fn written_state(root: &std::path::Path) -> Vec<(String, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files = Vec::new();
+    let mut dirs = vec![
+        root.join("blobs"),
+        root.join("hoist/cache-recent"),
+        root.join("hoist/context-index"),
+    ];
+    files.push(root.join("index.json"));
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue; // a record kind this build did not write
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut state: Vec<_> = files
+        .iter()
+        .map(|path| {
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            (
+                path.strip_prefix(root).unwrap().display().to_string(),
+                meta.ino(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+            )
+        })
+        .collect();
+    state.sort();
+    state
+}
+
+/// A rebuild that changes nothing writes nothing that lasts: no blob
+/// (the config and manifest it makes again are stored already, and a
+/// stored blob is neither rewritten nor synced), no index.json (the tag
+/// names the same manifest), no builder record. Only the cache entries'
+/// times move, which is how the cache keeps its least-recently-used order.
+#[test]
+fn r9_noop_rebuild_rewrites_nothing() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context(
+        "FROM busybox\nCOPY Dockerfile /app/\nRUN echo built > /built\nENV A=1\n",
+    );
+    hoist.build(ctx.path(), &["-t", "noop:1"]);
+    let before = written_state(hoist.root());
+    assert!(
+        before
+            .iter()
+            .filter(|(p, ..)| p.starts_with("blobs/"))
+            .count()
+            >= 4,
+        "the first build stored its blobs: {before:?}"
+    );
+    let second = hoist.build(ctx.path(), &["-t", "noop:1"]);
+    assert!(
+        second.contains("CACHED"),
+        "the rebuild is a no-op:\n{second}"
+    );
+    let after = written_state(hoist.root());
+    assert_eq!(
+        before, after,
+        "a no-op rebuild rewrote files (path, inode, mtime)"
+    );
+    // A new tag for the same image is a change, and is written.
+    hoist.build(ctx.path(), &["-t", "noop:2"]);
+    let index = written_state(hoist.root())
+        .into_iter()
+        .find(|(p, ..)| p == "index.json");
+    assert_ne!(
+        before.iter().find(|(p, ..)| p == "index.json"),
+        index.as_ref(),
+        "tagging the image anew rewrites index.json"
+    );
+    assert!(hoist.ok(&["images"]).contains("noop"), "both tags listed");
+}
