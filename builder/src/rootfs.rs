@@ -72,6 +72,8 @@ pub struct Scratch {
     /// How [`Scratch::mount_merged`] and RUN make the step's root.
     pub snapshotter: Snapshotter,
     root: PathBuf,
+    /// The store's trash, where [`Drop`] moves what is left.
+    trash: PathBuf,
 }
 
 impl Scratch {
@@ -83,6 +85,7 @@ impl Scratch {
             mountpoint: root.join("merged"),
             snapshotter: Snapshotter::Overlayfs,
             root,
+            trash: store.trash_dir(),
         };
         for dir in [
             &scratch.root,
@@ -168,9 +171,21 @@ impl Merged {
 }
 
 impl Drop for Scratch {
+    /// The upperdir is gone when it became a snapshot; the rest (the
+    /// overlay's workdir, the mount point, a failed step's upperdir) goes
+    /// to the store's trash in one rename, deleted off the critical path
+    /// ([`hoist_store::empty_trash`]): removing the workdir's directories
+    /// cost a RUN step several milliseconds of journal waits.
     fn drop(&mut self) {
-        // The upperdir is gone when it became a snapshot; the rest is ours.
-        let _ = std::fs::remove_dir_all(&self.root);
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let (Some(session), Some(step)) = (self.root.parent().and_then(name), name(&self.root))
+        else {
+            let _ = std::fs::remove_dir_all(&self.root);
+            return;
+        };
+        if std::fs::rename(&self.root, self.trash.join(format!("{session}-{step}"))).is_err() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 }
 

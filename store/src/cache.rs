@@ -203,6 +203,14 @@ impl CacheRecord {
             CacheRecord::Recent | CacheRecord::Files => "json",
         }
     }
+
+    /// Whether a record is fsynced before its rename. The recent keys only
+    /// explain misses, and their reader takes a record it cannot parse (a
+    /// rename that reached the disk before the data did) for none, so they
+    /// are left to the kernel; the others decide what a build reuses.
+    fn synced(self) -> bool {
+        !matches!(self, CacheRecord::Recent)
+    }
 }
 
 impl Store {
@@ -222,8 +230,8 @@ impl Store {
     }
 
     /// Replaces a record atomically with what `write` streams: a temp file
-    /// in the session, fsync, rename. Concurrent writers each leave a whole
-    /// record; the last rename wins.
+    /// in the session, fsync (except for [`CacheRecord::Recent`]), rename.
+    /// Concurrent writers each leave a whole record; the last rename wins.
     pub fn cache_record_write(
         &self,
         kind: CacheRecord,
@@ -241,7 +249,9 @@ impl Store {
         let file = out
             .into_inner()
             .map_err(|err| StoreError::io(&tmp)(err.into_error()))?;
-        file.sync_all().map_err(StoreError::io(&tmp))?;
+        if kind.synced() {
+            file.sync_all().map_err(StoreError::io(&tmp))?;
+        }
         drop(file);
         std::fs::rename(&tmp, &path).map_err(StoreError::io(&path))?;
         Ok(())

@@ -217,9 +217,15 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         File::create(&marker).map_err(StoreError::io(&marker))?;
         fsync_dir(&dir)?;
-        // A new boot directory must itself be durable.
-        if let Some(parent) = dir.parent() {
+        // A new boot directory must itself be durable: its entry is synced
+        // once per process (whoever made it may not have synced it yet),
+        // not once per snapshot.
+        static BOOT_DIR_SYNCED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        if BOOT_DIR_SYNCED.get() != Some(&dir)
+            && let Some(parent) = dir.parent()
+        {
             fsync_dir(parent)?;
+            let _ = BOOT_DIR_SYNCED.set(dir);
         }
         Ok(())
     }
