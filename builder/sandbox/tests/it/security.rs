@@ -279,12 +279,10 @@ fn r11_insecure_gets_every_capability_and_no_filter() {
     assert!(out.ends_with("keys-visible\nkmsg-opened\n"), "{out}");
 }
 
-/// The default run: filter mode 2 with the three filters Docker's profile
-/// makes on x86_64 (the allow-list of three ABIs, which needs two filters
-/// within the kernel's 4096 instructions, and clone3's ENOSYS; libseccomp
-/// makes one), no
-/// no_new_privs (as BuildKit's RUN), and /proc/keys, /proc/timer_list,
-/// /sys/firmware masked.
+/// The default run: filter mode 2 with the two filters Docker's profile
+/// makes on x86_64 (the allow-list of three ABIs, and clone3's ENOSYS;
+/// libseccomp makes one), no no_new_privs (as BuildKit's RUN), and
+/// /proc/keys, /proc/timer_list, /sys/firmware masked.
 #[test]
 fn r11_default_run_shows_seccomp_and_masks_in_proc() {
     let (code, out, err) = run(&ephemeral(sh(
@@ -295,11 +293,7 @@ fn r11_default_run_shows_seccomp_and_masks_in_proc() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
-        if cfg!(target_arch = "x86_64") {
-            "NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t3\n0\n0\n0\n0\n"
-        } else {
-            "NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t2\n0\n0\n0\n0\n"
-        }
+        "NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t2\n0\n0\n0\n0\n"
     );
 }
 
