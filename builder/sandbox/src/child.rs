@@ -119,23 +119,10 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
         Fixed::Setup,
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL)),
     );
-    let mut byte = [0u8; 1];
-    // SAFETY: the sync fd is the read end of the parent's pipe, open here.
-    let sync = unsafe { BorrowedFd::borrow_raw(plan.fds.sync) };
-    match rustix::io::read(sync, &mut byte) {
-        Ok(1) => {}
-        _ => exit(1),
-    }
-    // The cgroup namespace only now, once the parent has moved us into the
-    // run's cgroup, so that it is the namespace's root (as runc does).
-    // SAFETY: unshare(CLONE_NEWCGROUP) changes only this process's cgroup
-    // namespace; the child has a single thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
-        fail(
-            plan,
-            Fixed::Setup as u32,
-            Errno::from_raw_os_error(last_errno()),
-        );
+    if plan.await_early
+        && let Err(e) = await_parent(plan.fds.sync)
+    {
+        fail(plan, Fixed::Setup as u32, e);
     }
     // No controlling terminal: /dev/tty must not reach the builder's.
     fixed(plan, Fixed::Setup, rustix::process::setsid().map(drop));
@@ -154,7 +141,8 @@ pub(crate) fn main(plan: &mut ChildPlan) -> ! {
 
     let mut skip = 0;
     for i in 0..plan.ops.len() {
-        if skip > 0 {
+        // A skipped mount never skips the wait for the parent.
+        if skip > 0 && !matches!(plan.ops[i], Op::AwaitParent) {
             skip -= 1;
             continue;
         }
@@ -318,6 +306,25 @@ fn load_seccomp(program: &[seccompiler::sock_filter]) -> rustix::io::Result<()> 
     Ok(())
 }
 
+/// Waits for the parent's go (ID maps written, the process in its cgroup);
+/// exits when the parent gave up. Then makes the cgroup namespace, so that
+/// the run's cgroup is its root (as runc does).
+fn await_parent(sync: RawFd) -> rustix::io::Result<()> {
+    let mut byte = [0u8; 1];
+    // SAFETY: the sync fd is the read end of the parent's pipe, open here.
+    let sync = unsafe { BorrowedFd::borrow_raw(sync) };
+    match rustix::io::read(sync, &mut byte) {
+        Ok(1) => {}
+        _ => exit(1),
+    }
+    // SAFETY: unshare(CLONE_NEWCGROUP) changes only this process's cgroup
+    // namespace; the child has a single thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+        return Err(Errno::from_raw_os_error(last_errno()));
+    }
+    Ok(())
+}
+
 /// Runs op `i`; returns how many of the following ops to skip.
 fn run_op(plan: &mut ChildPlan, i: usize) -> rustix::io::Result<usize> {
     let report_fd = plan.fds.report;
@@ -449,6 +456,7 @@ fn run_simple_op(plan: &mut ChildPlan, i: usize) -> rustix::io::Result<()> {
         Op::RemountReadOnly { target, optional } => {
             skip_missing(remount_read_only(target), *optional)
         }
+        Op::AwaitParent => await_parent(plan.fds.sync),
         Op::MkdirOwned { path, uid, gid } => {
             match rustix::fs::mkdir(path.as_c_str(), Mode::from_raw_mode(0o755)) {
                 Ok(()) => rustix::fs::chownat(

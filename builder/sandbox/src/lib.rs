@@ -16,7 +16,6 @@
 //! (`cgroup.rs`), then streams its output. The child (`child.rs`), which only
 //! makes raw syscalls on that plan because the builder may be
 //! multi-threaded:
-//! - makes its cgroup namespace, rooted at the run's cgroup;
 //! - makes every mount private and mounts a tmpfs over the sandbox's state
 //!   dir for its scratch files (overlay mount point, generated /etc files,
 //!   ephemeral upperdirs), so a run writes nothing to the host's disk;
@@ -28,6 +27,10 @@
 //! - builds /dev on tmpfs, masks and write-protects /proc like Docker,
 //!   creates missing mount points as stubs that the parent removes from the
 //!   upperdir afterwards when still empty (BuildKit's MountStubsCleaner);
+//! - waits for the parent to have moved it into its cgroup (at the start
+//!   when it has a new user namespace, whose ID maps come first; else as
+//!   late as the mounts allow, so that the two work at once), then makes
+//!   its cgroup namespace, rooted at the run's cgroup;
 //! - creates the working directory owned by the user, drops to Docker's
 //!   default capabilities, sets groups/gid/uid, re-arms PR_SET_PDEATHSIG,
 //!   leaves only fds 0-2 open across exec and execs `argv[0]` as found in the

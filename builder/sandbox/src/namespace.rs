@@ -262,31 +262,57 @@ impl NamespaceSandbox {
         let mut child = ChildGuard { pid, reaped: false };
         drop((out_w, err_w, rep_w, sync_r, stdin_child));
 
-        if let Some(map) = idmap.filter(|_| new_userns) {
-            map.apply(pid.as_raw_nonzero().get())?;
-        }
-        // Limits are in place before the child may exec.
-        if let Some(cg) = &cgroup {
-            cg.attach(pid)?;
-        }
-        for ulimit in &spec.resources.ulimits {
-            let resource = crate::cgroup_resource(&ulimit.name).ok_or_else(|| {
-                SandboxError::InvalidSpec(format!("invalid ulimit type: {}", ulimit.name))
-            })?;
-            let limit = |v: i64| u64::try_from(v).ok();
-            let new = rustix::process::Rlimit {
-                current: limit(ulimit.soft),
-                maximum: limit(ulimit.hard),
-            };
-            rustix::process::prlimit(Some(pid), resource, new).map_err(|e| {
-                SandboxError::Setup {
-                    step: format!("set ulimit {}={}:{}", ulimit.name, ulimit.soft, ulimit.hard),
-                    source: e.into(),
-                }
-            })?;
-        }
-        rustix::io::write(&sync_w, &[1]).map_err(|e| SandboxError::Pipe(e.into()))?;
+        // The child builds its root meanwhile and may fail on its own (an
+        // overlay the kernel refuses): then what it reported is the error,
+        // not the attach or the go that found it gone.
+        let started = (|| {
+            if let Some(map) = idmap.filter(|_| new_userns) {
+                map.apply(pid.as_raw_nonzero().get())?;
+            }
+            // Limits are in place before the child may exec.
+            if let Some(cg) = &cgroup {
+                cg.attach(pid)?;
+            }
+            for ulimit in &spec.resources.ulimits {
+                let resource = crate::cgroup_resource(&ulimit.name).ok_or_else(|| {
+                    SandboxError::InvalidSpec(format!("invalid ulimit type: {}", ulimit.name))
+                })?;
+                let limit = |v: i64| u64::try_from(v).ok();
+                let new = rustix::process::Rlimit {
+                    current: limit(ulimit.soft),
+                    maximum: limit(ulimit.hard),
+                };
+                rustix::process::prlimit(Some(pid), resource, new).map_err(|e| {
+                    SandboxError::Setup {
+                        step: format!("set ulimit {}={}:{}", ulimit.name, ulimit.soft, ulimit.hard),
+                        source: e.into(),
+                    }
+                })?;
+            }
+            rustix::io::write(&sync_w, &[1]).map_err(|e| SandboxError::Pipe(e.into()))
+        })();
         drop(sync_w);
+        if let Err(e) = started {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            // EOF once the child is gone: only it holds the write end.
+            let mut reports = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match rustix::io::read(&rep_r, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => reports.extend_from_slice(&buf[..n]),
+                    Err(Errno::INTR) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = child.wait();
+            let reported = reports.chunks_exact(12).find_map(|rec| {
+                let word =
+                    |i: usize| u32::from_ne_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+                (word(0) == REPORT_ERROR).then(|| describe_error(&plan, word(4), word(8) as i32))
+            });
+            return Err(reported.unwrap_or(e));
+        }
 
         let pumped = self.pump(&child, io, out_r, err_r, rep_r, stdin_bytes)?;
         let status = child.wait()?;

@@ -155,6 +155,14 @@ pub(crate) enum Op {
         uid: u32,
         gid: u32,
     },
+    /// Waits for the parent's byte on the sync pipe (the run's cgroup
+    /// attached and its limits set; EOF: the parent gave up), then makes
+    /// the cgroup namespace, rooted at the run's cgroup as runc roots it.
+    /// Placed as late as the ops allow (before a cgroup2 mount, else after
+    /// the last op), so that the child builds its root while the parent
+    /// attaches it: on cgroup v1 that write waits for an RCU grace period,
+    /// several milliseconds of every RUN.
+    AwaitParent,
 }
 
 impl Op {
@@ -191,6 +199,7 @@ impl Op {
             }
             Op::MoveMount { target, .. } => format!("bind mount on {}", s(target)),
             Op::RemountReadOnly { target, .. } => format!("remount {} read-only", s(target)),
+            Op::AwaitParent => "make the cgroup namespace".into(),
         }
     }
 }
@@ -215,7 +224,8 @@ pub(crate) struct ChildFds {
     pub stderr: RawFd,
     /// Error and stub reports; close-on-exec, so EOF means exec happened.
     pub report: RawFd,
-    /// One byte from the parent once the ID maps are written; EOF means abort.
+    /// One byte from the parent once the ID maps are written and the
+    /// process is in its cgroup; EOF means abort.
     pub sync: RawFd,
 }
 
@@ -223,6 +233,9 @@ pub(crate) struct ChildFds {
 #[derive(Debug)]
 pub(crate) struct ChildPlan {
     pub fds: ChildFds,
+    /// Wait for the parent before anything else (a new user namespace: its
+    /// ID maps come first), rather than at the [`Op::AwaitParent`] op.
+    pub await_early: bool,
     pub new_net: bool,
     pub hostname: CString,
     pub ops: Vec<Op>,
@@ -419,6 +432,7 @@ pub(crate) fn build(
         stubs: Vec::new(),
     };
     let rootless = idmap.is_some();
+    let await_early = idmap.is_some_and(IdMap::needs_new_namespace);
     let mount_bind = MountFlags::BIND;
 
     // Before pivot_root: the root and detached copies of every host path.
@@ -648,6 +662,9 @@ pub(crate) fn build(
     match cgroup {
         CgroupView::None => {}
         CgroupView::Unified => {
+            if !await_early {
+                b.ops.push(Op::AwaitParent);
+            }
             b.mount(
                 "cgroup",
                 "/sys/fs/cgroup",
@@ -779,9 +796,14 @@ pub(crate) fn build(
         b.remount_ro("/", false)?;
     }
 
+    if !await_early && !b.ops.iter().any(|op| matches!(op, Op::AwaitParent)) {
+        b.ops.push(Op::AwaitParent);
+    }
+
     let set_groups = idmap.is_none_or(IdMap::allows_setgroups);
     let plan = ChildPlan {
         fds,
+        await_early,
         new_net: spec.network == Network::None,
         hostname: cstring(&spec.hostname)?,
         ops: b.ops,
@@ -1020,6 +1042,87 @@ mod tests {
                 "case {name}: targets must resolve inside the root"
             );
         }
+    }
+
+    /// The child waits for its cgroup as late as it can: after every
+    /// mount (cgroup v1 or none), just before the cgroup2 mount (which
+    /// must be made in the run's cgroup namespace), or first of all with a
+    /// new user namespace (its ID maps come before any mount).
+    #[test]
+    fn r9_the_child_awaits_its_cgroup_after_its_mounts() {
+        let spec = RunSpec {
+            rootless: None,
+            ..RunSpec::new(Rootfs::read_only("/img"), vec!["true".into()])
+        };
+        let single = IdMap::Single {
+            uid: 1000,
+            gid: 1000,
+        };
+        let inherited = IdMap::Inherited {
+            uids: vec![(0, 65536)],
+            gids: vec![(0, 65536)],
+            setgroups: true,
+        };
+        let legacy = CgroupView::Legacy {
+            hierarchies: vec![("pids".into(), PathBuf::from("/sys/fs/cgroup/pids/run"))],
+            links: vec![],
+        };
+        let fds = || ChildFds {
+            stdin: 3,
+            stdout: 4,
+            stderr: 5,
+            report: 6,
+            sync: 7,
+        };
+        let state = StatePaths::new(Path::new("/state"));
+        // (case, idmap, view, what comes right after the wait: None = last)
+        let cases: [(&str, Option<&IdMap>, &CgroupView, Option<&str>); 4] = [
+            ("root, no cgroupfs", None, &CgroupView::None, None),
+            ("root, cgroup v1", None, &legacy, None),
+            (
+                "root, cgroup v2",
+                None,
+                &CgroupView::Unified,
+                Some("mount cgroup2 on /sys/fs/cgroup"),
+            ),
+            (
+                "rootless in the builder's namespace, v2",
+                Some(&inherited),
+                &CgroupView::Unified,
+                Some("mount cgroup2 on /sys/fs/cgroup"),
+            ),
+        ];
+        for (name, idmap, view, next) in cases {
+            let plan = build(&spec, &state, idmap, fds(), 40, view).unwrap().plan;
+            assert!(!plan.await_early, "case {name}");
+            let ops: Vec<String> = plan.ops.iter().map(Op::describe).collect();
+            let waits: Vec<usize> = (0..plan.ops.len())
+                .filter(|i| matches!(plan.ops[*i], Op::AwaitParent))
+                .collect();
+            assert_eq!(waits.len(), 1, "case {name}: one wait in {ops:#?}");
+            let after = ops.get(waits[0] + 1).map(String::as_str);
+            assert_eq!(after, next, "case {name}: {ops:#?}");
+            let pivot = ops.iter().position(|o| o.starts_with("pivot_root"));
+            assert!(
+                pivot < Some(waits[0]),
+                "case {name}: the root is built first"
+            );
+        }
+        let plan = build(
+            &spec,
+            &state,
+            Some(&single),
+            fds(),
+            40,
+            &CgroupView::Unified,
+        )
+        .unwrap()
+        .plan;
+        assert!(plan.await_early, "a new user namespace waits first");
+        assert!(
+            !plan.ops.iter().any(|op| matches!(op, Op::AwaitParent)),
+            "and only once"
+        );
     }
 
     #[test]
