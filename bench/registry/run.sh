@@ -4,6 +4,7 @@
 # (distribution 2.8, plain HTTP on 127.0.0.1), measured in the same run.
 #
 #   bench/registry/run.sh [SIZE_MIB...] (default: 200 1024)
+#   IMAGE=ARCHIVE bench/registry/run.sh   (a given image instead)
 #
 # Each image has 4 uncompressed layers, half random and half text-like
 # files (as bench/archive makes them), loaded into a fresh hoist store;
@@ -28,12 +29,18 @@
 # RSS from /usr/bin/time -v (docker's work is in the daemon, so no RSS is
 # shown for it).
 # Env: HOIST (binary, default target/release/hoist, built if missing),
-# RUNS (default 3), BENCH_DIR (scratch, default a temp dir; ~8x SIZE free),
+# IMAGE (a `docker save` archive tagged bench:latest, e.g. a debootstrap
+# root imported and saved by hoist, used in place of the generated image;
+# the size is the archive's), RUNS (default 3), BENCH_DIR (scratch, default a temp dir; ~8x SIZE free),
 # DOCKER=0 to leave docker out (it is required otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 sizes=("$@")
+if [[ -n ${IMAGE:-} ]]; then
+  ((${#sizes[@]} == 0)) || { echo "IMAGE and SIZE_MIB exclude each other" >&2; exit 1; }
+  sizes=($(($(stat -c %s "$IMAGE") >> 20)))
+fi
 ((${#sizes[@]})) || sizes=(200 1024)
 runs=${RUNS:-3}
 hoist=${HOIST:-target/release/hoist}
@@ -161,9 +168,13 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] :
 rows=()
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 for size in "${sizes[@]}"; do
-  make_image "$size" "$work/image.tar"
+  if [[ -n ${IMAGE:-} ]]; then
+    cp "$IMAGE" "$work/image.tar"
+  else
+    make_image "$size" "$work/image.tar"
+  fi
   bytes=$(stat -c %s "$work/image.tar")
-  echo "image: $((bytes >> 20)) MiB, 4 uncompressed layers" >&2
+  echo "image: $((bytes >> 20)) MiB, ${IMAGE:-4 uncompressed layers}" >&2
   rm -f "$work"/*-"$size".txt
   for run in $(seq 1 "$runs"); do
     echo "  run $run/$runs" >&2
