@@ -1064,8 +1064,7 @@ fn r8_add_url_revalidates_with_etag_and_dry_run_downloads_nothing() {
         "{out}"
     );
     assert!(!out.contains("CACHED"), "{out}");
-    let fsck = hoist.ok(&["fsck"]);
-    assert!(fsck.contains(" 0 problems"), "{fsck}");
+    hoist.assert_fsck_clean();
 }
 
 /// `RUN --mount=type=bind` of the context sees what BuildKit sends: the

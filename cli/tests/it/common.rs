@@ -119,6 +119,12 @@ impl Hoist {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Asserts that `hoist fsck` finds the store sound.
+    pub fn assert_fsck_clean(&self) {
+        let out = self.ok(&["fsck"]);
+        assert!(out.contains(" 0 problems"), "{out}");
+    }
+
     /// Runs and asserts failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);

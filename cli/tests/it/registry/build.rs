@@ -48,8 +48,7 @@ fn r7_from_an_image_only_the_registry_has() {
         hoist.ok(&["images"]).contains("lib/base"),
         "the base is tagged"
     );
-    let fsck = hoist.ok(&["fsck"]);
-    assert!(fsck.contains(" 0 problems"), "{fsck}");
+    hoist.assert_fsck_clean();
 }
 
 #[test]
@@ -215,8 +214,7 @@ fn r7_copy_from_a_stage_for_another_platform() {
     );
     // The tag still names the host's image.
     assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
-    let fsck = hoist.ok(&["fsck"]);
-    assert!(fsck.contains(" 0 problems"), "{fsck}");
+    hoist.assert_fsck_clean();
 
     // A RUN in such a stage is refused, naming the platform.
     let context = dockerfile_context(&format!(
@@ -275,8 +273,7 @@ fn r7_an_image_for_another_platform_is_pulled_once() {
         format!("{foreign}\n")
     );
     assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
-    let fsck = hoist.ok(&["fsck"]);
-    assert!(fsck.contains(" 0 problems"), "{fsck}");
+    hoist.assert_fsck_clean();
 }
 
 /// `--pull` that finds a newer index for a stage of another platform than
@@ -327,8 +324,7 @@ fn r7_pull_replaces_an_out_of_date_image_for_another_platform() {
     );
     // The tag was not pulled again: it names the first index's image.
     assert_eq!(hoist.inspect(&multi)["Architecture"], json!(host));
-    let fsck = hoist.ok(&["fsck"]);
-    assert!(fsck.contains(" 0 problems"), "{fsck}");
+    hoist.assert_fsck_clean();
 }
 
 /// Two stages FROM two images only the registry has: both are resolved

@@ -37,11 +37,6 @@ fn has_blob(hoist: &Hoist, digest: &str) -> bool {
         .is_file()
 }
 
-fn fsck_is_clean(hoist: &Hoist) {
-    let fsck = hoist.ok(&["fsck"]);
-    assert!(fsck.contains(" 0 problems"), "{fsck}");
-}
-
 /// The cached layers of a cache manifest, as (uncompressed, compressed)
 /// digests.
 fn cached_layers(manifest: &Value) -> Vec<(String, String)> {
@@ -160,7 +155,7 @@ fn r8_cache_round_trips_between_two_stores_through_a_registry() {
         "deps' layer was downloaded"
     );
     assert!(!has_blob(&second, &deps_gzip), "deps' layer was downloaded");
-    fsck_is_clean(&second);
+    second.assert_fsck_clean();
 
     // The steps whose layers came are now local: a rebuild without
     // --cache-from takes COPY and RUN from the store. deps' RUN, whose
@@ -178,7 +173,7 @@ fn r8_cache_round_trips_between_two_stores_through_a_registry() {
     assert_eq!(log.matches("CACHED").count(), 4, "{log}");
     assert_eq!(third.exec("longer:1", &["cat", "/e"]), "a\na\ndeps\n");
     assert!(!has_blob(&third, &deps_plain), "deps' layer was downloaded");
-    fsck_is_clean(&third);
+    third.assert_fsck_clean();
 
     // mode=min: the deps stage is not in it, so it runs, and so does
     // the COPY --from that reads it.
@@ -268,7 +263,7 @@ fn r8_a_missing_or_foreign_cache_is_a_warning_not_a_failure() {
     assert!(log.contains("not a BuildKit cache config"), "{log}");
     assert!(!log.contains("CACHED"), "{log}");
     assert_eq!(hoist.exec("warned", &["cat", "/hi"]), "hi\n");
-    fsck_is_clean(&hoist);
+    hoist.assert_fsck_clean();
 
     // An export that fails fails the build, unless ignore-error=true.
     let unreachable = "type=registry,ref=127.0.0.1:1/ci/app:cache";
@@ -392,7 +387,7 @@ RUN test ${{#TOKEN}} = 32 && cat /file.txt > /seen && echo $LEVEL > /level
         );
         assert_eq!(log.matches("CACHED").count(), 2, "{from}\n{log}");
         assert_eq!(fresh.exec("secret:2", &["cat", "/seen"]), "payload\n");
-        fsck_is_clean(&fresh);
+        fresh.assert_fsck_clean();
 
         // A miss against an imported record names no value.
         let out = fresh.run(&[
@@ -459,7 +454,7 @@ fn r8_cache_mount_contents_travel_through_a_registry_with_mounts_true() {
         let from = format!("type=registry,ref={reference}");
         fresh.build(read.path(), &["-t", "warm:1", "--cache-from", &from]);
         assert_eq!(fresh.exec("warm:1", &["cat", "/seen"]), seen, "{reference}");
-        fsck_is_clean(&fresh);
+        fresh.assert_fsck_clean();
     }
 }
 
@@ -510,5 +505,5 @@ fn r8_cache_round_trips_through_a_registry_with_zstd() {
     assert_eq!(log.matches("CACHED").count(), 4, "{log}");
     assert_eq!(diff_ids(&second, "zstd:2"), diff_ids(&first, "zstd:1"));
     assert_eq!(second.exec("zstd:2", &["cat", "/b", "/d"]), "a\ndeps\n");
-    fsck_is_clean(&second);
+    second.assert_fsck_clean();
 }

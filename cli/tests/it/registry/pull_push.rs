@@ -41,11 +41,6 @@ fn remote_inspect(dest: &str) -> Value {
     serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", dest])).unwrap()
 }
 
-fn assert_fsck_clean(hoist: &Hoist) {
-    let out = hoist.ok(&["fsck"]);
-    assert!(out.contains(" 0 problems"), "{out}");
-}
-
 #[test]
 fn r7_pull_round_trip_keeps_the_registry_digest() {
     let registry = TestRegistry::anonymous();
@@ -67,7 +62,7 @@ fn r7_pull_round_trip_keeps_the_registry_digest() {
              Digest: {digest}\nStatus: Downloaded newer image for {reference}\n{reference}\n"
         )
     );
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
     // The manifest is stored byte for byte: same digest as the registry's.
     let inspected = hoist.inspect(&reference);
     assert_eq!(
@@ -224,7 +219,7 @@ fn push_through_proxy(fault: Option<Fault>) -> (Hoist, String, String, u64, Vec<
     .unwrap();
     assert_eq!(record["digest"], json!(layer), "{record}");
     assert_eq!(record["size"], json!(size), "{record}");
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
     (hoist, diff_id, layer, size, proxy.log())
 }
 
@@ -369,7 +364,7 @@ fn r7_noop_repush_is_one_manifest_head() {
         "{again:#?}"
     );
     assert_ne!(remote_digest(&remote), moved, "the tag was put back");
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
 }
 
 #[test]
@@ -398,7 +393,7 @@ fn r7_pull_refuses_a_corrupt_blob_and_stores_nothing() {
         "the corrupt layer must not be stored"
     );
     assert!(!hoist.ok(&["images"]).contains("bad"), "no image is tagged");
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
 }
 
 #[test]
@@ -508,7 +503,7 @@ fn r7_a_pushed_base_layer_is_mounted_or_skipped_never_uploaded_again() {
         remote_digest(&format!("docker://{}/base/a:2", registry.host())),
         remote_digest(&remote_b)
     );
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
 }
 
 #[test]
@@ -558,7 +553,7 @@ fn r7_basic_auth_from_docker_config() {
         "{}",
         String::from_utf8_lossy(&pulled.stderr)
     );
-    assert_fsck_clean(&puller);
+    puller.assert_fsck_clean();
 }
 
 /// Writes an OCI layout holding an index over the busybox image of
@@ -638,7 +633,7 @@ fn r7_pull_multi_arch_index() {
         json!([format!("{}/multi/busybox@{index_digest}", registry.host())]),
         "RepoDigests name the index, as Docker's do"
     );
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
 
     // Variants: arm64 is arm64/v8.
     for platform in ["linux/arm64", "linux/arm64/v8"] {
@@ -692,7 +687,7 @@ fn r7_prune_keeps_a_pulled_index_byte_for_byte_while_its_image_lives() {
     );
     let images = hoist.ok(&["images", "--digests"]);
     assert!(images.contains(&index_digest), "{images}");
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
 
     // The host's manifest goes back to the registry with the index's
     // entry's digest.
@@ -716,7 +711,7 @@ fn r7_prune_keeps_a_pulled_index_byte_for_byte_while_its_image_lives() {
     hoist.ok(&["rmi", &reference, &again]);
     hoist.ok(&["prune", "-f"]);
     assert!(!stored.exists(), "the index went with its image");
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
 }
 
 #[test]
@@ -738,7 +733,7 @@ fn r7_pull_resumes_broken_blobs_and_retries_throttling() {
     let reference = format!("{}/lib/busybox:1", proxy.host());
     let out = hoist.ok(&["pull", &reference]);
     assert!(out.contains(&format!("Digest: {digest}")), "{out}");
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
     let log = proxy.log();
     let statuses: Vec<u16> = log
         .iter()
@@ -803,7 +798,7 @@ fn r7_docker_io_pulls_go_through_a_configured_mirror() {
         .filter_map(Result::ok)
         .any(|e| e.file_name() == "data");
     assert!(cached, "the mirror cached what it served");
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
 }
 
 #[test]
@@ -863,7 +858,7 @@ fn r7_pull_of_a_docker_schema2_image_keeps_its_manifest() {
         out.contains(&format!("Digest: {}", remote_digest(&remote))),
         "{out}"
     );
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
     assert_eq!(hoist.exec(&reference, &["echo", "v2s2"]), "v2s2\n");
     // The registry's digest stays the image's name there.
     assert_eq!(
@@ -897,7 +892,7 @@ fn r7_pull_of_a_docker_schema2_image_keeps_its_manifest() {
     );
     // GC keeps the original manifest with the image.
     hoist.ok(&["system", "prune", "-f"]);
-    assert_fsck_clean(&hoist);
+    hoist.assert_fsck_clean();
     // And back out: the registry gets the same manifest.
     let again = format!("{}/lib/v2s2-copy:1", registry.host());
     hoist.ok(&["tag", &reference, &again]);
