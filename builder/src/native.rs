@@ -589,14 +589,7 @@ fn oci_marker(path: &Path, meta: Option<&std::fs::Metadata>) -> Result<(), StepE
     fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o0))
         .map_err(io("creating a whiteout"))?;
     if let Some(meta) = meta {
-        let t = rustix::fs::Timespec {
-            tv_sec: meta.mtime(),
-            tv_nsec: meta.mtime_nsec() as _,
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: t,
-            last_modification: t,
-        };
+        let times = times_of(meta);
         rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::empty())
             .map_err(|e| io("creating a whiteout")(e.into()))?;
     }
@@ -699,14 +692,7 @@ mod tests {
             let path = root.join(name);
             let before = fs_err::metadata(&path).unwrap();
             fs_err::write(&path, content).unwrap();
-            let t = rustix::fs::Timespec {
-                tv_sec: before.mtime(),
-                tv_nsec: before.mtime_nsec() as _,
-            };
-            let times = rustix::fs::Timestamps {
-                last_access: t,
-                last_modification: t,
-            };
+            let times = times_of(&before);
             rustix::fs::utimensat(rustix::fs::CWD, &path, &times, rustix::fs::AtFlags::empty())
                 .unwrap();
         }
