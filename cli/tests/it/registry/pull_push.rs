@@ -967,3 +967,117 @@ fn copy_out_with_skopeo(remote: &str) {
         &format!("oci:{}:copy", layout.path().display()),
     ]);
 }
+
+/// Builds `tag`: busybox and one layer of several MiB, so that its gzip is
+/// several members (one per MiB of tar, see hoist-store's compress.rs):
+/// text-like numbers, which compress, and random bytes, which are stored,
+/// with their checksums in `/sums` to check the files wherever they land.
+fn build_multi_member_image(hoist: &Hoist, tag: &str) {
+    let context = crate::common::dockerfile_context(
+        "FROM busybox\n\
+         RUN cd / && seq 1 500000 > numbers && head -c 2097152 /dev/urandom > random \
+         && md5sum numbers random > sums\n",
+    );
+    hoist.build(context.path(), &["-t", tag]);
+}
+
+/// Checks the files of [`build_multi_member_image`] in an unpacked root.
+fn assert_sums_match(rootfs: &Path) {
+    let out = std::process::Command::new("md5sum")
+        .args(["-c", "sums"])
+        .current_dir(rootfs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "md5sum -c in {}: {}{}",
+        rootfs.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Copies `source` into a fresh OCI layout with skopeo (which verifies
+/// every blob) and unpacks it with umoci (which decompresses every layer
+/// and checks its diff ID); returns the unpacked rootfs's bundle.
+fn unpack_with_skopeo_and_umoci(source: &str, skopeo_flags: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let mut args = vec!["copy"];
+    args.extend_from_slice(skopeo_flags);
+    let dest = format!("oci:{}:copy", layout.display());
+    args.extend_from_slice(&[source, &dest]);
+    skopeo(&args);
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:copy", layout.display()))
+        .arg(dir.path().join("bundle"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci unpack of {source}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+#[test]
+fn r7_multi_member_gzip_layers_are_read_by_skopeo_umoci_and_hoist() {
+    let registry = TestRegistry::anonymous();
+    let hoist = Hoist::with_busybox();
+    build_multi_member_image(&hoist, "members:v1");
+    let reference = format!("{}/members:v1", registry.host());
+    hoist.ok(&["tag", "members:v1", &reference]);
+    hoist.ok(&["push", &reference]);
+    let remote = format!("docker://{reference}");
+    let manifest: Value = serde_json::from_str(&remote_raw(&remote)).unwrap();
+    let top = manifest["layers"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        top["mediaType"],
+        json!("application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{manifest}"
+    );
+    // Over 2 MiB compressed (the random file alone is 2 MiB): at least
+    // three members.
+    assert!(
+        top["size"].as_u64().unwrap() > 2 << 20,
+        "the layer is several members: {manifest}"
+    );
+
+    // The registry's copy, through skopeo and umoci.
+    let unpacked = unpack_with_skopeo_and_umoci(&remote, &["--src-tls-verify=false"]);
+    assert_sums_match(&unpacked.path().join("bundle/rootfs"));
+
+    // Pulled back by hoist into an empty store: verified, extracted, run.
+    let pulled = Hoist::new();
+    pulled.ok(&["pull", "-q", &reference]);
+    pulled.assert_fsck_clean();
+    assert_eq!(
+        pulled.exec(&reference, &["sh", "-c", "cd / && md5sum -c sums"]),
+        "numbers: OK\nrandom: OK\n"
+    );
+
+    // `save --format oci` compresses the same way: skopeo and umoci read
+    // the archive too, and hoist loads it back.
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("members.tar");
+    hoist.ok(&[
+        "save",
+        "--format",
+        "oci",
+        "members:v1",
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    let unpacked =
+        unpack_with_skopeo_and_umoci(&format!("oci-archive:{}:v1", archive.display()), &[]);
+    assert_sums_match(&unpacked.path().join("bundle/rootfs"));
+    let loaded = Hoist::new();
+    loaded.ok(&["load", "-i", archive.to_str().unwrap()]);
+    loaded.assert_fsck_clean();
+    assert_eq!(
+        loaded.exec("members:v1", &["sh", "-c", "cd / && md5sum -c sums"]),
+        "numbers: OK\nrandom: OK\n"
+    );
+}
