@@ -17,6 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use hoist_store::compress::compress;
 pub use hoist_store::compress::{Compression, InvalidCompression};
 use hoist_store::digest::{DiffId, Digest, HashingWriter};
 use oci_spec::image::MediaType;
@@ -67,26 +68,29 @@ pub fn write_layer(
     opts: &LayerOptions,
 ) -> Result<LayerInfo, LayerError> {
     let out = HashingWriter::new(BufWriter::with_capacity(256 << 10, out));
-    match compression {
-        Compression::Gzip { level } => {
-            let encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
-            let (encoder, diff_id, empty) = write_tar(upperdir, encoder, opts)?;
-            let out = encoder.finish().map_err(LayerError::Write)?;
-            finish(out, Some(diff_id), compression, empty)
-        }
-        Compression::Zstd { level } => {
-            let encoder =
-                zstd::stream::write::Encoder::new(out, level).map_err(LayerError::Write)?;
-            let (encoder, diff_id, empty) = write_tar(upperdir, encoder, opts)?;
-            let out = encoder.finish().map_err(LayerError::Write)?;
-            finish(out, Some(diff_id), compression, empty)
-        }
-        Compression::Uncompressed => {
-            // The blob is the diff: one hash gives both digests.
-            let (out, empty) = write_layer_tar(upperdir, out, opts)?;
-            finish(out, None, compression, empty)
-        }
+    if compression == Compression::Uncompressed {
+        // The blob is the diff: one hash gives both digests.
+        let (out, empty) = write_layer_tar(upperdir, out, opts)?;
+        return finish(out, None, compression, empty);
     }
+    // The store's compressor, so that a layer made here is byte for byte
+    // the one a push or a save of the same diff makes. It reads, so the tar
+    // is written into a pipe on a thread of its own.
+    let (tar_out, tar_in) = io::pipe().map_err(LayerError::Write)?;
+    std::thread::scope(|scope| {
+        let tar = scope.spawn(move || {
+            let (pipe, diff_id, empty) = write_tar(upperdir, tar_in, opts)?;
+            drop(pipe);
+            Ok::<_, LayerError>((diff_id, empty))
+        });
+        let mut out = out;
+        let compressed = compress(tar_out, &mut out, compression).map_err(LayerError::Write);
+        let (diff_id, empty) = tar
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        compressed?;
+        finish(out, Some(diff_id), compression, empty)
+    })
 }
 
 /// `diff_id` is `None` for an uncompressed layer, whose digest it is.

@@ -196,6 +196,34 @@ fn upperdir_round_trips_through_a_layer() {
 }
 
 #[test]
+fn a_compressed_layer_is_the_one_the_store_makes_of_the_same_diff() {
+    // A push or a save compresses the stored plain tar with the store's
+    // compressor: a layer compressed here must come out byte for byte the
+    // same, or one diff would have two digests per algorithm.
+    let tmp = tempfile::tempdir().unwrap();
+    let upper = tmp.path().join("upper");
+    fs::create_dir(&upper).unwrap();
+    make_upperdir(&upper);
+    // Over a gzip member (1 MiB), so the layer has several.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(upper.join("big"), big).unwrap();
+    let opts = LayerOptions::default();
+    let mut plain = Vec::new();
+    write_layer(&upper, &mut plain, Compression::Uncompressed, &opts).unwrap();
+    for compression in [Compression::default(), Compression::Zstd { level: 3 }] {
+        let mut layer = Vec::new();
+        let info = write_layer(&upper, &mut layer, compression, &opts).unwrap();
+        let mut expected = Vec::new();
+        hoist_store::compress::compress(plain.as_slice(), &mut expected, compression).unwrap();
+        assert!(layer == expected, "{compression:?}: not the store's bytes");
+        assert_eq!(
+            info.diff_id.digest(),
+            hoist_store::digest::sha256_bytes(&plain)
+        );
+    }
+}
+
+#[test]
 fn layers_are_deterministic_and_clamp_mtimes() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = LayerOptions {
