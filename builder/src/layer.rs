@@ -85,10 +85,13 @@ pub fn write_layer(
         });
         let mut out = out;
         let compressed = compress(tar_out, &mut out, compression).map_err(LayerError::Write);
-        let (diff_id, empty) = tar
+        let written = tar
             .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // The compressor's error first: when it stops, the tar's writes
+        // fail with a broken pipe, which would hide the cause.
         compressed?;
+        let (diff_id, empty) = written?;
         finish(out, Some(diff_id), compression, empty)
     })
 }
