@@ -67,7 +67,7 @@ pub fn write_layer(
     compression: Compression,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, LayerError> {
-    let out = HashingWriter::new(BufWriter::with_capacity(256 << 10, out));
+    let mut out = HashingWriter::new(BufWriter::with_capacity(256 << 10, out));
     if compression == Compression::Uncompressed {
         // The blob is the diff: one hash gives both digests.
         let (out, empty) = write_layer_tar(upperdir, out, opts)?;
@@ -83,7 +83,6 @@ pub fn write_layer(
             drop(pipe);
             Ok::<_, LayerError>((diff_id, empty))
         });
-        let mut out = out;
         let compressed = compress(tar_out, &mut out, compression).map_err(LayerError::Write);
         let written = tar
             .join()

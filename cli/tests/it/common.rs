@@ -226,6 +226,18 @@ pub fn copy_i386_fixture(dir: &Path) {
     std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// An image whose one layer is several MiB, so several gzip members once
+/// compressed (one per MiB of tar, see hoist-store's compress.rs): numbers,
+/// which compress, and random bytes, which are stored, with their sums in
+/// `/sums`. Its command checks them and prints [`MULTI_MEMBER_SUMS_OK`].
+pub const MULTI_MEMBER_DOCKERFILE: &str = "FROM busybox\n\
+    RUN cd / && seq 1 500000 > numbers && head -c 2097152 /dev/urandom > random \
+    && md5sum numbers random > sums\n\
+    CMD [\"sh\", \"-c\", \"cd / && md5sum -c sums\"]\n";
+
+/// What [`MULTI_MEMBER_DOCKERFILE`]'s command prints when every file is intact.
+pub const MULTI_MEMBER_SUMS_OK: &str = "numbers: OK\nrandom: OK\n";
+
 pub fn dockerfile_context(contents: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), contents).unwrap();

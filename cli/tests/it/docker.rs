@@ -294,14 +294,6 @@ fn docker_loads_and_runs_what_hoist_saves() {
     let _ = run(docker().args(["rmi", "-f", "hoist-saved:test"]));
 }
 
-/// An image with a layer of several MiB, so several gzip members once
-/// compressed (one per MiB of tar): text that compresses and random bytes
-/// that are stored, checked by their sums when the container runs.
-const MULTI_MEMBER: &str = "FROM busybox\n\
-    RUN cd / && seq 1 500000 > numbers && head -c 2097152 /dev/urandom > random \
-    && md5sum numbers random > sums\n\
-    CMD [\"sh\", \"-c\", \"cd / && md5sum -c sums\"]\n";
-
 #[test]
 #[ignore = "opt-in: needs a running dockerd (see the module docs)"]
 fn r7_docker_pulls_and_runs_what_hoist_pushes() {
@@ -309,7 +301,7 @@ fn r7_docker_pulls_and_runs_what_hoist_pushes() {
     let registry = crate::registry::harness::TestRegistry::anonymous();
     let hoist = Hoist::with_busybox();
     let reference = format!("{}/hoist-pushed:test", registry.host());
-    let context = crate::common::dockerfile_context(MULTI_MEMBER);
+    let context = crate::common::dockerfile_context(crate::common::MULTI_MEMBER_DOCKERFILE);
     hoist.ok(&[
         "build",
         "-q",
@@ -328,6 +320,6 @@ fn r7_docker_pulls_and_runs_what_hoist_pushes() {
         .to_owned();
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
     let out = run(docker().args(["run", "--rm", "--network", "none", &reference]));
-    assert_eq!(out, "numbers: OK\nrandom: OK\n");
+    assert_eq!(out, crate::common::MULTI_MEMBER_SUMS_OK);
     let _ = run(docker().args(["rmi", "-f", &reference]));
 }
