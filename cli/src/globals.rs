@@ -33,10 +33,19 @@ impl Globals {
         }
     }
 
-    /// Opens (creating if needed) the store at [`Globals::store_root`].
+    /// Opens (creating if needed) the store at [`Globals::store_root`],
+    /// warning about the images a machine crash cost.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let root = self.store_root()?;
-        Store::open(&root).with_context(|| format!("cannot open the store at {}", root.display()))
+        let store = Store::open(&root)
+            .with_context(|| format!("cannot open the store at {}", root.display()))?;
+        for image in store.lost_in_crash() {
+            eprintln!(
+                "hoist: {image} was lost in a crash before its layers reached the disk; \
+                 build it again"
+            );
+        }
+        Ok(store)
     }
 
     /// Per-host registry settings: daemon.json, certs.d, hoist's config

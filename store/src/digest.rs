@@ -55,6 +55,21 @@ pub fn sha256_bytes(bytes: &[u8]) -> Digest {
     sha256_of(hasher)
 }
 
+/// Digests a file's content, read in 1 MiB chunks (for checking stored
+/// blobs without the [`crate::VerifiedReader`]'s expectations).
+pub(crate) fn hash_file(path: &std::path::Path) -> io::Result<Digest> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            return Ok(sha256_of(hasher));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 /// The digest of a layer's uncompressed tar stream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DiffId(String);

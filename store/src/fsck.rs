@@ -3,14 +3,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read;
 use std::path::PathBuf;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
-use sha2::{Digest as _, Sha256};
 
 use crate::cache::{read_entry, validate_key};
-use crate::digest::{Digest, parse_digest, sha256_of};
+use crate::digest::{Digest, hash_file, parse_digest};
 use crate::image::entry_name;
 use crate::store::{Store, fsync_dir, remove_dir_atomic, remove_file_if_exists};
 use crate::{Result, StoreError};
@@ -125,7 +123,6 @@ impl Store {
     fn check_blobs(&self, repair: bool, report: &mut FsckReport) -> Result<HashSet<String>> {
         let dir = self.blobs_dir();
         let mut good = HashSet::new();
-        let mut buf = vec![0u8; 1 << 20];
         for item in std::fs::read_dir(&dir).map_err(StoreError::io(&dir))? {
             let item = item.map_err(StoreError::io(&dir))?;
             let path = item.path();
@@ -140,16 +137,7 @@ impl Store {
                 continue;
             };
             report.blobs_checked += 1;
-            let mut file = std::fs::File::open(&path).map_err(StoreError::io(&path))?;
-            let mut hasher = Sha256::new();
-            loop {
-                let n = file.read(&mut buf).map_err(StoreError::io(&path))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
-            let actual = sha256_of(hasher);
+            let actual = hash_file(&path).map_err(StoreError::io(&path))?;
             if actual == expected {
                 good.insert(name);
             } else {

@@ -21,6 +21,7 @@ use crate::cache::CacheEntry;
 use crate::digest::{ChainId, DiffId, Digest, parse_digest};
 use crate::image::entry_name;
 use crate::store::{Store, fsync_dir, remove_file_if_exists, unpublish_dir};
+use crate::unsynced::Unsynced;
 use crate::{Result, StoreError};
 
 /// What to collect besides unreferenced blobs and snapshots.
@@ -109,9 +110,9 @@ impl Marks {
     }
 }
 
-struct ImageRefs {
+pub(crate) struct ImageRefs {
     /// The image's blobs, compressed variants of its layers included.
-    blobs: Vec<String>,
+    pub(crate) blobs: Vec<String>,
     chains: Vec<String>,
     diff_ids: Vec<String>,
 }
@@ -257,6 +258,7 @@ impl Store {
                 continue;
             }
             if remove_file_if_exists(&self.blob_path_hex(&hex))? {
+                self.forget_unsynced(Unsynced::Blob, &hex)?;
                 report.reclaimed += size;
                 report
                     .blobs
@@ -281,7 +283,7 @@ impl Store {
             }
             let path = self.snapshots_dir().join(&hex);
             doomed.extend(unpublish_dir(self, &path)?);
-            self.forget_unsynced(&hex)?;
+            self.forget_unsynced(Unsynced::Snapshot, &hex)?;
             report
                 .snapshots
                 .extend(format!("sha256:{hex}").parse::<ChainId>().ok());
@@ -558,7 +560,7 @@ impl Store {
     /// The blobs and chain IDs an image consists of. Fails when its manifest
     /// or config cannot be read: collecting around a broken image could
     /// delete what it needs, so GC stops and asks for `hoist fsck`.
-    fn image_refs(&self, manifest: &Digest) -> Result<ImageRefs> {
+    pub(crate) fn image_refs(&self, manifest: &Digest) -> Result<ImageRefs> {
         let broken = |err: StoreError| {
             StoreError::invalid(
                 format!("image {manifest}"),
@@ -689,7 +691,7 @@ pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// The names of the entries of `dir` (none when it does not exist).
-fn list_dir_names(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn list_dir_names(dir: &Path) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

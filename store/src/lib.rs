@@ -12,15 +12,21 @@
 //! <root>/hoist/compressed/<diffid>/<gzip|zstd>  the compressed blob made for a layer on export
 //! <root>/hoist/context-index/, cache-recent/, cache-files/   the builder's cache records
 //! <root>/hoist/unsynced/<boot-id>/<chainid>     snapshots whose data was left to the kernel
+//! <root>/hoist/unsynced/<boot-id>/blobs/<hex>   blobs (a build's layers) not yet synced
 //! <root>/hoist/trash/               trees nobody needs, deleted off the critical path
 //! ```
 //!
 //! Guarantees: every write goes to a temp file in the session directory, is
-//! verified, fsynced and renamed into place (snapshots, caches of their
-//! blobs, are not fsynced but dropped after a reboot: see
-//! [`Store::commit_snapshot`]); index.json is replaced atomically
-//! under an exclusive lock; a crash leaves only a stale session directory,
-//! removed by the next [`Store::open`]. Work in flight is protected from GC by
+//! verified, fsynced and renamed into place; index.json is replaced
+//! atomically under an exclusive lock; a process that dies leaves only a
+//! stale session directory, removed by the next [`Store::open`]. Two kinds
+//! of data are not fsynced, and are recorded under `hoist/unsynced` before
+//! they are published instead: snapshots, caches of their blobs, dropped
+//! after a reboot (see [`Store::commit_snapshot`]); and the layer blobs a
+//! build makes, durable within about 30 s of the build or at once after
+//! `sync`: a machine crash before then loses them, and the cache entries
+//! and tags that need them, but never leaves a corrupt store (see
+//! [`BlobWriter::commit_unsynced`]). Work in flight is protected from GC by
 //! *leases*: each session records the blobs and chain IDs it created or
 //! looked up, and [`Store::gc`] treats the leases of live sessions as roots.
 
@@ -49,6 +55,7 @@ pub mod snapshot;
 mod sources;
 mod store;
 pub mod tar_guard;
+mod unsynced;
 
 pub use blob::{BlobWriter, ExpectedBlob, VerifiedReader};
 pub use cache::{CacheEntry, CacheRecord};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::digest::ChainId;
 use crate::lock::{LockGuard, lock};
 use crate::session::{Leases, Session, sweep_and_collect_leases};
+use crate::unsynced::{SETTLED_AFTER, Unsynced};
 use crate::{Result, StoreError};
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -21,6 +22,8 @@ pub struct Store {
     root: PathBuf,
     session: Session,
     lazy: crate::lazy::Lazy,
+    /// Images this open removed because a crash lost blobs they need.
+    lost_in_crash: Vec<String>,
 }
 
 /// The default root: `/var/lib/hoist` for root, else `$XDG_DATA_HOME/hoist`,
@@ -44,8 +47,9 @@ pub fn default_root() -> Result<PathBuf> {
 
 impl Store {
     /// Opens the store at `root`, creating the layout when missing (the root
-    /// itself with mode 0700), and removes what crashed processes left in
-    /// `hoist/tmp`.
+    /// itself with mode 0700), removes what crashed processes left in
+    /// `hoist/tmp`, and what a machine crash may have lost (see
+    /// [`Store::lost_in_crash`]).
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         if !root.is_dir() {
@@ -68,10 +72,11 @@ impl Store {
             std::fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
         }
         let session = Session::create(&root.join("hoist/tmp"))?;
-        let store = Store {
+        let mut store = Store {
             root,
             session,
             lazy: crate::lazy::Lazy::default(),
+            lost_in_crash: Vec::new(),
         };
         store.create_if_missing("oci-layout", OCI_LAYOUT)?;
         store.create_if_missing("index.json", EMPTY_INDEX)?;
@@ -82,23 +87,18 @@ impl Store {
         }
         if store.has_earlier_boot_records()? {
             let _guard = store.lock_exclusive()?;
-            store.drop_snapshots_of_earlier_boots()?;
+            store.lost_in_crash = store.recover_earlier_boots()?;
         }
+        store.settle_unsynced_blobs(SETTLED_AFTER);
         Ok(store)
     }
 
-    /// Whether `hoist/unsynced` holds records of another boot (a cheap
-    /// check, made without a lock, on every open).
-    fn has_earlier_boot_records(&self) -> Result<bool> {
-        let root = self.root.join("hoist/unsynced");
-        let current = boot_id()?;
-        match std::fs::read_dir(&root) {
-            Ok(mut entries) => {
-                Ok(entries.any(|e| e.map_or(true, |e| e.file_name().to_str() != Some(current))))
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(StoreError::io(&root)(err)),
-        }
+    /// The images (`name:tag`, or the manifest digest of an untagged one)
+    /// that this open removed from index.json: a machine crash lost layers
+    /// they need before those reached the disk (see
+    /// [`crate::BlobWriter::commit_unsynced`]). Build them again.
+    pub fn lost_in_crash(&self) -> &[String] {
+        &self.lost_in_crash
     }
 
     /// The root directory.
@@ -148,15 +148,16 @@ impl Store {
     /// snapshot's path.
     ///
     /// Durability: a snapshot's files are never fsynced, one by one or with
-    /// `syncfs`. The layer blob it was made from (or made into) is, and a
-    /// snapshot is only a cache of that blob. So before the rename, the
-    /// snapshot is recorded as written during this boot
-    /// (`hoist/unsynced/<boot-id>/<hex>`, the one fsync it costs); the kernel
-    /// writes its data back in its own time, and [`Store::open`] in a later
-    /// boot removes every snapshot recorded under an earlier boot, which is
-    /// then extracted again from its blob when needed. A process that dies
-    /// leaves its page cache intact, so only a machine crash (or a reboot)
-    /// costs anything, and never a corrupt snapshot.
+    /// `syncfs`. A snapshot is only a cache of the layer blob it was made
+    /// from (or made into). So before the rename, the snapshot is recorded
+    /// as written during this boot (`hoist/unsynced/<boot-id>/<hex>`, the
+    /// one fsync it costs); the kernel writes its data back in its own
+    /// time, and [`Store::open`] in a later boot removes every snapshot
+    /// recorded under an earlier boot, which is then extracted again from
+    /// its blob when needed. A process that dies leaves its page cache
+    /// intact, so only a machine crash (or a reboot) costs anything, and
+    /// never a corrupt snapshot. (The blob a build made is itself durable
+    /// only some 30 s later: see [`crate::BlobWriter::commit_unsynced`].)
     pub fn commit_snapshot(&self, staged: &Path, chain_id: &ChainId) -> Result<PathBuf> {
         let target = self.snapshot_path(chain_id);
         let _guard = self.lock_shared()?;
@@ -165,7 +166,7 @@ impl Store {
             self.discard_tree(staged)?;
             return Ok(target);
         }
-        self.record_unsynced(chain_id)?;
+        self.record_unsynced(Unsynced::Snapshot, chain_id.hex())?;
         match std::fs::rename(staged, &target) {
             Ok(()) => {}
             // ENOTEMPTY/EEXIST: a concurrent commit of the same chain won.
@@ -199,68 +200,6 @@ impl Store {
             std::fs::remove_dir_all(dir).map_err(StoreError::io(dir))?;
         }
         Ok(())
-    }
-
-    /// `hoist/unsynced/<boot-id>`: snapshots published during that boot.
-    fn unsynced_dir(&self, boot: &str) -> PathBuf {
-        self.root.join("hoist/unsynced").join(boot)
-    }
-
-    /// Records `chain_id` as published in this boot, durably (the record
-    /// must reach the disk before the snapshot's rename can).
-    fn record_unsynced(&self, chain_id: &ChainId) -> Result<()> {
-        let dir = self.unsynced_dir(boot_id()?);
-        let marker = dir.join(chain_id.hex());
-        if marker.exists() {
-            return Ok(());
-        }
-        std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-        File::create(&marker).map_err(StoreError::io(&marker))?;
-        fsync_dir(&dir)?;
-        // A new boot directory must itself be durable: its entry is synced
-        // once per process (whoever made it may not have synced it yet),
-        // not once per snapshot.
-        static BOOT_DIR_SYNCED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-        if BOOT_DIR_SYNCED.get() != Some(&dir)
-            && let Some(parent) = dir.parent()
-        {
-            fsync_dir(parent)?;
-            let _ = BOOT_DIR_SYNCED.set(dir);
-        }
-        Ok(())
-    }
-
-    /// Drops this boot's record of a snapshot GC removed.
-    pub(crate) fn forget_unsynced(&self, hex: &str) -> Result<()> {
-        let marker = self.unsynced_dir(boot_id()?).join(hex);
-        remove_file_if_exists(&marker).map(|_| ())
-    }
-
-    /// Removes the snapshots recorded under earlier boots (their data may
-    /// not have reached the disk before the machine went down), then the
-    /// records. Call with the exclusive lock held.
-    fn drop_snapshots_of_earlier_boots(&self) -> Result<()> {
-        let root = self.root.join("hoist/unsynced");
-        let current = boot_id()?;
-        let boots = match std::fs::read_dir(&root) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(StoreError::io(&root)(err)),
-        };
-        for boot in boots {
-            let boot = boot.map_err(StoreError::io(&root))?;
-            if boot.file_name().to_str() == Some(current) {
-                continue;
-            }
-            let dir = boot.path();
-            for marker in std::fs::read_dir(&dir).map_err(StoreError::io(&dir))? {
-                let marker = marker.map_err(StoreError::io(&dir))?;
-                let snapshot = self.snapshots_dir().join(marker.file_name());
-                remove_dir_atomic(self, &snapshot)?;
-            }
-            std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
-        }
-        fsync_dir(&root)
     }
 
     pub(crate) fn lazy(&self) -> &crate::lazy::Lazy {
@@ -360,27 +299,6 @@ fn nanos_now() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
-}
-
-/// This boot's ID (`/proc/sys/kernel/random/boot_id`), read once.
-fn boot_id() -> Result<&'static str> {
-    static BOOT_ID: std::sync::OnceLock<std::result::Result<String, String>> =
-        std::sync::OnceLock::new();
-    const PATH: &str = "/proc/sys/kernel/random/boot_id";
-    let id = BOOT_ID.get_or_init(|| match std::fs::read_to_string(PATH) {
-        Ok(text) => {
-            let id = text.trim().to_owned();
-            let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-            if valid {
-                Ok(id)
-            } else {
-                Err(format!("unexpected content {id:?}"))
-            }
-        }
-        Err(err) => Err(err.to_string()),
-    });
-    id.as_deref()
-        .map_err(|reason| StoreError::invalid(PATH, reason))
 }
 
 /// Removes a file, treating "already gone" as success.

@@ -14,3 +14,4 @@ mod crash;
 mod gc;
 mod images;
 mod layout;
+mod unsynced;
