@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::blob::ExpectedBlob;
 use crate::digest::{DiffId, Digest, HashingWriter, parse_digest};
 use crate::extract::decompress;
+use crate::extract::decompress::read_full;
 use crate::store::Store;
 use crate::{Result, StoreError};
 
@@ -216,41 +217,46 @@ fn parallel_gzip(
     // store's file, the upload) overlap the compression instead of waiting
     // for a batch.
     let in_flight = workers.max(1) * 2;
+    // Jobs come back once their member is written and carry the next
+    // block: a stream allocates its buffers and compressors once.
+    let mut spare: Vec<MemberJob> = Vec::new();
     rayon::in_place_scope(|scope| -> io::Result<()> {
-        let mut pending: VecDeque<Receiver<io::Result<Vec<u8>>>> = VecDeque::new();
+        let mut pending: VecDeque<Receiver<io::Result<MemberJob>>> = VecDeque::new();
         let mut eof = false;
         loop {
             while !eof && pending.len() < in_flight {
-                let block = read_block(&mut reader, GZIP_MEMBER)?;
-                eof = block.len() < GZIP_MEMBER;
+                let mut job = spare.pop().unwrap_or_default();
+                let len = job.read_block(&mut reader)?;
+                eof = len < GZIP_MEMBER;
                 // Empty input is still one (empty) member: a gzip file has
                 // at least one.
-                if block.is_empty() && total > 0 {
+                if len == 0 && total > 0 {
                     break;
                 }
-                total += block.len() as u64;
+                total += len as u64;
                 let (done, result) = sync_channel(1);
                 scope.spawn(move |_| {
                     // The receiver is gone only when the writer failed.
-                    let _ = done.send(gzip_member(&block, level));
+                    let _ = done.send(job.compress(level));
                 });
                 pending.push_back(result);
             }
             let Some(next) = pending.pop_front() else {
                 return Ok(());
             };
-            let member = wait_for(&next)?;
-            out.write_all(&member)?;
+            let job = wait_for(&next)?;
+            out.write_all(job.member())?;
+            spare.push(job);
         }
     })?;
     out.flush()?;
     Ok(total)
 }
 
-/// A block's gzip member, once its job has run. On a pool thread (a
-/// caller compressing several layers with rayon) this runs other jobs
-/// while it waits, so the pool can never block on its own work.
-fn wait_for(result: &Receiver<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
+/// A job's result, once it has run. On a pool thread (a caller
+/// compressing several layers with rayon) this runs other jobs while it
+/// waits, so the pool can never block on its own work.
+fn wait_for<T>(result: &Receiver<io::Result<T>>) -> io::Result<T> {
     let stopped = || io::Error::other("a compression worker stopped");
     loop {
         match result.try_recv() {
@@ -273,30 +279,90 @@ fn wait_for(result: &Receiver<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
 /// looks for other jobs again.
 const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Reads up to `size` bytes, stopping short only at EOF.
-fn read_block(reader: &mut impl Read, size: usize) -> io::Result<Vec<u8>> {
-    let mut block = Vec::with_capacity(size);
-    reader.take(size as u64).read_to_end(&mut block)?;
-    Ok(block)
+/// One block on its way through the pipeline: the block as read, its gzip
+/// member once compressed, and the compressors that made it. A job is
+/// reused for block after block, so its buffers are allocated and zeroed
+/// once: fresh ones for every MiB (their zeroing and the page faults of new
+/// memory) were about 8% of a push's CPU.
+#[derive(Default)]
+struct MemberJob {
+    /// `GZIP_MEMBER` bytes once used; the block is its first `block_len`.
+    block: Vec<u8>,
+    block_len: usize,
+    /// At least the compress bound of a block; the member is its first
+    /// `member_len` bytes.
+    member: Vec<u8>,
+    member_len: usize,
+    compressors: Compressors,
+}
+
+impl MemberJob {
+    /// Reads the next block (up to [`GZIP_MEMBER`] bytes, fewer only at
+    /// EOF) and returns its length.
+    fn read_block(&mut self, reader: &mut impl Read) -> io::Result<usize> {
+        self.block.resize(GZIP_MEMBER, 0);
+        self.block_len = read_full(reader, &mut self.block)?;
+        Ok(self.block_len)
+    }
+
+    fn compress(mut self, level: i32) -> io::Result<Self> {
+        self.member_len = gzip_member(
+            &self.block[..self.block_len],
+            level,
+            &mut self.compressors,
+            &mut self.member,
+        )?;
+        Ok(self)
+    }
+
+    fn member(&self) -> &[u8] {
+        &self.member[..self.member_len]
+    }
+}
+
+/// libdeflate compressors by level, made once per job: each one is a few
+/// hundred KiB of tables.
+#[derive(Default)]
+struct Compressors(Vec<(i32, Compressor)>);
+
+impl Compressors {
+    fn at(&mut self, level: i32) -> io::Result<&mut Compressor> {
+        let index = match self.0.iter().position(|(l, _)| *l == level) {
+            Some(index) => index,
+            None => {
+                self.0
+                    .push((level, Compressor::new(compression_level(level)?)));
+                self.0.len() - 1
+            }
+        };
+        Ok(&mut self.0[index].1)
+    }
 }
 
 /// One block as a complete gzip member (RFC 1952: header with no name and
 /// no mtime, deflate data, CRC-32 and length), compressed by libdeflate at
-/// `level`. A block that does not compress (random or already compressed
-/// data) is stored as it is, at the speed of a copy.
-fn gzip_member(block: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    let level = if incompressible(block, level) {
+/// `level` into `out` (grown to the compress bound when shorter). Returns
+/// the member's length. A block that does not compress (random or already
+/// compressed data) is stored as it is, at the speed of a copy.
+fn gzip_member(
+    block: &[u8],
+    level: i32,
+    compressors: &mut Compressors,
+    out: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let bound = compressors.at(level)?.gzip_compress_bound(block.len());
+    if out.len() < bound {
+        out.resize(bound, 0);
+    }
+    let level = if incompressible(block, level, compressors, out)? {
         0
     } else {
         level
     };
-    let mut compressor = Compressor::new(compression_level(level)?);
-    let mut out = vec![0; compressor.gzip_compress_bound(block.len())];
-    let len = compressor
-        .gzip_compress(block, &mut out)
-        .map_err(|err| io::Error::other(format!("gzip: {err}")))?;
-    out.truncate(len);
-    Ok(out)
+    compressors
+        .at(level)?
+        .gzip_compress(block, out)
+        .map_err(|err| io::Error::other(format!("gzip: {err}")))
 }
 
 fn compression_level(level: i32) -> io::Result<CompressionLvl> {
@@ -315,32 +381,32 @@ const SAMPLE: usize = 16 << 10;
 /// over it compress to more than 95% of their size. The answer depends
 /// only on the content, so the output stays the same on any machine.
 /// (klauspost's encoders, which skopeo and Docker use, skip such data too.)
-fn incompressible(block: &[u8], level: i32) -> bool {
+fn incompressible(
+    block: &[u8],
+    level: i32,
+    compressors: &mut Compressors,
+    scratch: &mut [u8],
+) -> io::Result<bool> {
     if level == 0 || block.len() < 4 * SAMPLE {
-        return false;
+        return Ok(false);
     }
-    let Ok(level) = compression_level(level) else {
-        return false;
-    };
-    let mut compressor = Compressor::new(level);
+    let compressor = compressors.at(level)?;
     // A sample that does not fit in 95% of its size did not compress.
-    let mut room = vec![0; SAMPLE * 95 / 100];
+    let room = &mut scratch[..SAMPLE * 95 / 100];
     let limit = 4 * SAMPLE * 95 / 100;
     let mut written = 0;
     for i in 0..4 {
         let start = i * (block.len() - SAMPLE) / 3;
         let sample = &block[start..start + SAMPLE];
-        written += compressor
-            .deflate_compress(sample, &mut room)
-            .unwrap_or(SAMPLE);
+        written += compressor.deflate_compress(sample, room).unwrap_or(SAMPLE);
         // Stop once the samples left could not reach the limit even if
         // they did not compress at all: one sample decides for most
         // blocks, with the same answer as all four.
         if written + (3 - i) * SAMPLE <= limit {
-            return false;
+            return Ok(false);
         }
     }
-    written > limit
+    Ok(written > limit)
 }
 
 /// What `hoist/compressed/<diffid>/<algorithm>` holds.
@@ -598,6 +664,19 @@ mod tests {
         data
     }
 
+    /// Bytes that do not compress (xorshift).
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn parses_compression() {
         let cases = [
@@ -685,8 +764,11 @@ mod tests {
         // layers at once on two threads).
         let data = sample(7 * GZIP_MEMBER + 300);
         let mut expected = Vec::new();
+        let mut compressors = Compressors::default();
+        let mut member = Vec::new();
         for block in data.chunks(GZIP_MEMBER) {
-            expected.extend(gzip_member(block, 2).unwrap());
+            let len = gzip_member(block, 2, &mut compressors, &mut member).unwrap();
+            expected.extend_from_slice(&member[..len]);
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
@@ -713,16 +795,8 @@ mod tests {
 
     #[test]
     fn incompressible_blocks_are_stored_and_others_compressed() {
-        // Random bytes (xorshift), text, and a layer half of each.
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let random: Vec<u8> = (0..3 * GZIP_MEMBER)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect();
+        // Random bytes, text, and a layer half of each.
+        let random = noise(3 * GZIP_MEMBER);
         let text = sample(3 * GZIP_MEMBER);
         let mut mixed = random[..GZIP_MEMBER].to_vec();
         mixed.extend_from_slice(&text[..GZIP_MEMBER]);
@@ -746,8 +820,40 @@ mod tests {
                 .unwrap();
             assert!(back == *data, "{name}: round trip differs");
         }
-        assert!(incompressible(&random[..GZIP_MEMBER], 1));
-        assert!(!incompressible(&text[..GZIP_MEMBER], 1));
+        let mut compressors = Compressors::default();
+        let mut scratch = vec![0; SAMPLE];
+        for (name, block, expected) in [("random", &random, true), ("text", &text, false)] {
+            let judged =
+                incompressible(&block[..GZIP_MEMBER], 1, &mut compressors, &mut scratch).unwrap();
+            assert_eq!(judged, expected, "{name}: incompressible");
+        }
+    }
+
+    #[test]
+    fn reused_jobs_make_the_members_fresh_ones_would() {
+        // With one worker each job carries every other block: a stored
+        // block after a compressed one, a compressed one after a stored
+        // one, and a short last block after full ones must each come out
+        // as a job made for it alone would make it.
+        let random = noise(2 * GZIP_MEMBER);
+        let text = sample(2 * GZIP_MEMBER);
+        let mut data = text[..GZIP_MEMBER].to_vec();
+        data.extend_from_slice(&random[..GZIP_MEMBER]);
+        data.extend_from_slice(&text[GZIP_MEMBER..]);
+        data.extend_from_slice(&random[GZIP_MEMBER..]);
+        data.extend_from_slice(&text[..1000]);
+        let mut expected = Vec::new();
+        for block in data.chunks(GZIP_MEMBER) {
+            let mut member = Vec::new();
+            let len = gzip_member(block, 1, &mut Compressors::default(), &mut member).unwrap();
+            expected.extend_from_slice(&member[..len]);
+        }
+        for workers in [1, 2] {
+            let mut out = Vec::new();
+            let gzip = Compression::Gzip { level: 1 };
+            compress_with(data.as_slice(), &mut out, gzip, workers).unwrap();
+            assert!(out == expected, "{workers} workers: members differ");
+        }
     }
 
     /// The members of a multi-member gzip stream, each decoded on its own
