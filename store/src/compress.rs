@@ -29,9 +29,9 @@
 //! - zstd runs in its multi-threaded mode, whose output is the same for any
 //!   number of workers.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError, sync_channel};
 
 use libdeflater::{CompressionLvl, Compressor};
@@ -42,7 +42,8 @@ use crate::blob::ExpectedBlob;
 use crate::digest::{DiffId, Digest, HashingWriter, parse_digest};
 use crate::extract::decompress;
 use crate::extract::decompress::read_full;
-use crate::store::Store;
+use crate::gc::list_dir_names;
+use crate::store::{Store, fsync_dir, remove_file_if_exists};
 use crate::{Result, StoreError};
 
 /// Layer compression. The default is gzip level 1 (see [`Compression::default`]).
@@ -484,10 +485,18 @@ impl Store {
         let verified = layer.digest() == &diff_id.digest();
         let mut checked = HashingReader::new(plain, read, !verified);
         let mut writer = self.blob_writer()?;
-        // The variant is read again only by a later push or save: its
-        // pages go to the disk as they come, so the commit's fsync (on a
-        // push's critical path, before the closing PUT) waits for the tail.
-        writer.write_back_early();
+        // A compressed variant is a cache of its layer: made again whenever
+        // it is missing (a record whose blob is gone counts as none), so a
+        // push need not wait for the disk before its closing PUT. A crash
+        // that cuts it short costs its remaking (the first open after it
+        // drops the blob and its record). An uncompressed layer made from a
+        // compressed one is the layer itself, and is made durable.
+        let variant = compression != Compression::Uncompressed;
+        if !variant {
+            // Read again only later: its pages go to the disk as they come,
+            // so the commit's fsync waits for the tail.
+            writer.write_back_early();
+        }
         let tmp = writer.temp_path().to_owned();
         compress(
             &mut checked,
@@ -506,9 +515,13 @@ impl Store {
                 format!("its content is {actual}, but the image config says {diff_id}"),
             ));
         }
-        let (digest, size) = writer.commit(None::<&ExpectedBlob>)?;
+        let (digest, size) = if variant {
+            writer.commit_unsynced(None::<&ExpectedBlob>)?
+        } else {
+            writer.commit(None::<&ExpectedBlob>)?
+        };
         let descriptor = Descriptor::new(compression.media_type(), size, digest);
-        if compression != Compression::Uncompressed {
+        if variant {
             self.record_variant(diff_id, compression, &descriptor)?;
         }
         Ok(descriptor)
@@ -527,10 +540,30 @@ impl Store {
         };
         entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter_map(|bytes| serde_json::from_slice::<VariantRecord>(&bytes).ok())
-            .filter_map(|record| parse_digest(&record.digest).ok())
+            .filter_map(|e| variant_blob(&e.path()))
             .collect()
+    }
+
+    /// Removes the variant records that name a blob in `lost` (hex
+    /// digests, blobs a crash cut short). Nothing else needs a variant, so
+    /// no image goes with it: the next push or save makes it again. Call
+    /// with the exclusive lock held.
+    pub(crate) fn forget_variants_of(&self, lost: &HashSet<String>) -> Result<()> {
+        let root = self.compressed_dir();
+        for diff_id_hex in list_dir_names(&root)? {
+            let dir = root.join(diff_id_hex);
+            let mut removed = false;
+            for algorithm in list_dir_names(&dir)? {
+                let record = dir.join(algorithm);
+                if variant_blob(&record).is_some_and(|blob| lost.contains(blob.digest())) {
+                    removed |= remove_file_if_exists(&record)?;
+                }
+            }
+            if removed {
+                fsync_dir(&dir)?;
+            }
+        }
+        Ok(())
     }
 
     fn recorded_variant(
@@ -588,6 +621,13 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
         self.write_atomic(&dir.join(compression.algorithm()), &bytes)
     }
+}
+
+/// The blob a variant record names; `None` when it cannot be read.
+fn variant_blob(record: &Path) -> Option<Digest> {
+    let bytes = std::fs::read(record).ok()?;
+    let record = serde_json::from_slice::<VariantRecord>(&bytes).ok()?;
+    parse_digest(&record.digest).ok()
 }
 
 /// A reader that hashes what passes through it (the diff ID check of

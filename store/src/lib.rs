@@ -12,7 +12,7 @@
 //! <root>/hoist/compressed/<diffid>/<gzip|zstd>  the compressed blob made for a layer on export
 //! <root>/hoist/context-index/, cache-recent/, cache-files/   the builder's cache records
 //! <root>/hoist/unsynced/<boot-id>/<chainid>     snapshots whose data was left to the kernel
-//! <root>/hoist/unsynced/<boot-id>/blobs/<hex>   blobs (a build's layers) not yet synced
+//! <root>/hoist/unsynced/<boot-id>/blobs/<hex>   blobs (a build's layers, compressed variants) not yet synced
 //! <root>/hoist/trash/               trees nobody needs, deleted off the critical path
 //! ```
 //!
@@ -26,7 +26,8 @@
 //! build makes, durable within about 30 s of the build or at once after
 //! `sync`: a machine crash before then loses them, and the cache entries
 //! and tags that need them, but never leaves a corrupt store (see
-//! [`BlobWriter::commit_unsynced`]). Work in flight is protected from GC by
+//! [`BlobWriter::commit_unsynced`]); likewise the compressed variants a
+//! push or save makes, whose loss costs only their remaking. Work in flight is protected from GC by
 //! *leases*: each session records the blobs and chain IDs it created or
 //! looked up, and [`Store::gc`] treats the leases of live sessions as roots.
 

@@ -2,7 +2,8 @@
 //!
 //! Two kinds of published data are not fsynced when they are published:
 //! snapshots (a cache of their blobs, see [`Store::commit_snapshot`]) and
-//! the layer blobs the builder makes ([`crate::BlobWriter::commit_unsynced`]).
+//! blobs committed with [`crate::BlobWriter::commit_unsynced`] (the layers
+//! the builder makes, and the compressed variants of layers).
 //! Each is first recorded, durably, under `hoist/unsynced/<boot-id>/`
 //! (snapshots by chain ID, blobs under `blobs/` by digest). A process that
 //! dies leaves its page cache intact, so only a machine crash can lose the
@@ -12,8 +13,9 @@
 //!   from its blob when needed);
 //! - hashes every blob recorded under an earlier boot, removes those that
 //!   are missing, short or overwritten, and drops what needs them: the
-//!   build-cache entries that name them (a later build misses and rebuilds)
-//!   and the index.json entries whose image has them (reported by
+//!   build-cache entries that name them (a later build misses and rebuilds),
+//!   the variant records that name them (the next push makes the variant
+//!   again) and the index.json entries whose image has them (reported by
 //!   [`Store::lost_in_crash`]).
 //!
 //! So that a reboot does not mean hashing every blob ever built, each open
@@ -150,6 +152,8 @@ impl Store {
             // look at these blobs go.
             fsync_dir(&self.blobs_dir())?;
             self.drop_cache_entries_needing(&lost)?;
+            // Before the images: a lost variant costs no image.
+            self.forget_variants_of(&lost)?;
             lost_images = self.drop_images_needing(&lost)?;
         }
         for boot in &boots {

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use hoist_store::digest::DiffId;
 use hoist_store::gc::GcOptions;
-use hoist_store::{CacheEntry, Image, Store};
+use hoist_store::{CacheEntry, Compression, Image, Store};
 use oci_spec::image::{Descriptor, MediaType};
 
 use crate::common::{assert_valid, config, tar_of, temp_store};
@@ -223,4 +224,53 @@ fn r9_gc_drops_the_record_of_a_blob_it_removes() {
     let report = store.gc(&GcOptions::default()).unwrap();
     assert!(report.blobs.contains(layer.digest()), "{report:?}");
     assert!(!record(&root, layer.digest().digest()).exists());
+}
+
+#[test]
+fn r7_a_compressed_variant_cut_short_by_a_crash_is_made_again() {
+    // A push's compressed variant is a cache of its layer, committed
+    // without waiting for the disk: a crash that cuts it short costs its
+    // remaking, never the image.
+    let (_dir, store) = temp_store();
+    let root = store.root().to_owned();
+    let (digest, size) = store
+        .put_blob_bytes(&tar_of(&[("app", b"variant")]))
+        .unwrap();
+    let layer = Descriptor::new(MediaType::ImageLayer, size, digest.clone());
+    let diff_id = DiffId::new(&digest);
+    let image = store
+        .put_image(
+            &config(std::slice::from_ref(&diff_id), "variant"),
+            std::slice::from_ref(&layer),
+        )
+        .unwrap();
+    store.tag("app:v1", &image).unwrap();
+    let variant = store
+        .compressed_layer(&layer, &diff_id, Compression::default())
+        .unwrap();
+    assert!(
+        record(&root, variant.digest().digest()).is_file(),
+        "the variant is recorded as unsynced"
+    );
+    drop(store);
+
+    reboot(&root);
+    let blob = root.join("blobs/sha256").join(variant.digest().digest());
+    let file = std::fs::OpenOptions::new().write(true).open(&blob).unwrap();
+    file.set_len(0).unwrap();
+
+    let store = Store::open(&root).unwrap();
+    assert!(
+        store.lost_in_crash().is_empty(),
+        "no image needs the variant"
+    );
+    assert!(!store.has_blob(variant.digest()), "the cut blob is removed");
+    assert!(store.resolve("app:v1").is_ok(), "the image stays");
+    assert_valid(&store);
+    let again = store
+        .compressed_layer(&layer, &diff_id, Compression::default())
+        .unwrap();
+    assert_eq!(again, variant, "made again, byte for byte");
+    assert!(store.has_blob(variant.digest()));
+    assert_valid(&store);
 }
