@@ -9,6 +9,7 @@ mod build;
 mod cache;
 mod common;
 mod docker;
+mod durability;
 mod environment;
 mod hostile;
 mod inputs;
