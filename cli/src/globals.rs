@@ -45,6 +45,12 @@ impl Globals {
                  build it again"
             );
         }
+        if let Some(err) = store.unfinished_recovery() {
+            eprintln!(
+                "hoist: warning: cannot finish checking the blobs a machine crash may have cut \
+                 short ({err}); the next command tries again"
+            );
+        }
         Ok(store)
     }
 

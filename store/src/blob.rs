@@ -69,7 +69,7 @@ impl Store {
     pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64)> {
         let digest = crate::digest::sha256_bytes(bytes);
         let size = bytes.len() as u64;
-        if self.lease_existing_blob(&digest)? {
+        if self.lease_existing_blob(&digest, Durability::Now)? {
             return Ok((digest, size));
         }
         self.put_blob(bytes, None)
@@ -78,15 +78,26 @@ impl Store {
     /// Leases `digest` when its blob is stored already, under the shared
     /// lock so that no GC removes it in between; `false` when it is not.
     /// A stored blob was fsynced by whoever published it, or recorded as
-    /// unsynced ([`BlobWriter::commit_unsynced`]).
-    fn lease_existing_blob(&self, digest: &Digest) -> Result<bool> {
+    /// unsynced ([`BlobWriter::commit_unsynced`]); with
+    /// [`Durability::Now`], such a record is settled first.
+    pub(crate) fn lease_existing_blob(
+        &self,
+        digest: &Digest,
+        durability: Durability,
+    ) -> Result<bool> {
         let target = self.blob_path(digest)?;
         if !target.is_file() {
             return Ok(false);
         }
         let _guard = self.lock_shared()?;
         self.session().lease_blob(digest)?;
-        Ok(target.is_file())
+        if !target.is_file() {
+            return Ok(false);
+        }
+        if durability == Durability::Now {
+            self.settle_one(digest.digest())?;
+        }
+        Ok(true)
     }
 
     /// A writer for callers that produce blob data (layer writers, archive
@@ -222,7 +233,7 @@ pub struct BlobWriter<'s> {
 
 /// When a committed blob's data reaches the disk.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Durability {
+pub(crate) enum Durability {
     /// Before the commit returns.
     Now,
     /// Within about 30 s (see [`BlobWriter::commit_unsynced`]).
@@ -336,9 +347,9 @@ impl BlobWriter<'_> {
                 });
             }
         }
-        // A blob stored already is not synced again (a RUN that made the
+        // A blob stored already is not written again (a RUN that made the
         // same layer as an earlier build, a pull of known content).
-        if self.store.lease_existing_blob(&digest)? {
+        if self.store.lease_existing_blob(&digest, durability)? {
             return Ok((digest, size)); // Drop removes the temp file
         }
         if durability == Durability::Now {
@@ -350,6 +361,9 @@ impl BlobWriter<'_> {
         // Lease before publishing, so a GC that runs right after sees it.
         self.store.session().lease_blob(&digest)?;
         if target.exists() {
+            if durability == Durability::Now {
+                self.store.settle_one(digest.digest())?;
+            }
             return Ok((digest, size)); // Drop removes the temp file
         }
         if durability == Durability::Deferred {

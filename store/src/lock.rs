@@ -18,13 +18,7 @@ pub(crate) struct LockGuard {
 }
 
 pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<LockGuard> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(StoreError::io(path))?;
+    let file = open(path)?;
     let op = if exclusive {
         FlockOperation::LockExclusive
     } else {
@@ -39,8 +33,25 @@ pub(crate) fn lock(path: &Path, exclusive: bool) -> Result<LockGuard> {
     }
 }
 
-/// Tries to take an exclusive lock without blocking; `None` when someone else
-/// holds it.
+/// Takes the exclusive lock on `path` if nobody holds it, without waiting;
+/// `None` when some guard does.
+pub(crate) fn try_lock(path: &Path) -> Result<Option<LockGuard>> {
+    let file = open(path)?;
+    Ok(try_lock_exclusive(&file, path)?.then_some(LockGuard { _file: file }))
+}
+
+fn open(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(StoreError::io(path))
+}
+
+/// Tries to take an exclusive lock without blocking; `false` when someone
+/// else holds it.
 pub(crate) fn try_lock_exclusive(file: &File, path: &Path) -> Result<bool> {
     match flock(file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(true),

@@ -7,7 +7,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::ChainId;
-use crate::lock::{LockGuard, lock};
+use crate::lock::{LockGuard, lock, try_lock};
 use crate::session::{Leases, Session, sweep_and_collect_leases};
 use crate::unsynced::{SETTLED_AFTER, Unsynced};
 use crate::{Result, StoreError};
@@ -23,7 +23,9 @@ pub struct Store {
     session: Session,
     lazy: crate::lazy::Lazy,
     /// Images this open removed because a crash lost blobs they need.
-    lost_in_crash: Vec<String>,
+    pub(crate) lost_in_crash: Vec<String>,
+    /// Why this open could not finish undoing a machine crash.
+    unfinished_recovery: Option<StoreError>,
 }
 
 /// The default root: `/var/lib/hoist` for root, else `$XDG_DATA_HOME/hoist`,
@@ -77,6 +79,7 @@ impl Store {
             session,
             lazy: crate::lazy::Lazy::default(),
             lost_in_crash: Vec::new(),
+            unfinished_recovery: None,
         };
         store.create_if_missing("oci-layout", OCI_LAYOUT)?;
         store.create_if_missing("index.json", EMPTY_INDEX)?;
@@ -87,7 +90,13 @@ impl Store {
         }
         if store.has_earlier_boot_records()? {
             let _guard = store.lock_exclusive()?;
-            store.lost_in_crash = store.recover_earlier_boots()?;
+            store.remove_earlier_boots_snapshots()?;
+            // A failure here must not keep every command from running
+            // (`rmi` and `system prune` free a full disk, `fsck --repair`
+            // mends what cannot be read): the next open tries again.
+            if let Err(err) = store.recover_earlier_boots() {
+                store.unfinished_recovery = Some(err);
+            }
         }
         store.settle_unsynced_blobs(SETTLED_AFTER);
         Ok(store)
@@ -99,6 +108,13 @@ impl Store {
     /// [`crate::BlobWriter::commit_unsynced`]). Build them again.
     pub fn lost_in_crash(&self) -> &[String] {
         &self.lost_in_crash
+    }
+
+    /// Why this open could not finish checking what a machine crash cut
+    /// short (a full disk, an unreadable directory): until an open does,
+    /// some cache entries or tags may name a blob the crash cost.
+    pub fn unfinished_recovery(&self) -> Option<&StoreError> {
+        self.unfinished_recovery.as_ref()
     }
 
     /// The root directory.
@@ -232,6 +248,11 @@ impl Store {
 
     pub(crate) fn lock_exclusive(&self) -> Result<LockGuard> {
         lock(&self.lock_path(), true)
+    }
+
+    /// The exclusive lock if nobody holds the lock now; `None` when busy.
+    pub(crate) fn try_lock_exclusive(&self) -> Result<Option<LockGuard>> {
+        try_lock(&self.lock_path())
     }
 
     /// Sweeps dead sessions and returns the leases of the live ones. Call

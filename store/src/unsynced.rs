@@ -18,14 +18,22 @@
 //!   again) and the index.json entries whose image has them (reported by
 //!   [`Store::lost_in_crash`]).
 //!
+//! If that recovery fails (a full disk, an unreadable directory), the
+//! records stay for the next open to try again, and the store opens all the
+//! same ([`Store::unfinished_recovery`]), so that the commands that free
+//! space or repair the store still run.
+//!
 //! So that a reboot does not mean hashing every blob ever built, each open
 //! settles this boot's blob records older than [`SETTLED_AFTER`]: the kernel
 //! has written such data back by then (`vm.dirty_expire_centisecs`), so
-//! their `fdatasync` is cheap, and the record goes.
+//! their `fdatasync` is cheap, and the record goes. A durable write that
+//! finds its blob stored already settles that blob's record at once
+//! ([`Store::settle_one`]).
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -77,6 +85,13 @@ impl Store {
         let dir = self.unsynced_dir(boot_id()?, kind);
         let marker = dir.join(hex);
         if marker.exists() {
+            // Published again (its blob had gone, or never came): as dirty
+            // as a new one, so it must not look old enough to settle cheaply.
+            File::options()
+                .write(true)
+                .open(&marker)
+                .and_then(|file| file.set_modified(SystemTime::now()))
+                .map_err(StoreError::io(&marker))?;
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
@@ -121,10 +136,8 @@ impl Store {
         }
     }
 
-    /// Undoes what a crash may have lost from earlier boots (see the module
-    /// docs), then removes their records. Returns the names of the images
-    /// removed from index.json. Call with the exclusive lock held.
-    pub(crate) fn recover_earlier_boots(&self) -> Result<Vec<String>> {
+    /// The record directories of earlier boots.
+    fn earlier_boots(&self) -> Result<Vec<PathBuf>> {
         let root = self.unsynced_root();
         let current = boot_id()?;
         let mut boots = Vec::new();
@@ -134,6 +147,34 @@ impl Store {
                 boots.push(boot.path());
             }
         }
+        Ok(boots)
+    }
+
+    /// Removes the snapshots recorded under earlier boots, each before its
+    /// record. Done first, and on its own, because the store is used even
+    /// when [`Store::recover_earlier_boots`] fails, and no snapshot a crash
+    /// may have cut short must stay in use. Call with the exclusive lock
+    /// held.
+    pub(crate) fn remove_earlier_boots_snapshots(&self) -> Result<()> {
+        for boot in self.earlier_boots()? {
+            for name in list_dir_names(&boot)? {
+                if name != BLOBS {
+                    remove_dir_atomic(self, &self.snapshots_dir().join(&name))?;
+                    remove_file_if_exists(&boot.join(&name))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes what a crash may have lost of the blobs of earlier boots (see
+    /// the module docs), then removes their records. The images removed
+    /// from index.json go to [`Store::lost_in_crash`]. On an error the
+    /// records stay, for the next open to try again. Call with the
+    /// exclusive lock held, after [`Store::remove_earlier_boots_snapshots`].
+    pub(crate) fn recover_earlier_boots(&mut self) -> Result<()> {
+        let root = self.unsynced_root();
+        let boots = self.earlier_boots()?;
         let mut lost = HashSet::new();
         for boot in &boots {
             for hex in list_dir_names(&boot.join(BLOBS))? {
@@ -146,7 +187,6 @@ impl Store {
                 }
             }
         }
-        let mut lost_images = Vec::new();
         if !lost.is_empty() {
             // The removals must be durable before the records that made us
             // look at these blobs go.
@@ -154,29 +194,20 @@ impl Store {
             self.drop_cache_entries_needing(&lost)?;
             // Before the images: a lost variant costs no image.
             self.forget_variants_of(&lost)?;
-            lost_images = self.drop_images_needing(&lost)?;
+            self.lost_in_crash = self.drop_images_needing(&lost)?;
         }
         for boot in &boots {
-            for name in list_dir_names(boot)? {
-                if name != BLOBS {
-                    remove_dir_atomic(self, &self.snapshots_dir().join(name))?;
-                }
-            }
             std::fs::remove_dir_all(boot).map_err(StoreError::io(boot))?;
         }
-        fsync_dir(&root)?;
-        Ok(lost_images)
+        fsync_dir(&root)
     }
 
     /// Whether the blob `expected` is there and its content matches its
-    /// name.
+    /// name. One that cannot be read (missing, or an I/O error) is as good
+    /// as lost.
     fn blob_is_intact(&self, expected: &Digest) -> Result<bool> {
         let path = self.blob_path(expected)?;
-        match hash_file(&path) {
-            Ok(actual) => Ok(actual == *expected),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(err) => Err(StoreError::io(&path)(err)),
-        }
+        Ok(hash_file(&path).is_ok_and(|actual| actual == *expected))
     }
 
     /// Removes the build-cache entries that name a blob in `lost`.
@@ -230,51 +261,83 @@ impl Store {
     /// Makes this boot's blob records older than `age` durable and removes
     /// them, at most [`SETTLE_PER_OPEN`] per call; returns how many went.
     /// Best effort: a blob whose sync fails keeps its record, and is hashed
-    /// after the next boot.
+    /// after the next boot; a store whose lock is held is settled by a
+    /// later open.
     pub(crate) fn settle_unsynced_blobs(&self, age: Duration) -> usize {
         let Ok(boot) = boot_id() else { return 0 };
         let dir = self.unsynced_dir(boot, Unsynced::Blob);
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return 0;
-        };
-        let cutoff = SystemTime::now().checked_sub(age);
-        let settled: Vec<_> = entries
-            .flatten()
-            .filter(|e| {
-                let modified = e.metadata().and_then(|m| m.modified());
-                matches!((modified, cutoff), (Ok(m), Some(c)) if m <= c)
-            })
-            .take(SETTLE_PER_OPEN)
-            .map(|e| e.file_name())
-            .collect();
-        if settled.is_empty() {
+        // A look without the lock first, so that most opens take none.
+        if old_records(&dir, age).is_empty() {
             return 0;
         }
-        // Shared: no GC may remove a blob (and a new commit of the same
-        // digest record it again) between its sync and its record's removal.
-        let Ok(_guard) = self.lock_shared() else {
+        // Exclusive, and only if free: a record whose blob is missing counts
+        // as settled, which is right only while no commit is between
+        // finding that record and renaming the blob in (a commit holds the
+        // shared lock from its record to its rename).
+        let Ok(Some(_guard)) = self.try_lock_exclusive() else {
             return 0;
         };
+        self.settle_records(&old_records(&dir, age)).unwrap_or(0)
+    }
+
+    /// Makes the blob `hex` durable now if this boot recorded it as
+    /// unsynced, and removes the record: for a write that promises
+    /// durability (a pull, a load, an import, [`crate::BlobWriter::commit`])
+    /// and found the blob stored already. Call with a lock held and the
+    /// blob present, so that no GC removes it meanwhile.
+    pub(crate) fn settle_one(&self, hex: &str) -> Result<()> {
+        let Ok(boot) = boot_id() else {
+            return Ok(()); // no boot ID, no records
+        };
+        if !self.unsynced_dir(boot, Unsynced::Blob).join(hex).exists() {
+            return Ok(());
+        }
+        self.settle_records(&[OsString::from(hex)]).map(|_| ())
+    }
+
+    /// fdatasyncs the recorded blobs `names`, then `blobs/` (their renames
+    /// were not synced either), then removes their records; returns how
+    /// many went. A missing blob counts as settled (see the callers'
+    /// locks). A blob whose sync fails keeps its record; the first such
+    /// error is returned after the others are settled.
+    fn settle_records(&self, names: &[OsString]) -> Result<usize> {
+        let dir = self.unsynced_dir(boot_id()?, Unsynced::Blob);
         let mut synced = Vec::new();
-        for name in settled {
-            let blob = self.blobs_dir().join(&name);
-            let done = match File::open(&blob) {
-                Ok(file) => file.sync_data().is_ok(),
-                Err(err) => err.kind() == std::io::ErrorKind::NotFound,
-            };
-            if done {
-                synced.push(name);
+        let mut failed = None;
+        for name in names {
+            let blob = self.blobs_dir().join(name);
+            match File::open(&blob).and_then(|file| file.sync_data()) {
+                Ok(()) => synced.push(name),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => synced.push(name),
+                Err(err) => failed = failed.or(Some(StoreError::io(&blob)(err))),
             }
         }
-        // The blobs' renames were not synced either.
-        if synced.is_empty() || fsync_dir(&self.blobs_dir()).is_err() {
-            return 0;
+        let mut removed = 0;
+        if !synced.is_empty() {
+            fsync_dir(&self.blobs_dir())?;
+            for name in synced {
+                removed += usize::from(remove_file_if_exists(&dir.join(name))?);
+            }
         }
-        synced
-            .iter()
-            .filter(|name| std::fs::remove_file(dir.join(name)).is_ok())
-            .count()
+        failed.map_or(Ok(removed), Err)
     }
+}
+
+/// The records in `dir` older than `age`, at most [`SETTLE_PER_OPEN`].
+fn old_records(dir: &Path, age: Duration) -> Vec<OsString> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let cutoff = SystemTime::now().checked_sub(age);
+    entries
+        .flatten()
+        .filter(|e| {
+            let modified = e.metadata().and_then(|m| m.modified());
+            matches!((modified, cutoff), (Ok(m), Some(c)) if m <= c)
+        })
+        .take(SETTLE_PER_OPEN)
+        .map(|e| e.file_name())
+        .collect()
 }
 
 /// This boot's ID (`/proc/sys/kernel/random/boot_id`), read once.

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 
 use crate::StoreError;
-use crate::blob::ExpectedBlob;
+use crate::blob::{Durability, ExpectedBlob};
 use crate::digest::{Digest, parse_digest, sha256_bytes};
 use crate::image::Image;
 use crate::reference::Reference;
@@ -245,7 +245,8 @@ impl Client {
         let layers = resolved.manifest.layers().clone();
         let downloaded = AtomicBool::new(false);
         let fetch = |descriptor: &Descriptor, progress: Option<&dyn TransferProgress>| {
-            if lease_if_present(store, descriptor.digest())? {
+            // A pull is durable: a blob stored unsynced is synced now.
+            if store.lease_existing_blob(descriptor.digest(), Durability::Now)? {
                 if let Some(progress) = progress {
                     progress.exists(descriptor);
                 }
@@ -508,16 +509,6 @@ fn check_platform(
             "it was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
         ),
     ))
-}
-
-/// Leases a blob this session needs when the store already has it.
-fn lease_if_present(store: &Store, digest: &Digest) -> Result<bool> {
-    let _guard = store.lock_shared()?;
-    if !store.has_blob(digest) {
-        return Ok(false);
-    }
-    store.session().lease_blob(digest)?;
-    Ok(true)
 }
 
 /// The tag or digest part of a manifest URL.

@@ -64,6 +64,26 @@ fn reboot(root: &Path) {
     std::fs::rename(unsynced.join(boot_id()), unsynced.join(EARLIER_BOOT)).unwrap();
 }
 
+/// A store with `crashed:latest`, an image of one unsynced layer, after a
+/// reboot; returns its root and the layer blob's path.
+fn rebooted_with_built_image(seed: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, store) = temp_store();
+    let root = store.root().to_owned();
+    let built = built_image(&store, "crashed:latest", &"f".repeat(64), seed);
+    let blob = root
+        .join("blobs/sha256")
+        .join(built.manifest().layers()[0].digest().digest());
+    drop(store);
+    reboot(&root);
+    (dir, root, blob)
+}
+
+/// Makes a record look an hour old.
+fn age(record: &Path) {
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    filetime::set_file_mtime(record, filetime::FileTime::from_system_time(an_hour_ago)).unwrap();
+}
+
 fn records_left(root: &Path) -> usize {
     std::fs::read_dir(root.join("hoist/unsynced"))
         .unwrap()
@@ -193,13 +213,8 @@ fn r9_settled_blob_records_are_cleared_on_open() {
     let root = store.root().to_owned();
     let old = put_unsynced_layer(&store, &[("old", b"1")]);
     let young = put_unsynced_layer(&store, &[("young", b"2")]);
-    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
-    filetime::set_file_mtime(
-        record(&root, old.digest().digest()),
-        filetime::FileTime::from_system_time(an_hour_ago),
-    )
-    .unwrap();
-    // The records stay while the blobs' leases hold them in this session.
+    age(&record(&root, old.digest().digest()));
+    // Settling is an open's, and takes no account of leases.
     drop(store);
 
     let store = Store::open(&root).unwrap();
@@ -212,6 +227,115 @@ fn r9_settled_blob_records_are_cleared_on_open() {
         "a young record stays"
     );
     assert!(store.has_blob(old.digest()) && store.has_blob(young.digest()));
+}
+
+#[test]
+fn r9_settling_waits_for_a_free_lock() {
+    // Settling counts a record whose blob is missing as settled, so it must
+    // not run beside a commit that may be about to rename that blob in:
+    // with the lock held by anyone, an open leaves the records alone.
+    let (_dir, store) = temp_store();
+    let root = store.root().to_owned();
+    let old = put_unsynced_layer(&store, &[("old", b"busy")]);
+    let old = record(&root, old.digest().digest());
+    age(&old);
+    drop(store);
+
+    let lock = std::fs::File::open(root.join("hoist/lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockShared).unwrap();
+    drop(Store::open(&root).unwrap());
+    assert!(old.is_file(), "not settled while the lock is held");
+    drop(lock);
+    drop(Store::open(&root).unwrap());
+    assert!(!old.exists(), "settled once the lock is free");
+}
+
+#[test]
+fn r9_a_blob_committed_again_is_recorded_afresh() {
+    // Its record outlived the blob (GC or `fsck --repair` removed it, or
+    // its commit was cut short before the rename): the blob committed
+    // again is as dirty as a new one, and must not look old enough to
+    // settle.
+    let (_dir, store) = temp_store();
+    let root = store.root().to_owned();
+    let files: &[(&str, &[u8])] = &[("again", b"a")];
+    let layer = put_unsynced_layer(&store, files);
+    let hex = layer.digest().digest();
+    age(&record(&root, hex));
+    std::fs::remove_file(root.join("blobs/sha256").join(hex)).unwrap();
+    put_unsynced_layer(&store, files);
+    drop(store);
+
+    let store = Store::open(&root).unwrap();
+    assert!(record(&root, hex).is_file(), "the record is young again");
+    assert!(store.has_blob(layer.digest()));
+}
+
+#[test]
+fn r9_a_durable_write_of_an_unsynced_blob_syncs_it() {
+    // Pulls, loads and imports are durable when they return, also when
+    // they find their blob stored already by a build, unsynced.
+    type Write = fn(&Store, &[u8]);
+    let cases: [(&str, Write); 3] = [
+        ("put_blob", |store, bytes| {
+            store.put_blob(bytes, None).unwrap();
+        }),
+        ("put_blob_bytes", |store, bytes| {
+            store.put_blob_bytes(bytes).unwrap();
+        }),
+        ("commit", |store, bytes| {
+            let mut writer = store.blob_writer().unwrap();
+            std::io::Write::write_all(&mut writer, bytes).unwrap();
+            writer.commit(None).unwrap();
+        }),
+    ];
+    for (name, write) in cases {
+        let (_dir, store) = temp_store();
+        let files: &[(&str, &[u8])] = &[("durable", name.as_bytes())];
+        let layer = put_unsynced_layer(&store, files);
+        let record = record(store.root(), layer.digest().digest());
+        assert!(record.is_file(), "{name}");
+        write(&store, &tar_of(files));
+        assert!(!record.exists(), "{name}: synced, and its record gone");
+        assert_valid(&store);
+    }
+}
+
+#[test]
+fn r9_a_recorded_blob_that_cannot_be_read_counts_as_lost() {
+    // An I/O error while hashing (here ELOOP: the blob is a symlink to
+    // itself) must not keep the store from opening.
+    let (_dir, root, blob) = rebooted_with_built_image("unreadable");
+    std::fs::remove_file(&blob).unwrap();
+    std::os::unix::fs::symlink(&blob, &blob).unwrap();
+    let store = Store::open(&root).unwrap();
+    assert!(store.unfinished_recovery().is_none());
+    assert_eq!(store.lost_in_crash(), ["crashed:latest"]);
+    assert!(!blob.is_symlink(), "the unreadable blob is removed");
+    assert_eq!(records_left(&root), 0);
+    assert_valid(&store);
+}
+
+#[test]
+fn r9_a_recovery_that_fails_is_tried_again_by_the_next_open() {
+    // A blob that cannot be removed (here a directory in its place) stands
+    // for any failure to finish the recovery (a full disk): the store
+    // opens all the same and says so, the records stay, and the next open
+    // finishes the work.
+    let (_dir, root, blob) = rebooted_with_built_image("stuck");
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::create_dir(&blob).unwrap();
+    let store = Store::open(&root).unwrap();
+    assert!(store.unfinished_recovery().is_some());
+    assert_eq!(records_left(&root), 1, "the records stay");
+    drop(store);
+
+    std::fs::remove_dir(&blob).unwrap();
+    let store = Store::open(&root).unwrap();
+    assert!(store.unfinished_recovery().is_none());
+    assert_eq!(store.lost_in_crash(), ["crashed:latest"]);
+    assert_eq!(records_left(&root), 0);
+    assert_valid(&store);
 }
 
 #[test]
