@@ -163,7 +163,12 @@ impl Reuse {
     /// new upperdir, unmounted), keeping the mtimes the copy gave their
     /// directories. Fails when a file or directory is not where the copy
     /// should have left it; the caller then copies from scratch.
+    ///
+    /// Directories are linked into on every core, one directory a task:
+    /// a link changes only its own directory's mtime, so each task saves
+    /// and restores the mtime of a directory no other task touches.
     pub fn link_into(&self, upper: &Path) -> io::Result<usize> {
+        use rayon::prelude::*;
         let upper = rustix::fs::open(
             upper,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -173,55 +178,62 @@ impl Reuse {
             .taken
             .lock()
             .map_err(|_| io::Error::other("a copy thread panicked"))?;
-        taken.sort();
-        let mut count = 0;
-        let mut i = 0;
-        while i < taken.len() {
-            let parent = taken[i].0.parent().unwrap_or(Path::new("")).to_owned();
-            let end = i + taken[i..]
-                .iter()
-                .take_while(|(dest, _)| dest.parent() == Some(parent.as_path()))
-                .count()
-                .max(1);
-            let old_dir = open_beneath(&self.old, &parent)?;
-            let new_dir = File::from(rustix::fs::openat2(
-                &upper,
-                dir_path(&parent),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-            )?);
-            let before = rustix::fs::fstat(&new_dir)?;
-            for (dest, inode) in &taken[i..end] {
-                let name = dest
-                    .file_name()
-                    .ok_or_else(|| io::Error::other("a taken file has no name"))?;
-                rustix::fs::linkat(&old_dir, name, &new_dir, name, AtFlags::empty())?;
-                let linked = rustix::fs::statat(&new_dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-                if (linked.st_dev, linked.st_ino) != *inode {
-                    return Err(io::Error::other(format!(
-                        "{} changed in the earlier snapshot",
-                        dest.display()
-                    )));
-                }
-                count += 1;
+        // By parent first, so that each directory is one run of entries
+        // (a plain sort puts `a/b/c/f` between `a/b/a` and `a/b/d`).
+        taken.sort_by(|(a, _), (b, _)| {
+            (a.parent(), a.file_name()).cmp(&(b.parent(), b.file_name()))
+        });
+        taken
+            .chunk_by(|(a, _), (b, _)| a.parent() == b.parent())
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .try_for_each(|group| self.link_dir(&upper, group))?;
+        Ok(taken.len())
+    }
+
+    /// Links `group`, taken files that share one parent directory, into
+    /// that directory of `upper`, and gives it back its mtime.
+    fn link_dir(&self, upper: &OwnedFd, group: &[(PathBuf, (u64, u64))]) -> io::Result<()> {
+        let Some((first, _)) = group.first() else {
+            return Ok(());
+        };
+        let parent = first.parent().unwrap_or(Path::new(""));
+        let old_dir = open_beneath(&self.old, parent)?;
+        let new_dir = File::from(rustix::fs::openat2(
+            upper,
+            dir_path(parent),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        )?);
+        let before = rustix::fs::fstat(&new_dir)?;
+        for (dest, inode) in group {
+            let name = dest
+                .file_name()
+                .ok_or_else(|| io::Error::other("a taken file has no name"))?;
+            rustix::fs::linkat(&old_dir, name, &new_dir, name, AtFlags::empty())?;
+            let linked = rustix::fs::statat(&new_dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if (linked.st_dev, linked.st_ino) != *inode {
+                return Err(io::Error::other(format!(
+                    "{} changed in the earlier snapshot",
+                    dest.display()
+                )));
             }
-            rustix::fs::futimens(
-                new_dir.as_fd(),
-                &Timestamps {
-                    last_access: rustix::fs::Timespec {
-                        tv_sec: before.st_atime,
-                        tv_nsec: before.st_atime_nsec as _,
-                    },
-                    last_modification: rustix::fs::Timespec {
-                        tv_sec: before.st_mtime,
-                        tv_nsec: before.st_mtime_nsec as _,
-                    },
-                },
-            )?;
-            i = end;
         }
-        Ok(count)
+        rustix::fs::futimens(
+            new_dir.as_fd(),
+            &Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: before.st_atime,
+                    tv_nsec: before.st_atime_nsec as _,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: before.st_mtime,
+                    tv_nsec: before.st_mtime_nsec as _,
+                },
+            },
+        )?;
+        Ok(())
     }
 }
 
