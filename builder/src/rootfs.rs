@@ -221,8 +221,12 @@ pub fn commit_upper(
     options: &LayerOptions,
 ) -> Result<Committed, StepError> {
     // No early write-back: blocks allocated now would make ext4's next
-    // journal commit (the records' fsyncs) wait for the whole layer.
+    // journal commit (the records' fsyncs) wait for the whole layer. Direct
+    // writes leave nothing for it to wait for, and keep the layer, a copy
+    // of the upperdir that nothing reads during the build, out of the page
+    // cache.
     let mut writer = store.blob_writer()?;
+    writer.write_direct();
     let layer = if compression == Compression::Uncompressed {
         let (_, empty) = write_layer_tar(upper, &mut writer, options)?;
         if empty {

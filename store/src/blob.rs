@@ -13,6 +13,8 @@ use oci_spec::image::Descriptor;
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::{Digest, HashingWriter, sha256_of};
+use crate::direct::DirectWrites;
+pub use crate::direct::{DIRECT_ALIGN, DIRECT_CHUNK, DIRECT_FROM};
 use crate::error::into_io;
 use crate::store::{Store, fsync_dir};
 use crate::unsynced::Unsynced;
@@ -114,6 +116,7 @@ impl Store {
                     file,
                     written: 0,
                     kicked: None,
+                    direct: None,
                 },
             ))),
             tmp,
@@ -251,11 +254,28 @@ struct BlobFile {
     /// With early write-back: where the data not yet handed to write-back
     /// starts.
     kicked: Option<u64>,
+    /// With [`BlobWriter::write_direct`].
+    direct: Option<DirectWrites>,
+}
+
+impl BlobFile {
+    /// Waits for the direct writes, if any; the file then holds all the
+    /// data written.
+    fn finish(mut self) -> io::Result<File> {
+        if let Some(direct) = &mut self.direct {
+            direct.finish(&self.file)?;
+        }
+        Ok(self.file)
+    }
 }
 
 impl Write for BlobFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let direct = self.direct.as_mut();
+        let n = match direct.and_then(|d| d.write(&self.file, self.written, buf)) {
+            Some(written) => written?,
+            None => self.file.write(buf)?,
+        };
         self.written += n as u64;
         if let Some(kicked) = self.kicked
             && self.written - kicked >= WRITEBACK_CHUNK
@@ -290,6 +310,22 @@ impl BlobWriter<'_> {
         }
     }
 
+    /// Writes the blob's data past its first [`DIRECT_FROM`] bytes with
+    /// `O_DIRECT`, so that it takes no page cache (see `direct.rs`): for a
+    /// big blob nobody reads soon, like [`BlobWriter::write_back_early`],
+    /// where the memory it would fill costs more than the write (on a guest
+    /// whose free memory goes back to the host, a page cache page not
+    /// touched lately costs a host fault). Where the disk is slower than
+    /// the producer, or the filesystem refuses `O_DIRECT`, the rest goes
+    /// through the page cache as without it. The bytes, digest and
+    /// durability are the same.
+    pub fn write_direct(&mut self) {
+        if let Some(inner) = &mut self.inner {
+            let file = inner.get_mut().get_mut();
+            file.direct.get_or_insert_with(DirectWrites::new);
+        }
+    }
+
     /// Verifies the content against `expected` (when given), fsyncs it and
     /// renames it to `blobs/sha256/<hex>`. Returns the digest and size.
     pub fn commit(self, expected: Option<&ExpectedBlob>) -> Result<(Digest, u64)> {
@@ -314,7 +350,13 @@ impl BlobWriter<'_> {
     /// (`data=ordered`), data whose blocks are allocated is written out by
     /// the next journal commit, so the builder's next small fsync (a
     /// record's) would wait for the whole layer after all. The record's own
-    /// fsync is cheap because the blob has no blocks yet.
+    /// fsync is cheap because the blob's buffered data has no blocks yet.
+    /// [`BlobWriter::write_direct`] keeps that true: data written with
+    /// `O_DIRECT` has reached the device when the write returns (not its
+    /// stable storage: nothing flushes the device's cache), so the next
+    /// journal commit has none of it to wait for, only the extents and the
+    /// size it records. Until that commit and a cache flush, a crash can
+    /// still cut the blob short, which is what the unsynced record covers.
     pub fn commit_unsynced(self, expected: Option<&ExpectedBlob>) -> Result<(Digest, u64)> {
         self.publish(expected, Durability::Deferred)
     }
@@ -331,7 +373,8 @@ impl BlobWriter<'_> {
         let file = buffered
             .into_inner()
             .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?
-            .file;
+            .finish()
+            .map_err(StoreError::io(&self.tmp))?;
         if let Some(expected) = expected {
             if expected.digest != digest {
                 return Err(StoreError::DigestMismatch {

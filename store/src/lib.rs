@@ -38,6 +38,7 @@ pub mod blob;
 pub mod cache;
 pub mod compress;
 pub mod digest;
+mod direct;
 mod error;
 pub mod extract;
 pub mod fsck;

@@ -11,6 +11,7 @@ mod blobs;
 mod common;
 mod concurrency;
 mod crash;
+mod direct;
 mod gc;
 mod images;
 mod layout;
