@@ -71,6 +71,7 @@ mod process;
 mod seccomp;
 mod spec;
 mod stubs;
+mod xattr;
 
 use std::process::ExitStatus;
 
@@ -88,6 +89,7 @@ pub use spec::{
     BUILD_HOSTNAME, DEFAULT_PATH, EtcFiles, IdMapping, Mount, MountKind, Network, Resources,
     Rootfs, RunSpec, Security, Ulimit, User,
 };
+pub use xattr::list_xattrs_at;
 
 /// The rlimit a Docker `--ulimit` name sets.
 pub(crate) fn cgroup_resource(name: &str) -> Option<rustix::process::Resource> {

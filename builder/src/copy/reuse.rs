@@ -257,11 +257,20 @@ fn dir_path(dir: &Path) -> &Path {
 }
 
 /// The extended attributes of `name` in `dir` that a copy carries (all but
-/// overlay's own), sorted; `None` when they cannot be read. There is no
-/// `*at` form of listxattr, so the name is reached through the directory's
-/// `/proc/self/fd` link (the name itself is never followed).
+/// overlay's own), sorted; `None` when they cannot be read. The names are
+/// listed relative to `dir` where the kernel can (`listxattrat`): most
+/// files have none, and then that one call is all. Otherwise, and for the
+/// values, which have no `*at` call this code can use yet, the name is
+/// reached through the directory's `/proc/self/fd` link (the name itself
+/// is never followed).
 fn xattrs_of(dir: &OwnedFd, name: &std::ffi::OsStr) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c_name = std::ffi::CString::new(name.as_bytes()).ok()?;
+    let listed = hoist_sandbox::list_xattrs_at(dir.as_fd(), &c_name, &mut []).ok()?;
+    if listed == Some(0) {
+        return Some(Vec::new());
+    }
     let path = Path::new("/proc/self/fd")
         .join(dir.as_raw_fd().to_string())
         .join(name);

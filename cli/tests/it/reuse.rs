@@ -174,7 +174,8 @@ fn r8_changed_copy_reuses_unchanged_files_and_matches_a_copy_from_scratch() {
 /// a copy from scratch makes: files that were hard links of each other in
 /// the earlier build and are separate files now (one inode linked at two
 /// paths would become a hard link in the layer), and a file that gained an
-/// extended attribute (which the step's key does not cover).
+/// extended attribute or another value for it (which the step's key does
+/// not cover).
 #[test]
 fn r8_reused_copy_splits_old_hard_links_and_copies_changed_xattrs() {
     let hoist = Hoist::with_busybox();
@@ -188,7 +189,7 @@ fn r8_reused_copy_splits_old_hard_links_and_copies_changed_xattrs() {
     build(&hoist, dir, "links:1", &[]);
 
     type Change = fn(&Path);
-    let rounds: [(&str, Change, &[&str]); 2] = [
+    let rounds: [(&str, Change, &[&str]); 4] = [
         (
             // a stays linked to the earlier inode; b is copied.
             "split a hard link and change another file",
@@ -211,6 +212,31 @@ fn r8_reused_copy_splits_old_hard_links_and_copies_changed_xattrs() {
                 )
                 .unwrap();
                 write(dir, "c", "file c again\n");
+                age(dir, &[]);
+            },
+            &["#2 COPY . /app: reused 2 unchanged files of an earlier build"],
+        ),
+        (
+            // The same xattr on both sides: a is taken again.
+            "keep the xattr and change another file",
+            |dir| {
+                write(dir, "c", "file c once more\n");
+                age(dir, &[]);
+            },
+            &["#2 COPY . /app: reused 3 unchanged files of an earlier build"],
+        ),
+        (
+            // Same name, same content, another value: copied.
+            "change the xattr's value and another file",
+            |dir| {
+                rustix::fs::setxattr(
+                    dir.join("a"),
+                    "user.hoist",
+                    b"2",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .unwrap();
+                write(dir, "c", "file c for the last time\n");
                 age(dir, &[]);
             },
             &["#2 COPY . /app: reused 2 unchanged files of an earlier build"],
