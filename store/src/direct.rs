@@ -273,6 +273,10 @@ fn write_queued(
             }
             _ => {}
         }
+        #[cfg(test)]
+        if direct {
+            std::thread::sleep(tests::slow_disk());
+        }
         write_chunk(file, buf.filled(), &mut direct)?;
         buf.clear();
         // Never blocks (the channel holds every buffer); the producer may
@@ -378,5 +382,58 @@ impl AlignedBuf {
 
     fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use super::*;
+
+    /// How long each direct write takes on top of the disk's own time.
+    static SLOW_DISK_MS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn slow_disk() -> Duration {
+        Duration::from_millis(SLOW_DISK_MS.load(Ordering::Relaxed))
+    }
+
+    /// Writes `data` as a blob file does, and returns how long it took.
+    fn write_blob(file: &File, data: &[u8]) -> Duration {
+        let started = Instant::now();
+        let mut direct = DirectWrites::new();
+        let mut offset = 0;
+        while offset < data.len() {
+            let rest = &data[offset..];
+            let n = match direct.write(file, offset as u64, rest) {
+                Some(written) => written.unwrap(),
+                None => (&mut &*file).write(rest).unwrap(),
+            };
+            offset += n;
+        }
+        direct.finish(file).unwrap();
+        started.elapsed()
+    }
+
+    #[test]
+    fn a_disk_behind_the_producer_gets_the_rest_through_the_page_cache() {
+        let per_chunk = 50;
+        SLOW_DISK_MS.store(per_chunk, Ordering::Relaxed);
+        let chunks = 32;
+        let data: Vec<u8> = (0..DIRECT_FROM as usize + chunks * DIRECT_CHUNK)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let file = File::create(&path).unwrap();
+        let took = write_blob(&file, &data);
+        // Waiting for every direct write would take chunks * per_chunk; the
+        // producer gives up after its allowance and the few chunks queued.
+        let waiting = Duration::from_millis(chunks as u64 * per_chunk);
+        assert!(
+            took < waiting / 2,
+            "{took:?} for a blob the disk writes in {waiting:?}: no fallback to the page cache"
+        );
+        assert!(std::fs::read(&path).unwrap() == data, "the file differs");
     }
 }
