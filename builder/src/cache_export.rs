@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hoist_store::digest::{DiffId, sha256_bytes};
+use hoist_store::digest::{DiffId, HashingWriter, sha256_bytes};
 use hoist_store::registry::{Client, RegistryBlobs, RegistryError};
 use hoist_store::{
     BlobSource, CacheEntry, Compression, ExpectedBlob, Reference, Store, StoreError,
@@ -634,11 +634,11 @@ fn import_mount(store: &Store, tar: impl std::io::Read, name: &str) -> Result<()
 
 /// A file's sha256 digest and size, streamed.
 fn hash_file(path: &Path) -> Result<(String, u64), CacheExportError> {
-    use sha2::Digest as _;
     let mut file = std::fs::File::open(path).map_err(io_error(path))?;
-    let mut hasher = sha2::Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher).map_err(io_error(path))?;
-    Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
+    let mut hasher = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut file, &mut hasher).map_err(io_error(path))?;
+    let (_, digest, size) = hasher.finish().map_err(io_error(path))?;
+    Ok((digest.to_string(), size))
 }
 
 fn invalid_ref(reference: &Reference, reason: impl ToString) -> CacheExportError {

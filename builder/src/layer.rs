@@ -102,7 +102,7 @@ fn finish<W: Write>(
     compression: Compression,
     empty: bool,
 ) -> Result<LayerInfo, LayerError> {
-    let (mut buffered, digest, size) = out.finish();
+    let (mut buffered, digest, size) = out.finish().map_err(LayerError::Write)?;
     buffered.flush().map_err(LayerError::Write)?;
     Ok(LayerInfo {
         diff_id: diff_id.unwrap_or_else(|| DiffId::new(&digest)),
@@ -121,7 +121,7 @@ fn write_tar<W: Write>(
     opts: &LayerOptions,
 ) -> Result<(W, DiffId, bool), LayerError> {
     let (hashing, empty) = write_layer_tar(upperdir, HashingWriter::new(out), opts)?;
-    let (out, digest, _) = hashing.finish();
+    let (out, digest, _) = hashing.finish().map_err(LayerError::Write)?;
     Ok((out, DiffId::new(&digest), empty))
 }
 

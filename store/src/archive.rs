@@ -21,10 +21,9 @@ use std::io::{self, Read, Write};
 
 use oci_spec::image::{Descriptor, ImageIndex, MediaType};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::compress::Compression;
-use crate::digest::{DiffId, Digest, parse_digest, sha256_bytes, sha256_of};
+use crate::digest::{DiffId, Digest, HashingWriter, parse_digest, sha256_bytes};
 use crate::extract::{Format, decompress};
 use crate::image::{Image, Layer};
 use crate::reference::Reference;
@@ -398,9 +397,12 @@ impl<W: Write> TarOut<W> {
         let (size, actual) = {
             let (mut reader, _) = decompress(store.open_descriptor(descriptor)?)
                 .map_err(|err| blob_error(err, "reading layer"))?;
-            let mut hashing = HashingSink::default();
+            let mut hashing = HashingWriter::new(io::sink());
             io::copy(&mut reader, &mut hashing).map_err(|err| blob_error(err, "reading layer"))?;
-            (hashing.size, sha256_of(hashing.hasher))
+            let (_, digest, size) = hashing
+                .finish()
+                .map_err(|err| blob_error(err, "reading layer"))?;
+            (size, digest)
         };
         if actual != digest {
             return Err(ArchiveError::DiffIdMismatch {
@@ -446,24 +448,6 @@ fn copy_large(reader: &mut impl Read, writer: &mut impl Write) -> io::Result<u64
         };
         writer.write_all(&buf[..n])?;
         total += n as u64;
-    }
-}
-
-#[derive(Default)]
-struct HashingSink {
-    hasher: Sha256,
-    size: u64,
-}
-
-impl Write for HashingSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        self.size += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -661,9 +645,11 @@ fn layer_descriptor(
             actual: digest.to_string(),
         });
     }
-    let mut hashing = HashingSink::default();
+    let mut hashing = HashingWriter::new(io::sink());
     io::copy(&mut reader, &mut hashing).map_err(|err| blob_error(err, "reading layer"))?;
-    let actual = sha256_of(hashing.hasher);
+    let (_, actual, _) = hashing
+        .finish()
+        .map_err(|err| blob_error(err, "reading layer"))?;
     if actual.to_string() != diff_id {
         return Err(ArchiveError::DiffIdMismatch {
             path: path.to_owned(),

@@ -10,9 +10,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::Descriptor;
-use sha2::{Digest as _, Sha256};
 
-use crate::digest::{Digest, HashingWriter, sha256_of};
+use crate::digest::{BackgroundSha256, Digest, HashingWriter};
 use crate::direct::DirectWrites;
 pub use crate::direct::{DIRECT_ALIGN, DIRECT_CHUNK, DIRECT_FROM};
 use crate::error::into_io;
@@ -137,7 +136,7 @@ impl Store {
         let size = file.metadata().map_err(StoreError::io(&path))?.len();
         Ok(VerifiedReader {
             file,
-            hasher: Sha256::new(),
+            hasher: BackgroundSha256::new(),
             read: 0,
             expected: digest.clone(),
             size,
@@ -369,7 +368,7 @@ impl BlobWriter<'_> {
         let Some(inner) = self.inner.take() else {
             return Err(StoreError::invalid("blob writer", "already committed"));
         };
-        let (buffered, digest, size) = inner.finish();
+        let (buffered, digest, size) = inner.finish().map_err(StoreError::io(&self.tmp))?;
         let file = buffered
             .into_inner()
             .map_err(|e| StoreError::io(&self.tmp)(e.into_error()))?
@@ -455,7 +454,8 @@ impl Drop for BlobWriter<'_> {
 /// (and fails early if the file grows past its initial size).
 pub struct VerifiedReader {
     file: File,
-    hasher: Sha256,
+    /// Big blobs (a layer a push sends) are hashed on a second core.
+    hasher: BackgroundSha256,
     read: u64,
     expected: Digest,
     size: u64,
@@ -488,7 +488,7 @@ impl Read for VerifiedReader {
             return Ok(0);
         }
         let n = self.file.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.update(&buf[..n])?;
         self.read += n as u64;
         if self.read > self.size {
             return Err(into_io(StoreError::SizeMismatch {
@@ -498,7 +498,7 @@ impl Read for VerifiedReader {
             }));
         }
         if n == 0 && !buf.is_empty() {
-            let actual = sha256_of(std::mem::take(&mut self.hasher));
+            let actual = std::mem::take(&mut self.hasher).finish()?;
             if actual != self.expected {
                 self.corrupt = Some(actual.clone());
                 return Err(into_io(StoreError::DigestMismatch {

@@ -507,7 +507,9 @@ impl Store {
             compression,
         )
         .map_err(|err| crate::blob::from_io(err, tmp.clone()))?;
-        if let Some(actual) = checked.digest()
+        if let Some(actual) = checked
+            .digest()
+            .map_err(|err| crate::blob::from_io(err, tmp.clone()))?
             && actual != diff_id.digest()
         {
             return Err(StoreError::invalid(
@@ -651,8 +653,10 @@ impl<'a, R: Read> HashingReader<'a, R> {
     }
 
     /// The digest of what was read; `None` when it was not hashed.
-    fn digest(self) -> Option<Digest> {
-        self.hasher.map(|hasher| hasher.finish().1)
+    fn digest(self) -> io::Result<Option<Digest>> {
+        self.hasher
+            .map(|hasher| hasher.finish().map(|(_, digest, _)| digest))
+            .transpose()
     }
 }
 
@@ -704,17 +708,9 @@ mod tests {
         data
     }
 
-    /// Bytes that do not compress (xorshift).
+    /// Bytes that do not compress.
     fn noise(len: usize) -> Vec<u8> {
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
+        crate::test_bytes::noise(len, 0x9e37_79b9_7f4a_7c15)
     }
 
     #[test]

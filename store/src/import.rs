@@ -73,7 +73,7 @@ pub fn import(
     let encoder = flate2::write::GzEncoder::new(blob, flate2::Compression::new(opts.gzip_level));
     let mut hashing = HashingWriter::new(encoder);
     io::copy(&mut reader, &mut hashing).map_err(read_err)?;
-    let (encoder, diff_id, _) = hashing.finish();
+    let (encoder, diff_id, _) = hashing.finish().map_err(read_err)?;
     let mut blob = encoder.finish().map_err(read_err)?;
     blob.flush().map_err(read_err)?;
     let (digest, size) = blob.commit(None)?;

@@ -57,6 +57,8 @@ pub mod snapshot;
 mod sources;
 mod store;
 pub mod tar_guard;
+#[cfg(test)]
+mod test_bytes;
 mod unsynced;
 
 pub use blob::{BlobWriter, ExpectedBlob, VerifiedReader};

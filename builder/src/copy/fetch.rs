@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use sha2::{Digest as _, Sha256};
+use hoist_store::digest::BackgroundSha256;
 
 /// A downloaded file, ready to copy into the image.
 #[derive(Debug)]
@@ -151,7 +151,7 @@ pub fn fetch_unless_match(
         .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
         .map(|t| t.timestamp());
     let mut file = tempfile::NamedTempFile::new_in(tmp_dir).map_err(io_err)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = BackgroundSha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match response.read(&mut buf) {
@@ -160,11 +160,11 @@ pub fn fetch_unless_match(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(io_err(err)),
         };
-        hasher.update(&buf[..n]);
+        hasher.update(&buf[..n]).map_err(io_err)?;
         file.write_all(&buf[..n]).map_err(io_err)?;
     }
     file.flush().map_err(io_err)?;
-    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let digest = hasher.finish().map_err(io_err)?.to_string();
     if let Some(expected) = expected
         && expected != digest
     {

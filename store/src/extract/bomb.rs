@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::io::{self, Read};
 use std::rc::Rc;
 
-use sha2::{Digest as _, Sha256};
+use crate::digest::BackgroundSha256;
 
 use super::{ApplyOptions, ExtractError};
 
@@ -15,7 +15,7 @@ use super::{ApplyOptions, ExtractError};
 /// rewraps io errors.
 pub struct GuardedReader<'a, R> {
     pub inner: R,
-    pub hasher: Sha256,
+    pub hasher: BackgroundSha256,
     pub read: u64,
     pub compressed: Rc<Cell<u64>>,
     pub opts: &'a ApplyOptions,
@@ -25,7 +25,7 @@ pub struct GuardedReader<'a, R> {
 impl<R: Read> Read for GuardedReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        self.hasher.update(&buf[..n])?;
         self.read += n as u64;
         let compressed = self.compressed.get().max(1);
         let reason = if self.read > self.opts.max_uncompressed {

@@ -28,9 +28,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use sha2::{Digest as _, Sha256};
-
-use crate::digest::{DiffId, sha256_of};
+use crate::digest::{BackgroundSha256, DiffId};
 use crate::tar_guard::TarGuard;
 use apply::{Applier, Counters, open_root};
 use bomb::GuardedReader;
@@ -171,7 +169,7 @@ pub fn apply_layer(
     let bomb = Rc::new(Cell::new(None));
     let guarded = GuardedReader {
         inner: decoded,
-        hasher: Sha256::new(),
+        hasher: BackgroundSha256::new(),
         read: 0,
         compressed: compressed.clone(),
         opts,
@@ -202,8 +200,9 @@ pub fn apply_layer(
         skipped_devices,
         skipped_xattrs,
     } = applier.stats;
+    let diff_id = guarded.hasher.finish().map_err(ExtractError::Read)?;
     Ok(ApplyStats {
-        diff_id: DiffId::new(&sha256_of(guarded.hasher)),
+        diff_id: DiffId::new(&diff_id),
         format,
         compressed_bytes: compressed.get(),
         uncompressed_bytes: guarded.read,

@@ -40,7 +40,7 @@ pub fn put_layer(store: &Store, files: &[(&str, &[u8])]) -> (Descriptor, DiffId)
     let writer = store.blob_writer().unwrap();
     let mut hashing = HashingWriter::new(GzEncoder::new(writer, Compression::fast()));
     hashing.write_all(&tar).unwrap();
-    let (gz, diff_id, _) = hashing.finish();
+    let (gz, diff_id, _) = hashing.finish().unwrap();
     let writer = gz.finish().unwrap();
     let (digest, size) = writer.commit(None).unwrap();
     (
