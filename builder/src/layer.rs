@@ -158,11 +158,15 @@ struct TarWriter<'a> {
 }
 
 impl TarWriter<'_> {
+    /// Entries go in batches: their metadata and xattrs are read and their
+    /// files opened on every core (a path walk each, most of the work for
+    /// small files), then they are written in order.
     fn walk<W: Write>(&mut self, tar: &mut tar::Builder<W>) -> Result<(), LayerError> {
         let walker = walkdir::WalkDir::new(self.upperdir)
             .min_depth(1)
             .follow_links(false)
             .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+        let mut batch = Vec::with_capacity(BATCH);
         for item in walker {
             let item = item.map_err(|err| {
                 let path = err.path().unwrap_or(self.upperdir).to_owned();
@@ -171,11 +175,28 @@ impl TarWriter<'_> {
                     source: err.into(),
                 }
             })?;
-            let rel = item
-                .path()
-                .strip_prefix(self.upperdir)
-                .unwrap_or(item.path());
-            self.write_entry(tar, item.path(), rel)?;
+            batch.push(item.into_path());
+            if batch.len() == BATCH {
+                self.write_batch(tar, &mut batch)?;
+            }
+        }
+        self.write_batch(tar, &mut batch)
+    }
+
+    fn write_batch<W: Write>(
+        &mut self,
+        tar: &mut tar::Builder<W>,
+        batch: &mut Vec<PathBuf>,
+    ) -> Result<(), LayerError> {
+        use rayon::prelude::*;
+        let found: Vec<io::Result<Found>> = batch.par_iter().map(|path| find(path)).collect();
+        for (path, found) in batch.drain(..).zip(found) {
+            let found = found.map_err(|source| LayerError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let rel = path.strip_prefix(self.upperdir).unwrap_or(&path);
+            self.write_entry(tar, &path, rel, found)?;
         }
         Ok(())
     }
@@ -185,16 +206,17 @@ impl TarWriter<'_> {
         tar: &mut tar::Builder<W>,
         path: &Path,
         rel: &Path,
+        found: Found,
     ) -> Result<(), LayerError> {
         let read_err = |source: io::Error| LayerError::Read {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::symlink_metadata(path).map_err(read_err)?;
+        let Found { meta, xattrs, file } = found;
         let file_type = meta.file_type();
         let raw_name = rel.as_os_str().as_bytes();
 
-        if file_type.is_char_device() && meta.rdev() == 0 {
+        if is_whiteout(&meta) {
             // An overlay whiteout: `dir/name` (0/0 char device) -> `dir/.wh.name`.
             let whiteout = with_base_prefix(raw_name, WHITEOUT_PREFIX);
             let mut header = self.header(&meta, EntryType::Regular);
@@ -204,7 +226,6 @@ impl TarWriter<'_> {
             return self.append(tar, header, &whiteout, None, &[], io::empty());
         }
 
-        let xattrs = read_xattrs(path).map_err(read_err)?;
         let opaque = xattrs.iter().any(|(key, value)| {
             (key == b"trusted.overlay.opaque" || key == b"user.overlay.opaque") && value == b"y"
         });
@@ -239,11 +260,7 @@ impl TarWriter<'_> {
                 }
                 self.links.insert(key, raw_name.to_vec());
             }
-            let file = File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .map_err(read_err)?;
+            let file = file.ok_or_else(|| read_err(io::Error::other("not opened")))?;
             let mut header = self.header(&meta, EntryType::Regular);
             header.set_size(meta.len());
             // Guard against a file that changed size since stat: the tar
@@ -437,6 +454,46 @@ fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.push(b'=');
     out.extend_from_slice(value);
     out.push(b'\n');
+}
+
+/// How many entries [`TarWriter::walk`] reads ahead of the one it writes
+/// (each a file open at most).
+const BATCH: usize = 128;
+
+/// What an entry of the upperdir is, read ahead of writing it: its
+/// metadata, its xattrs (none for a whiteout) and, for a regular file, the
+/// file opened for reading.
+struct Found {
+    meta: std::fs::Metadata,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    file: Option<File>,
+}
+
+fn find(path: &Path) -> io::Result<Found> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if is_whiteout(&meta) {
+        return Ok(Found {
+            meta,
+            xattrs: Vec::new(),
+            file: None,
+        });
+    }
+    let xattrs = read_xattrs(path)?;
+    let file = if meta.file_type().is_file() {
+        Some(
+            File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)?,
+        )
+    } else {
+        None
+    };
+    Ok(Found { meta, xattrs, file })
+}
+
+fn is_whiteout(meta: &std::fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
 fn is_overlay_xattr(key: &[u8]) -> bool {
