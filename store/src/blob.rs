@@ -355,7 +355,11 @@ impl BlobWriter<'_> {
     /// stable storage: nothing flushes the device's cache), so the next
     /// journal commit has none of it to wait for, only the extents and the
     /// size it records. Until that commit and a cache flush, a crash can
-    /// still cut the blob short, which is what the unsynced record covers.
+    /// still cut the blob short; and as the direct writes move the size on
+    /// disk past the buffered head (still in the page cache, with no blocks
+    /// yet), it can also leave a blob of full length with a range of zeros.
+    /// Either way the unsynced record covers it: recovery hashes every
+    /// recorded blob, whatever its length.
     pub fn commit_unsynced(self, expected: Option<&ExpectedBlob>) -> Result<(Digest, u64)> {
         self.publish(expected, Durability::Deferred)
     }
