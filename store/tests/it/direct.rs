@@ -12,11 +12,20 @@ use hoist_store::digest::sha256_bytes;
 
 use crate::common::assert_valid;
 
-/// Bytes that differ at every offset, so that a misplaced chunk shows.
+/// Bytes that name their offset: each 8-byte word is a bijective mix
+/// (splitmix64's) of its index, so no two words are alike and a chunk
+/// written at the wrong offset, or two chunks swapped, shows.
 fn data_of(len: usize) -> Vec<u8> {
-    (0..len as u64)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect()
+    let mut data: Vec<u8> = (0..len.div_ceil(8) as u64)
+        .flat_map(|word| {
+            let mut z = word.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)).to_le_bytes()
+        })
+        .collect();
+    data.truncate(len);
+    data
 }
 
 /// Writes `data` in writes of `write_size`, with a `pause` after each,
