@@ -152,13 +152,14 @@ fn r9_direct_blobs_on_filesystems_without_direct_io() {
     }
 }
 
-/// The names of this process's threads.
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
+/// The descriptors this process holds on `dir` and the files in it. Other
+/// tests' stores are elsewhere, so tests running alongside do not count.
+fn descriptors_in(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
         .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
-        .map(|comm| comm.trim().to_owned())
-        .collect()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
 }
 
 fn temp_files(dir: &Path) -> Vec<String> {
@@ -173,20 +174,22 @@ fn temp_files(dir: &Path) -> Vec<String> {
 fn r9_a_dropped_direct_writer_leaves_no_temp_file_nor_thread() {
     let (_dir, store) = crate::common::temp_store();
     let data = data_of(DIRECT_FROM as usize + 6 * DIRECT_CHUNK + 1);
+    // The session's own (its lock, its leases), open all along.
+    let session = descriptors_in(store.tmp_dir());
     let mut writer = store.blob_writer().unwrap();
     writer.write_direct();
     writer.write_all(&data).unwrap();
-    assert!(
-        thread_names().iter().any(|name| name == "blob-direct"),
-        "a big blob is written by a thread: {:?}",
-        thread_names()
+    assert_eq!(
+        descriptors_in(store.tmp_dir()) - session,
+        2,
+        "a big blob is written by a thread, on a descriptor of its own"
     );
     drop(writer);
     assert_eq!(temp_files(store.tmp_dir()), Vec::<String>::new());
-    assert!(
-        !thread_names().iter().any(|name| name == "blob-direct"),
-        "the writer's thread outlived it: {:?}",
-        thread_names()
+    assert_eq!(
+        descriptors_in(store.tmp_dir()),
+        session,
+        "the writer's thread outlived it"
     );
     assert_valid(&store);
 }
