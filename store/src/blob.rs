@@ -136,12 +136,11 @@ impl Store {
         let size = file.metadata().map_err(StoreError::io(&path))?.len();
         Ok(VerifiedReader {
             file,
-            hasher: BackgroundSha256::new(),
+            check: Check::Hashing(BackgroundSha256::new()),
             read: 0,
             expected: digest.clone(),
             size,
             done: false,
-            corrupt: None,
         })
     }
 
@@ -454,18 +453,29 @@ impl Drop for BlobWriter<'_> {
     }
 }
 
-/// A reader over a stored blob that checks the digest when it reaches EOF
-/// (and fails early if the file grows past its initial size).
+/// A reader over a stored blob that checks the digest once it has read the
+/// blob's size, and again at EOF (and fails early if the file grows past its
+/// initial size). Readers that stop at the size, as an HTTP body of known
+/// length does, never read to EOF, so the check cannot wait for it.
 pub struct VerifiedReader {
     file: File,
-    /// Big blobs (a layer a push sends) are hashed on a second core.
-    hasher: BackgroundSha256,
+    check: Check,
     read: u64,
     expected: Digest,
     size: u64,
     done: bool,
-    /// Set once a mismatch was seen, so that retrying never yields a clean EOF.
-    corrupt: Option<Digest>,
+}
+
+/// Where a [`VerifiedReader`]'s digest check stands.
+enum Check {
+    /// Big blobs (a layer a push sends) are hashed on a second core.
+    Hashing(BackgroundSha256),
+    /// Everything read so far matches the digest.
+    Matched,
+    /// The content does not match, so that retrying never yields a clean EOF.
+    Corrupt(Digest),
+    /// Hashing failed; every later read fails too.
+    Failed,
 }
 
 impl VerifiedReader {
@@ -480,19 +490,55 @@ impl VerifiedReader {
     }
 }
 
+impl VerifiedReader {
+    fn mismatch(&self, actual: &Digest) -> io::Error {
+        into_io(StoreError::DigestMismatch {
+            expected: self.expected.clone(),
+            actual: actual.clone(),
+        })
+    }
+
+    /// Compares the digest of what was read with the expected one, once.
+    fn verify(&mut self) -> io::Result<()> {
+        if !matches!(self.check, Check::Hashing(_)) {
+            return Ok(());
+        }
+        let Check::Hashing(hasher) = std::mem::replace(&mut self.check, Check::Failed) else {
+            unreachable!("matched above");
+        };
+        let actual = hasher.finish()?;
+        if actual != self.expected {
+            let err = self.mismatch(&actual);
+            self.check = Check::Corrupt(actual);
+            return Err(err);
+        }
+        self.check = Check::Matched;
+        Ok(())
+    }
+}
+
 impl Read for VerifiedReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(actual) = &self.corrupt {
-            return Err(into_io(StoreError::DigestMismatch {
-                expected: self.expected.clone(),
-                actual: actual.clone(),
-            }));
+        match &self.check {
+            Check::Corrupt(actual) => return Err(self.mismatch(actual)),
+            Check::Failed => {
+                return Err(io::Error::other(format!(
+                    "blob {}: hashing failed earlier",
+                    self.expected
+                )));
+            }
+            Check::Hashing(_) | Check::Matched => {}
         }
         if self.done {
             return Ok(0);
         }
         let n = self.file.read(buf)?;
-        self.hasher.update(&buf[..n])?;
+        if let Check::Hashing(hasher) = &mut self.check
+            && let Err(err) = hasher.update(&buf[..n])
+        {
+            self.check = Check::Failed;
+            return Err(err);
+        }
         self.read += n as u64;
         if self.read > self.size {
             return Err(into_io(StoreError::SizeMismatch {
@@ -501,15 +547,11 @@ impl Read for VerifiedReader {
                 actual: self.read,
             }));
         }
-        if n == 0 && !buf.is_empty() {
-            let actual = std::mem::take(&mut self.hasher).finish()?;
-            if actual != self.expected {
-                self.corrupt = Some(actual.clone());
-                return Err(into_io(StoreError::DigestMismatch {
-                    expected: self.expected.clone(),
-                    actual,
-                }));
-            }
+        let eof = n == 0 && !buf.is_empty();
+        if self.read == self.size || eof {
+            self.verify()?;
+        }
+        if eof {
             self.done = true;
             if self.read != self.size {
                 return Err(into_io(StoreError::SizeMismatch {

@@ -174,6 +174,40 @@ fn a_corrupted_blob_is_refused_by_reads_and_reported_by_fsck() {
     assert_valid(&store);
 }
 
+/// A push sends a blob as a body of known length, which reads exactly the
+/// blob's size and never the EOF after it: the rot check must not wait
+/// for EOF.
+#[test]
+fn r9_a_corrupt_blob_read_to_its_size_without_eof_fails() {
+    let (_dir, store) = temp_store();
+    // Small, and past the size where hashing moves to a thread.
+    for size in [1, 4096, (5 << 20) + 3] {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let (digest, _) = store.put_blob(&data[..], None).unwrap();
+
+        let mut intact = vec![0u8; size];
+        let mut reader = store.open_blob(&digest).unwrap();
+        reader.read_exact(&mut intact).unwrap();
+        assert!(intact == data, "case {size}: intact blob reads back");
+        assert_eq!(reader.read(&mut [0u8; 16]).unwrap(), 0, "case {size}: EOF");
+
+        let path = blob_file(store.root(), &digest);
+        let mut bytes = data.clone();
+        bytes[size / 2] ^= 0xff; // same size, different content
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = store.open_blob(&digest).unwrap();
+        let err = reader.read_exact(&mut vec![0u8; size]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "case {size}");
+        assert!(err.to_string().contains("is corrupt"), "case {size}: {err}");
+        assert!(
+            reader.read(&mut [0u8; 16]).is_err(),
+            "case {size}: error is sticky"
+        );
+        std::fs::write(&path, &data).unwrap();
+    }
+    assert_valid(&store);
+}
+
 /// Peak resident set size of this process, from /proc.
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
