@@ -229,7 +229,9 @@ const CHUNKS: usize = 4;
 /// for reuse: [`CHUNKS`] buffers at most, none allocated per chunk.
 /// A panic in the thread surfaces as an error from the next
 /// [`BackgroundSha256::update`] or from [`BackgroundSha256::finish`];
-/// dropping it unfinished stops the thread and waits for it.
+/// dropping it unfinished stops the thread and waits for it. When no
+/// thread can be had (`EAGAIN` under a pids cgroup or `RLIMIT_NPROC`), it
+/// goes on hashing inline.
 #[derive(Default)]
 pub struct BackgroundSha256 {
     inner: BackgroundHasher<Sha256>,
@@ -256,6 +258,8 @@ struct BackgroundHasher<H> {
     state: HasherState<H>,
     /// Bytes passed to `update` so far.
     len: u64,
+    /// [`BACKGROUND_AFTER`].
+    background_after: u64,
 }
 
 enum HasherState<H> {
@@ -270,20 +274,28 @@ impl<H: Default> Default for BackgroundHasher<H> {
         Self {
             state: HasherState::Inline(H::default()),
             len: 0,
+            background_after: BACKGROUND_AFTER,
         }
     }
 }
 
 impl<H: sha2::digest::Update + Send + 'static> BackgroundHasher<H> {
     fn update(&mut self, data: &[u8]) -> io::Result<()> {
+        let before = self.len;
         self.len += data.len() as u64;
-        if self.len > BACKGROUND_AFTER && matches!(self.state, HasherState::Inline(_)) {
+        // Once, on the update that crosses the threshold.
+        let crossing = before <= self.background_after && self.len > self.background_after;
+        if crossing && matches!(self.state, HasherState::Inline(_)) {
             let HasherState::Inline(hasher) =
                 std::mem::replace(&mut self.state, HasherState::Failed)
             else {
                 unreachable!("matched above");
             };
-            self.state = HasherState::Background(HashingThread::start(hasher)?);
+            self.state = match HashingThread::start(hasher) {
+                Ok(thread) => HasherState::Background(thread),
+                // No thread to be had: hashing inline is only slower.
+                Err(hasher) => HasherState::Inline(hasher),
+            };
         }
         match &mut self.state {
             HasherState::Inline(hasher) => {
@@ -325,25 +337,36 @@ struct HashingThread<H> {
     empty: Receiver<Vec<u8>>,
     /// Chunks made so far, at most [`CHUNKS`].
     allocated: usize,
-    thread: Option<JoinHandle<H>>,
+    /// Ends with the hash state, or `None` if it never got it.
+    thread: Option<JoinHandle<Option<H>>>,
 }
 
 impl<H: sha2::digest::Update + Send + 'static> HashingThread<H> {
-    fn start(mut hasher: H) -> io::Result<Self> {
+    /// Starts the thread and hands it `hasher`; gives `hasher` back when
+    /// no thread can be started. (The state goes over a channel, not into
+    /// the closure, which a failed spawn would drop with it.)
+    fn start(hasher: H) -> Result<Self, H> {
+        let (state_tx, state_rx) = sync_channel::<H>(1);
         let (full, full_rx) = sync_channel::<Vec<u8>>(CHUNKS);
         let (empty_tx, empty) = sync_channel::<Vec<u8>>(CHUNKS);
-        let thread = std::thread::Builder::new()
-            .name("sha256".into())
-            .spawn(move || {
-                // Ends when the sender closes (finish, or drop).
-                for mut chunk in full_rx {
-                    hasher.update(&chunk);
-                    chunk.clear();
-                    // The other side may be gone already: nothing to return.
-                    let _ = empty_tx.send(chunk);
-                }
-                hasher
-            })?;
+        let spawned = spawn_hashing_thread(move || {
+            let mut hasher = state_rx.recv().ok()?;
+            // Ends when the sender closes (finish, or drop).
+            for mut chunk in full_rx {
+                hasher.update(&chunk);
+                chunk.clear();
+                // The other side may be gone already: nothing to return.
+                let _ = empty_tx.send(chunk);
+            }
+            Some(hasher)
+        });
+        let Ok(thread) = spawned else {
+            return Err(hasher);
+        };
+        // Never blocks: the channel has room for the one state.
+        if let Err(unsent) = state_tx.send(hasher) {
+            return Err(unsent.0);
+        }
         Ok(Self {
             filling: Vec::with_capacity(CHUNK),
             full: Some(full),
@@ -408,15 +431,30 @@ impl<H: sha2::digest::Update + Send + 'static> HashingThread<H> {
         let Some(thread) = self.thread.take() else {
             return Err(hashing_failed_before());
         };
-        thread.join().map_err(|panic| {
+        let state = thread.join().map_err(|panic| {
             let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             io::Error::other(format!("sha256: the hashing thread panicked: {message}"))
-        })
+        })?;
+        state.ok_or_else(hashing_failed_before)
     }
+}
+
+/// Spawns a hashing thread; in tests, fails as a full pids cgroup would
+/// when [`tests::no_threads`] says so.
+fn spawn_hashing_thread<T: Send + 'static>(
+    body: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<JoinHandle<T>> {
+    #[cfg(test)]
+    if tests::no_threads() {
+        return Err(io::Error::from(io::ErrorKind::WouldBlock));
+    }
+    std::thread::Builder::new()
+        .name("sha256".into())
+        .spawn(body)
 }
 
 impl<H> Drop for HashingThread<H> {
@@ -434,6 +472,16 @@ impl<H> Drop for HashingThread<H> {
 mod tests {
     use super::*;
     use crate::test_bytes::noise;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Whether this test thread's hashers can start no thread.
+        static NO_THREADS: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(super) fn no_threads() -> bool {
+        NO_THREADS.with(Cell::get)
+    }
 
     /// Feeds `data` in pieces of the sizes `plan` gives, cycling through
     /// it (the last piece takes what is left).
@@ -498,6 +546,22 @@ mod tests {
             sha256_bytes(b""),
             "case never updated"
         );
+    }
+
+    #[test]
+    fn without_a_thread_to_be_had_big_input_is_hashed_inline() {
+        let data = noise(BACKGROUND_AFTER as usize + 3 * CHUNK + 5, 8);
+        let expected = sha256_bytes(&data);
+        NO_THREADS.with(|no| no.set(true));
+        let mut hasher = BackgroundSha256::new();
+        for piece in data.chunks(CHUNK - 3) {
+            hasher.update(piece).unwrap();
+        }
+        let stayed_inline = matches!(hasher.inner.state, HasherState::Inline(_));
+        let digest = hasher.finish();
+        NO_THREADS.with(|no| no.set(false));
+        assert!(stayed_inline, "no thread could start");
+        assert_eq!(digest.unwrap(), expected);
     }
 
     /// Accepts a few bytes per write, fails some writes outright and,
@@ -584,6 +648,7 @@ mod tests {
                 _alive: alive.clone(),
             }),
             len: 0,
+            background_after: BACKGROUND_AFTER,
         };
         (hasher, alive)
     }
