@@ -635,8 +635,9 @@ fn entry_digest(
         path: slash_path(&job.path),
         source,
     };
-    // A big file is hashed on a second core while it is read.
-    let mut hasher = BackgroundSha256::new();
+    // Inline: this runs on rayon's workers, which keep every core busy
+    // already, so a hashing thread per big file would only compete.
+    let mut hasher = BackgroundSha256::inline();
     let type_tag: &[u8] = match kind {
         FileType::RegularFile => b"file",
         FileType::Directory => b"dir",

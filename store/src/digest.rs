@@ -242,6 +242,18 @@ impl BackgroundSha256 {
         Self::default()
     }
 
+    /// One that never starts a thread, for callers that already keep every
+    /// core busy (a rayon pool's workers): a thread per big stream would
+    /// only compete with them.
+    pub fn inline() -> Self {
+        Self {
+            inner: BackgroundHasher {
+                background_after: u64::MAX,
+                ..BackgroundHasher::default()
+            },
+        }
+    }
+
     /// Hashes `data` after everything before it.
     pub fn update(&mut self, data: &[u8]) -> io::Result<()> {
         self.inner.update(data)
@@ -258,7 +270,7 @@ struct BackgroundHasher<H> {
     state: HasherState<H>,
     /// Bytes passed to `update` so far.
     len: u64,
-    /// [`BACKGROUND_AFTER`].
+    /// [`BACKGROUND_AFTER`], or never.
     background_after: u64,
 }
 
@@ -562,6 +574,15 @@ mod tests {
         NO_THREADS.with(|no| no.set(false));
         assert!(stayed_inline, "no thread could start");
         assert_eq!(digest.unwrap(), expected);
+    }
+
+    #[test]
+    fn an_inline_hash_never_starts_a_thread() {
+        let data = noise(BACKGROUND_AFTER as usize + 2 * CHUNK, 9);
+        let mut hasher = BackgroundSha256::inline();
+        hasher.update(&data).unwrap();
+        assert!(matches!(hasher.inner.state, HasherState::Inline(_)));
+        assert_eq!(hasher.finish().unwrap(), sha256_bytes(&data));
     }
 
     /// Accepts a few bytes per write, fails some writes outright and,
