@@ -27,7 +27,6 @@ use sha2::{Digest as _, Sha256};
 use crate::copy::archive;
 use crate::copy::source::{Entry, SourceError, SourceView, join, slash_path};
 use crate::dockerignore::{self, IgnoreFileError, PatternError, PatternMatcher};
-use hoist_store::digest::BackgroundSha256;
 use hoist_store::inroot::Root;
 
 #[derive(Debug, thiserror::Error)]
@@ -631,13 +630,7 @@ fn entry_digest(
     {
         return Ok(owner_suffix(hit, stat, opts));
     }
-    let read_err = |source| ContextError::Read {
-        path: slash_path(&job.path),
-        source,
-    };
-    // Inline: this runs on rayon's workers, which keep every core busy
-    // already, so a hashing thread per big file would only compete.
-    let mut hasher = BackgroundSha256::inline();
+    let mut hasher = Sha256::new();
     let type_tag: &[u8] = match kind {
         FileType::RegularFile => b"file",
         FileType::Directory => b"dir",
@@ -647,13 +640,17 @@ fn entry_digest(
         FileType::Fifo => b"fifo",
         _ => b"other",
     };
-    let header = format!("\0{:o}\0{}\0", stat.st_mode & 0o7777, stat.st_rdev);
-    let link = job.entry.link.as_ref().map(|link| link.as_os_str());
-    let link: &[u8] = link.map_or(&[], |link| link.as_encoded_bytes());
-    for part in [type_tag, header.as_bytes(), link, b"\0"] {
-        hasher.update(part).map_err(read_err)?;
+    hasher.update(type_tag);
+    hasher.update(format!("\0{:o}\0{}\0", stat.st_mode & 0o7777, stat.st_rdev).as_bytes());
+    if let Some(link) = &job.entry.link {
+        hasher.update(link.as_os_str().as_encoded_bytes());
     }
+    hasher.update(b"\0");
     if kind == FileType::RegularFile {
+        let read_err = |source| ContextError::Read {
+            path: slash_path(&job.path),
+            source,
+        };
         let fd = root
             .open_in(&job.path, OFlags::RDONLY, false)
             .map_err(read_err)?;
@@ -667,12 +664,17 @@ fn entry_digest(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(read_err(err)),
+                Err(err) => {
+                    return Err(ContextError::Read {
+                        path: slash_path(&job.path),
+                        source: err,
+                    });
+                }
             };
-            hasher.update(&buf[..n]).map_err(read_err)?;
+            hasher.update(&buf[..n]);
         }
     }
-    let digest = hasher.finish().map_err(read_err)?.to_string();
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
     if let (Some(cache), Some((path, key))) = (opts.cache, cache_key) {
         cache.put(path, key, digest.clone());
     }

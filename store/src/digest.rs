@@ -242,18 +242,6 @@ impl BackgroundSha256 {
         Self::default()
     }
 
-    /// One that never starts a thread, for callers that already keep every
-    /// core busy (a rayon pool's workers): a thread per big stream would
-    /// only compete with them.
-    pub fn inline() -> Self {
-        Self {
-            inner: BackgroundHasher {
-                background_after: u64::MAX,
-                ..BackgroundHasher::default()
-            },
-        }
-    }
-
     /// Hashes `data` after everything before it.
     pub fn update(&mut self, data: &[u8]) -> io::Result<()> {
         self.inner.update(data)
@@ -270,8 +258,6 @@ struct BackgroundHasher<H> {
     state: HasherState<H>,
     /// Bytes passed to `update` so far.
     len: u64,
-    /// [`BACKGROUND_AFTER`], or never.
-    background_after: u64,
 }
 
 enum HasherState<H> {
@@ -286,7 +272,6 @@ impl<H: Default> Default for BackgroundHasher<H> {
         Self {
             state: HasherState::Inline(H::default()),
             len: 0,
-            background_after: BACKGROUND_AFTER,
         }
     }
 }
@@ -296,7 +281,7 @@ impl<H: sha2::digest::Update + Send + 'static> BackgroundHasher<H> {
         let before = self.len;
         self.len += data.len() as u64;
         // Once, on the update that crosses the threshold.
-        let crossing = before <= self.background_after && self.len > self.background_after;
+        let crossing = before <= BACKGROUND_AFTER && self.len > BACKGROUND_AFTER;
         if crossing && matches!(self.state, HasherState::Inline(_)) {
             let HasherState::Inline(hasher) =
                 std::mem::replace(&mut self.state, HasherState::Failed)
@@ -576,15 +561,6 @@ mod tests {
         assert_eq!(digest.unwrap(), expected);
     }
 
-    #[test]
-    fn an_inline_hash_never_starts_a_thread() {
-        let data = noise(BACKGROUND_AFTER as usize + 2 * CHUNK, 9);
-        let mut hasher = BackgroundSha256::inline();
-        hasher.update(&data).unwrap();
-        assert!(matches!(hasher.inner.state, HasherState::Inline(_)));
-        assert_eq!(hasher.finish().unwrap(), sha256_bytes(&data));
-    }
-
     /// Accepts a few bytes per write, fails some writes outright and,
     /// from `dies_at` on, every write.
     struct FlakyWriter {
@@ -669,7 +645,6 @@ mod tests {
                 _alive: alive.clone(),
             }),
             len: 0,
-            background_after: BACKGROUND_AFTER,
         };
         (hasher, alive)
     }
