@@ -174,7 +174,7 @@ impl Drop for Scratch {
     /// The upperdir is gone when it became a snapshot; the rest (the
     /// overlay's workdir, the mount point, a failed step's upperdir) goes
     /// to the store's trash in one rename, deleted off the critical path
-    /// ([`hoist_store::empty_trash`]): removing the workdir's directories
+    /// ([`hoist_store::trash`]): removing the workdir's directories
     /// cost a RUN step several milliseconds of journal waits.
     fn drop(&mut self) {
         let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -183,7 +183,8 @@ impl Drop for Scratch {
             let _ = std::fs::remove_dir_all(&self.root);
             return;
         };
-        if std::fs::rename(&self.root, self.trash.join(format!("{session}-{step}"))).is_err() {
+        let trashed = hoist_store::trash::entry_path(&self.trash, &format!("{session}-{step}"));
+        if std::fs::rename(&self.root, trashed).is_err() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
     }

@@ -131,9 +131,10 @@ impl Store {
             report.reclaimed += dir_size(&dir);
             std::fs::remove_dir_all(&dir).map_err(StoreError::io(&dir))?;
         }
+        // All of the trash, whatever its age: builds leave the young.
         let trash = self.trash_dir();
         report.reclaimed += dir_size(&trash);
-        crate::store::empty_trash(&trash);
+        crate::trash::empty_trash(&trash, std::time::Duration::ZERO);
         Ok(report)
     }
 

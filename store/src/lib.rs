@@ -13,7 +13,8 @@
 //! <root>/hoist/context-index/, cache-recent/, cache-files/   the builder's cache records
 //! <root>/hoist/unsynced/<boot-id>/<chainid>     snapshots whose data was left to the kernel
 //! <root>/hoist/unsynced/<boot-id>/blobs/<hex>   blobs (a build's layers, compressed variants) not yet synced
-//! <root>/hoist/trash/               trees nobody needs, deleted off the critical path
+//! <root>/hoist/trash/<nanos>-<what>  trees nobody needs, deleted off the critical path when
+//!                                   minutes old, at once by GC or when the disk is nearly full
 //! ```
 //!
 //! Guarantees: every write goes to a temp file in the session directory, is
@@ -59,6 +60,7 @@ mod store;
 pub mod tar_guard;
 #[cfg(test)]
 mod test_bytes;
+pub mod trash;
 mod unsynced;
 
 pub use blob::{BlobWriter, ExpectedBlob, VerifiedReader};
@@ -69,7 +71,7 @@ pub use error::StoreError;
 pub use image::{Image, ImageRecord, Layer};
 pub use lazy::BlobSource;
 pub use reference::{Reference, ReferenceError};
-pub use store::{Store, default_root, empty_trash};
+pub use store::{Store, default_root};
 
 /// The annotation holding the familiar `name:tag` that skopeo and umoci match
 /// (`skopeo inspect oci:<root>:busybox:latest`).

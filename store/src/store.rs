@@ -198,7 +198,7 @@ impl Store {
     }
 
     /// `hoist/trash`: trees nobody needs, deleted off the critical path
-    /// (see [`empty_trash`]).
+    /// once they are a few minutes old, or by GC (see [`crate::trash`]).
     pub fn trash_dir(&self) -> PathBuf {
         self.root.join("hoist/trash")
     }
@@ -211,7 +211,7 @@ impl Store {
             .strip_prefix(self.tmp_root())
             .map(|rel| rel.to_string_lossy().replace('/', "-"))
             .unwrap_or_else(|_| "tree".to_owned());
-        let trash = self.trash_dir().join(format!("{name}-{}", nanos_now()));
+        let trash = crate::trash::entry_path(&self.trash_dir(), &name);
         if std::fs::rename(dir, &trash).is_err() {
             std::fs::remove_dir_all(dir).map_err(StoreError::io(dir))?;
         }
@@ -296,30 +296,6 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(StoreError::io(dir))
-}
-
-/// Deletes what is in the trash directory `trash` ([`Store::trash_dir`]).
-/// It needs no lock and no open store, so callers may run it on a thread
-/// of its own while they work, and leave the rest to the next call if the
-/// process ends first; several may run at once. Returns the trees deleted.
-pub fn empty_trash(trash: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(trash) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        // Gone already (another process emptying it) is fine too.
-        if std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-fn nanos_now() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 /// Removes a file, treating "already gone" as success.

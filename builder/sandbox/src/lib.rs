@@ -6,8 +6,9 @@
 //! It is a crate of its own (as youki keeps `libcontainer` apart) so that the
 //! security-critical code is in one place and depends on nothing else of
 //! hoist. This is the only crate of hoist allowed `unsafe` (clone, exec,
-//! signal handlers, a few raw syscalls); every block carries a `// SAFETY:`
-//! comment.
+//! signal handlers, a few raw syscalls, among them the priority of
+//! [`spawn_idle`]'s background threads); every block carries a
+//! `// SAFETY:` comment.
 //!
 //! Shape of a run (`namespace.rs`): the parent turns the [`RunSpec`] into a
 //! precomputed plan (`plan.rs`), clones one child into new mount, PID, UTS
@@ -67,6 +68,7 @@ mod io;
 mod namespace;
 mod overlay;
 mod plan;
+mod priority;
 mod process;
 mod seccomp;
 mod spec;
@@ -83,6 +85,7 @@ pub use interrupt::cancel_on_interrupt;
 pub use io::{CollectIo, RunIo, Stdin};
 pub use namespace::{CancelHandle, NamespaceSandbox};
 pub use overlay::{MountGuard, mount_overlay, mount_overlay_read_only, remove_workdir};
+pub use priority::spawn_idle;
 pub use process::{Entered, enter_namespaces, isolate_mounts, running_as_root};
 pub use seccomp::{ArchMap, RuleFilter, SeccompProfile, SyscallArg, SyscallRule};
 pub use spec::{

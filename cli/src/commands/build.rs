@@ -113,10 +113,7 @@ pub struct Args {
 
 pub fn run(args: Args, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = globals.open_store()?;
-    // What earlier builds threw away (duplicate snapshots) is deleted while
-    // this one works; whatever is left when it ends waits for the next.
-    let trash = store.trash_dir();
-    std::thread::spawn(move || hoist_store::empty_trash(&trash));
+    empty_old_trash(&store);
     let outputs = args
         .outputs
         .iter()
@@ -450,6 +447,21 @@ impl BuildInputs {
 /// content never shows in a message.
 /// A failed build or dry run as the user sees it, with the progress
 /// display closed first.
+/// Deletes what earlier builds threw away (see [`hoist_store::trash`]):
+/// trees a few minutes old, on an idle-priority thread while this build
+/// works (whatever is left when it ends waits for the next build); or, when
+/// the disk is nearly full, all of it before this build needs the space.
+fn empty_old_trash(store: &Store) {
+    use hoist_store::trash::{BUILD_MIN_AGE, empty_trash, nearly_full};
+    let trash = store.trash_dir();
+    if nearly_full(store.root()) {
+        empty_trash(&trash, std::time::Duration::ZERO);
+        return;
+    }
+    // Without a thread, the trash waits for the next build or GC.
+    let _ = hoist_sandbox::spawn_idle("hoist-trash", move || empty_trash(&trash, BUILD_MIN_AGE));
+}
+
 fn failed(
     drawer: &dyn progress::Drawer,
     dockerfile: &render::Source,

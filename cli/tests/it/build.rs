@@ -613,6 +613,55 @@ fn r4_sigkill_during_a_run_leaves_no_mount_or_process() {
     );
 }
 
+/// A build deletes only trash a few minutes old, and leaves the young for
+/// later, so that a burst of builds deletes nothing between them (issue 9).
+/// The build is killed in its RUN: the deleting thread dies with it.
+#[test]
+fn r9_a_build_deletes_old_trash_and_keeps_young_trash() {
+    let hoist = Hoist::with_busybox();
+    let trash = hoist.root().join("hoist/trash");
+    let trashed = |ago: Duration, what: &str| {
+        let at = std::time::SystemTime::now() - ago;
+        let nanos = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = trash.join(format!("{nanos}-{what}"));
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        std::fs::write(dir.join("d/f"), b"x").unwrap();
+        dir
+    };
+    let old = trashed(Duration::from_secs(3600), "old");
+    let young = trashed(Duration::from_secs(10), "young");
+    let ctx = dockerfile_context("FROM busybox\nRUN sleep 983\n");
+    let child = hoist
+        .command(&["build", "--progress=plain", ctx.path().to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends, so that a failure leaves no build.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let build = KillOnDrop(child);
+    wait_until("the RUN to start", || running_with_arg(b"983"));
+    wait_until("the old trash to be deleted", || !old.exists());
+    assert!(young.exists(), "young trash deleted by a build");
+    drop(build);
+    wait_until("the sandboxed process to die with the build", || {
+        !running_with_arg(b"983")
+    });
+    assert!(young.exists(), "young trash deleted by a build");
+
+    hoist.ok(&["prune", "--force"]);
+    assert_eq!(
+        std::fs::read_dir(&trash).unwrap().count(),
+        0,
+        "prune empties it"
+    );
+}
+
 fn rustix_kill(pid: u32, signal: i32) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))

@@ -102,9 +102,11 @@ fn fsck_reports_and_repairs_strays() {
 
 /// A duplicate snapshot (a `--no-cache` rebuild of the same layer) goes to
 /// the trash with one rename instead of being deleted file by file; the
-/// trash is emptied later, by anyone, and by GC (issue 9).
+/// trash is emptied later: by anyone of what is old enough, and all of it
+/// by GC (issue 9).
 #[test]
 fn r9_duplicate_snapshots_go_to_the_trash() {
+    use hoist_store::trash::{BUILD_MIN_AGE, empty_trash};
     let dir = tempfile::tempdir().unwrap();
     let store = hoist_store::Store::open(dir.path().join("root")).unwrap();
     let chain: hoist_store::digest::ChainId =
@@ -130,17 +132,35 @@ fn r9_duplicate_snapshots_go_to_the_trash() {
         "the first one stays"
     );
     let trash = store.trash_dir();
-    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 1);
+    let entries = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&trash)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let young = entries();
+    assert_eq!(young.len(), 1);
     crate::common::assert_valid(&store);
 
-    assert_eq!(hoist_store::empty_trash(&trash), 1);
-    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
-    assert_eq!(hoist_store::empty_trash(&trash), 0, "nothing twice");
+    // One trashed an hour ago, and one left by an older hoist (no time).
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let nanos = hour_ago
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    for old in [format!("{nanos}-snap-1"), "s-step-1".to_owned()] {
+        std::fs::create_dir_all(trash.join(old).join("d")).unwrap();
+    }
+    assert_eq!(empty_trash(&trash, BUILD_MIN_AGE), 2, "the old ones");
+    assert_eq!(entries(), young, "the young one stays");
+    assert_eq!(empty_trash(&trash, BUILD_MIN_AGE), 0, "nothing twice");
 
-    // GC empties it too.
+    // GC empties all of it.
     store.commit_snapshot(&stage(b"three"), &chain).unwrap();
-    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 1);
+    assert_eq!(entries().len(), 2);
     store.gc(&hoist_store::gc::GcOptions::default()).unwrap();
-    assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+    assert_eq!(entries().len(), 0);
     crate::common::assert_valid(&store);
 }

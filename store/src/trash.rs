@@ -1,0 +1,109 @@
+//! The trash, `<root>/hoist/trash`: trees nobody needs (a duplicate snapshot
+//! that a `--no-cache` rebuild makes, a step's scratch root) are moved there
+//! with one rename, so that nobody waits for them to be deleted.
+//!
+//! An entry is named `<unix-nanos>-<what>`, the time it was trashed first
+//! ([`entry_path`]). A build deletes only entries older than
+//! [`BUILD_MIN_AGE`], on a thread of the lowest priority: deleting costs
+//! CPU, and on ext4 without a journal, inodes freed in the last minute are
+//! skipped, one by one, whenever new ones are allocated, so deleting while
+//! builds run slows the builds that follow. A burst of builds (CI, an
+//! edit-build loop) then deletes nothing between them, and the space comes
+//! back minutes later. When the filesystem is nearly full ([`nearly_full`])
+//! a build empties it all before it starts, and GC always empties it all.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a tree stays in the trash before a build deletes it: longer
+/// than the pauses within a burst of builds (an edit-build loop, the
+/// builds of a CI job), short enough that the space comes back within the
+/// same working session.
+pub const BUILD_MIN_AGE: Duration = Duration::from_secs(5 * 60);
+
+/// Below this share of free blocks or free inodes, a filesystem is
+/// [`nearly_full`].
+const NEARLY_FULL_PERCENT: u64 = 10;
+
+/// A fresh path in the trash directory `trash` for the tree `what`
+/// describes (a name, no slashes), stamped with the time.
+pub fn entry_path(trash: &Path, what: &str) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    trash.join(format!("{nanos}-{what}"))
+}
+
+/// Deletes the entries of the trash directory `trash` trashed at least
+/// `min_age` ago (all of them for [`Duration::ZERO`]); an entry whose name
+/// holds no time, left by an older hoist, counts as old. It needs no lock
+/// and no open store, so callers may run it on a thread of its own while
+/// they work, and leave the rest to the next call if the process ends
+/// first; several may run at once. Returns the trees deleted.
+pub fn empty_trash(trash: &Path, min_age: Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(trash) else {
+        return 0;
+    };
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let young = trashed_at(&entry.file_name().to_string_lossy())
+            .and_then(|at| now.duration_since(at).ok())
+            .is_some_and(|age| age < min_age);
+        // Gone already (another process emptying it) is fine too.
+        if !young && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether the filesystem holding `path` has less than a tenth of its
+/// blocks or inodes left for unprivileged users, when a build must not
+/// wait for the trash to age; `false` when it cannot tell.
+pub fn nearly_full(path: &Path) -> bool {
+    let Ok(fs) = rustix::fs::statvfs(path) else {
+        return false;
+    };
+    below_share(fs.f_bavail, fs.f_blocks) || below_share(fs.f_favail, fs.f_files)
+}
+
+fn below_share(free: u64, total: u64) -> bool {
+    // Some filesystems report no inode count at all (btrfs: 0 files).
+    total > 0 && free.saturating_mul(100) < total.saturating_mul(NEARLY_FULL_PERCENT)
+}
+
+fn trashed_at(name: &str) -> Option<SystemTime> {
+    let (nanos, _) = name.split_once('-')?;
+    Some(UNIX_EPOCH + Duration::from_nanos(nanos.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_hold_the_time_they_were_trashed() {
+        let before = SystemTime::now();
+        let path = entry_path(Path::new("/t"), "sess-step-3");
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let at = trashed_at(name).unwrap();
+        assert!(at >= before - Duration::from_millis(1), "{name}");
+        assert!(name.ends_with("-sess-step-3"), "{name}");
+        for legacy in ["s-123-step-4", "tree", "snap-1-1764700000000000000"] {
+            assert_eq!(trashed_at(legacy), None, "{legacy}");
+        }
+    }
+
+    #[test]
+    fn nearly_full_is_under_a_tenth_free() {
+        for (free, total, low) in [
+            (9, 100, true),
+            (10, 100, false),
+            (0, 0, false),
+            (u64::MAX, u64::MAX, false),
+        ] {
+            assert_eq!(below_share(free, total), low, "{free} of {total}");
+        }
+    }
+}
