@@ -19,7 +19,8 @@ use hoist_store::{CacheEntry, CacheRecord, Layer, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{go_quoted_list, history};
-use crate::context::{BuildContext, ChecksumOptions};
+use crate::context::{BuildContext, SourceChecksum};
+use crate::context_memo::{Request, context_sources};
 use crate::error::StepError;
 use crate::layer::LayerOptions;
 use crate::progress::Event;
@@ -137,7 +138,7 @@ struct CachedLayer {
 /// The store record that keeps a context directory's file digests, keyed by
 /// the directory's canonical path; `None` for a context unpacked into the
 /// store's temporary space (it never comes back).
-fn context_index_key(store: &Store, context: &BuildContext) -> Option<String> {
+pub(crate) fn context_index_key(store: &Store, context: &BuildContext) -> Option<String> {
     let dir = std::fs::canonicalize(context.dir()).ok()?;
     let tmp = store.root().join("hoist/tmp");
     let tmp = std::fs::canonicalize(&tmp).unwrap_or(tmp);
@@ -148,8 +149,10 @@ fn context_index_key(store: &Store, context: &BuildContext) -> Option<String> {
     Some(digest.to_string()["sha256:".len()..].to_owned())
 }
 
-/// Loads what an earlier build learnt about a context's files, so that an
-/// unchanged file costs a stat and is not read again. A missing or
+/// Opens what an earlier build learnt about a context's files, so that an
+/// unchanged file costs a stat and is not read again. It is read when a
+/// checksum first needs it: a build whose source checksums are all
+/// remembered ([`crate::context_memo`]) never reads it. A missing or
 /// unreadable record only means files are hashed again.
 pub fn load_context_index(store: &Store, context: &BuildContext) {
     let Some(key) = context_index_key(store, context) else {
@@ -158,7 +161,7 @@ pub fn load_context_index(store: &Store, context: &BuildContext) {
     if let Ok(Some(reader)) = store.cache_record_reader(CacheRecord::ContextIndex, &key) {
         let size = reader.get_ref().metadata().map_or(0, |m| m.len());
         // A corrupt record is as good as none: it is rewritten below.
-        let _ = context.digests().load_sized(reader, size);
+        context.digests().load_when_needed(reader, size);
     }
 }
 
@@ -248,14 +251,17 @@ impl StageBuilder<'_> {
                         "" => ".",
                         relative => relative,
                     };
-                    self.scope
-                        .context
-                        .checksum(&[source.to_owned()], &ChecksumOptions::default())
+                    let request = Request {
+                        sources: &[source.to_owned()],
+                        exclude: &[],
+                        include_owner: false,
+                    };
+                    context_sources(self.scope.builder.store, &self.scope.context, request)
                         .map_err(|source| StepError::MountSource {
                             mount: mount.raw.clone(),
                             source,
                         })?
-                        .digest
+                        .digest()
                         .to_string()
                 }
             };
@@ -324,19 +330,18 @@ impl StageBuilder<'_> {
                 inputs.content.insert("from".into(), top);
             }
             None => {
-                let options = ChecksumOptions {
-                    exclude: copy.exclude.clone(),
-                    ..ChecksumOptions::default()
+                let request = Request {
+                    sources: &copy.sources,
+                    exclude: &copy.exclude,
+                    include_owner: false,
                 };
-                let sum = self
-                    .scope
-                    .context
-                    .checksum(&copy.sources, &options)
-                    .map_err(StepError::Context)?;
+                let sources =
+                    context_sources(self.scope.builder.store, &self.scope.context, request)
+                        .map_err(StepError::Context)?;
                 inputs
                     .content
-                    .insert("context".into(), sum.digest.to_string());
-                self.sources = Some(sum);
+                    .insert("context".into(), sources.digest().to_string());
+                self.sources = Some(sources);
             }
         }
         Ok(inputs)
@@ -707,6 +712,12 @@ impl StageBuilder<'_> {
         );
     }
 
+    /// The current COPY/ADD's sources with their per-file digests
+    /// (computed now if they were remembered).
+    fn full_sources(&self) -> Option<&SourceChecksum> {
+        self.sources.as_ref()?.full(&self.scope.context)
+    }
+
     /// Keeps the file list of the sources a COPY/ADD just committed, so a
     /// later miss can name the files that changed.
     fn remember_sources(&mut self) {
@@ -714,13 +725,16 @@ impl StageBuilder<'_> {
             return;
         };
         let store = self.scope.builder.store;
-        let key = hex_of(sources.digest.as_ref()).to_owned();
+        let key = hex_of(sources.digest().as_ref()).to_owned();
         if matches!(
             store.cache_record_reader(CacheRecord::Files, &key),
             Ok(Some(_))
         ) {
             return;
         }
+        let Some(sources) = sources.into_full(&self.scope.context) else {
+            return;
+        };
         let files = SourceFiles {
             files: sources.files,
             dirs: sources.dirs,
@@ -792,7 +806,7 @@ impl StageBuilder<'_> {
         {
             return None;
         }
-        let current = self.sources.as_ref()?;
+        let current = self.full_sources()?;
         let earlier = self.nearest_earlier_step(inputs)?;
         if earlier.redacted {
             return None;
@@ -907,7 +921,7 @@ impl StageBuilder<'_> {
 
     /// `2 of 1,873 files changed (src/main.rs, Cargo.lock)`.
     fn describe_files(&self, old_digest: Option<&str>) -> String {
-        let Some(current) = &self.sources else {
+        let Some(current) = self.full_sources() else {
             return "the source files changed".to_owned();
         };
         let store = self.scope.builder.store;
@@ -921,7 +935,7 @@ impl StageBuilder<'_> {
         let Some(earlier) = earlier else {
             return "the source files changed".to_owned();
         };
-        let earlier = crate::context::SourceChecksum {
+        let earlier = SourceChecksum {
             digest: current.digest.clone(),
             files: earlier.files,
             dirs: earlier.dirs,

@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use oci_spec::image::Digest;
 use rayon::prelude::*;
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::copy::archive;
-use crate::copy::source::{Entry, SourceError, SourceView, join, slash_path};
+use crate::copy::source::{Entry, Match, SourceError, SourceView, join, slash_path};
 use crate::dockerignore::{self, IgnoreFileError, PatternError, PatternMatcher};
 use hoist_store::inroot::Root;
 
@@ -199,9 +199,28 @@ impl BuildContext {
         sources: &[String],
         opts: &ChecksumOptions<'_>,
     ) -> Result<SourceChecksum, ContextError> {
+        let walk = SourceWalk::new(self.view(), sources, &opts.exclude)?;
+        self.checksum_walk(&walk, opts)
+    }
+
+    /// The content checksum of what `walk` saw, through the context's
+    /// digest cache unless `opts` names another (`opts.exclude` was the
+    /// walk's).
+    pub fn checksum_walk(
+        &self,
+        walk: &SourceWalk,
+        opts: &ChecksumOptions<'_>,
+    ) -> Result<SourceChecksum, ContextError> {
         let mut opts = opts.clone();
         opts.cache = opts.cache.or(Some(&self.digests));
-        checksum(self.view(), sources, &opts)
+        walk.checksum(&self.root, &opts)
+    }
+
+    /// The fingerprint of what `walk` saw (see [`SourceWalk::fingerprint`]),
+    /// `None` when a file in it changed too close to this build's start.
+    pub fn fingerprint(&self, walk: &SourceWalk, include_owner: bool) -> Option<Fingerprint> {
+        let racy_after_ns = self.digests.racy_after_ns.unwrap_or_else(racy_limit_now);
+        walk.fingerprint(include_owner, racy_after_ns)
     }
 
     /// The file digests this context remembers by stat.
@@ -310,6 +329,19 @@ pub struct DigestCache {
     /// Regular files read and hashed in this session.
     reads: AtomicUsize,
     dirty: AtomicBool,
+    /// A saved cache not read yet: it is read when a checksum first looks
+    /// a file up, so a build whose checksums are all remembered (see
+    /// [`SourceWalk::fingerprint`]) never reads it.
+    unread: Mutex<Option<UnreadRecord>>,
+}
+
+/// A saved [`DigestCache`] and its size in bytes.
+struct UnreadRecord(Box<dyn io::BufRead + Send>, u64);
+
+impl std::fmt::Debug for UnreadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UnreadRecord({} bytes)", self.1)
+    }
 }
 
 type Entries = HashMap<String, Remembered, foldhash::fast::RandomState>;
@@ -360,6 +392,14 @@ impl StatKey {
 /// than any Linux filesystem's timestamp granularity that matters here.
 const RACY_WINDOW_NS: i128 = 1_000_000_000;
 
+/// The time from which a change counts as racy for a build starting now.
+fn racy_limit_now() -> i128 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    now - RACY_WINDOW_NS
+}
+
 /// The first line of a saved [`DigestCache`]; then one line per file:
 /// `size mtime_ns ctime_ns inode mode digest path` (a path with a newline
 /// is not remembered). Lines, not JSON: a 20,000-file context loads in a
@@ -370,13 +410,36 @@ impl DigestCache {
     /// An empty cache for a build starting now: files changed within the
     /// last second are not remembered.
     pub fn for_build() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128);
         Self {
-            racy_after_ns: Some(now - RACY_WINDOW_NS),
+            racy_after_ns: Some(racy_limit_now()),
             ..Self::default()
         }
+    }
+
+    /// Loads a saved cache (see [`DigestCache::load_sized`]) when a
+    /// checksum first needs it rather than now; a record that turns out
+    /// unreadable is then as good as none.
+    pub fn load_when_needed(&self, reader: impl io::BufRead + Send + 'static, size: u64) {
+        if let Ok(mut unread) = self.unread.lock() {
+            *unread = Some(UnreadRecord(Box::new(reader), size));
+        }
+    }
+
+    /// Reads the record [`DigestCache::load_when_needed`] left, once; every
+    /// caller returns after it is in.
+    fn load_pending(&self) {
+        let Ok(mut unread) = self.unread.lock() else {
+            return;
+        };
+        if let Some(UnreadRecord(reader, size)) = unread.take() {
+            let _ = self.load_sized(reader, size);
+        }
+    }
+
+    /// Whether a record left by [`DigestCache::load_when_needed`] is still
+    /// unread.
+    pub fn is_unread(&self) -> bool {
+        self.unread.lock().is_ok_and(|unread| unread.is_some())
     }
 
     /// Loads remembered digests (from [`DigestCache::save`]) into this
@@ -545,6 +608,178 @@ struct Job<'a> {
     entry: &'a Entry,
 }
 
+/// What one COPY/ADD's sources select in a source root: each argument
+/// expanded and walked exactly as COPY does, before anything is read.
+#[derive(Debug)]
+pub struct SourceWalk {
+    sources: Vec<String>,
+    /// Each match of each argument, in order, with its walk.
+    walks: Vec<(Match, Vec<Entry>)>,
+}
+
+impl SourceWalk {
+    /// Expands and walks `sources`, leaving out what `exclude` (COPY's
+    /// `--exclude`) and the view's `.dockerignore` leave out.
+    pub fn new(
+        view: SourceView<'_>,
+        sources: &[String],
+        exclude: &[String],
+    ) -> Result<Self, ContextError> {
+        let exclude = if exclude.is_empty() {
+            None
+        } else {
+            Some(PatternMatcher::new(exclude)?)
+        };
+        let mut walks = Vec::new();
+        for pattern in sources {
+            // A URL's identity is its text (in the combined digest) and its
+            // --checksum; its content is not known before it is fetched.
+            if crate::copy::fetch::is_http_url(pattern) || crate::copy::fetch::is_git_url(pattern) {
+                continue;
+            }
+            for found in view.expand(pattern)? {
+                let entries = view.walk(&found.resolved, exclude.as_ref())?;
+                walks.push((found, entries));
+            }
+        }
+        Ok(Self {
+            sources: sources.to_vec(),
+            walks,
+        })
+    }
+
+    /// How many entries the walk saw.
+    pub fn len(&self) -> usize {
+        self.walks.iter().map(|(_, entries)| entries.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A digest of everything the walk saw that the checksum depends on:
+    /// the source arguments, each match's path before and after symlinks,
+    /// and for every entry its path, type and mode, device number and link
+    /// target, uid and gid when `include_owner`, and for a regular file
+    /// the stat that stands for its content (size, mtime, ctime, inode),
+    /// as [`DigestCache`] trusts it. Equal fingerprints give equal
+    /// checksums, so a checksum remembered with its fingerprint can be
+    /// reused without looking at a single file's digest.
+    ///
+    /// `None` when a regular file changed at or after `racy_after_ns`: a
+    /// write in the same timestamp tick as the stat could leave the stat
+    /// unchanged, so such a walk must not be remembered.
+    pub fn fingerprint(&self, include_owner: bool, racy_after_ns: i128) -> Option<Fingerprint> {
+        let mut hasher = Sha256::new();
+        hasher.update(b"hoist source walk 1\0");
+        hasher.update(u8::from(include_owner).to_le_bytes());
+        for pattern in &self.sources {
+            hasher.update(pattern.as_bytes());
+            hasher.update(b"\0");
+        }
+        for (found, entries) in &self.walks {
+            hasher.update(b"\0match\0");
+            hasher.update(found.lexical.as_os_str().as_encoded_bytes());
+            hasher.update(b"\0");
+            hasher.update(found.resolved.as_os_str().as_encoded_bytes());
+            hasher.update(b"\0");
+            hasher.update((entries.len() as u64).to_le_bytes());
+            for entry in entries {
+                let stat = &entry.stat;
+                hasher.update(entry.rel.as_os_str().as_encoded_bytes());
+                hasher.update(b"\0");
+                hasher.update(stat.st_mode.to_le_bytes());
+                hasher.update(stat.st_rdev.to_le_bytes());
+                if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
+                    let key = StatKey::of(stat);
+                    if key.mtime_ns >= racy_after_ns || key.ctime_ns >= racy_after_ns {
+                        return None;
+                    }
+                    hasher.update(key.size.to_le_bytes());
+                    hasher.update(key.mtime_ns.to_le_bytes());
+                    hasher.update(key.ctime_ns.to_le_bytes());
+                    hasher.update(key.inode.to_le_bytes());
+                }
+                if include_owner {
+                    hasher.update(stat.st_uid.to_le_bytes());
+                    hasher.update(stat.st_gid.to_le_bytes());
+                }
+                match &entry.link {
+                    Some(link) => {
+                        hasher.update(b"l");
+                        hasher.update(link.as_os_str().as_encoded_bytes());
+                        hasher.update(b"\0");
+                    }
+                    None => hasher.update(b"-"),
+                }
+            }
+        }
+        Some(Fingerprint(hasher.finalize().into()))
+    }
+
+    /// The checksum of the walked sources (see [`checksum`]); `opts.exclude`
+    /// is not used again.
+    pub fn checksum(
+        &self,
+        root: &Root,
+        opts: &ChecksumOptions<'_>,
+    ) -> Result<SourceChecksum, ContextError> {
+        if let Some(cache) = opts.cache {
+            cache.load_pending();
+        }
+        let mut jobs = Vec::with_capacity(self.len());
+        for (found, entries) in &self.walks {
+            for entry in entries {
+                let key = slash_path(&join(&found.lexical, &entry.rel));
+                jobs.push(Job {
+                    key,
+                    path: join(&found.resolved, &entry.rel),
+                    entry,
+                });
+            }
+        }
+        let digests: Vec<Result<String, ContextError>> = jobs
+            .par_iter()
+            .map(|job| entry_digest(root, job, opts))
+            .collect();
+        let mut combined = Sha256::new();
+        for pattern in &self.sources {
+            combined.update(b"source\0");
+            combined.update(pattern.as_bytes());
+            combined.update(b"\n");
+        }
+        let mut files = Vec::with_capacity(jobs.len());
+        let mut dirs = BTreeSet::new();
+        for (job, digest) in jobs.into_iter().zip(digests) {
+            if FileType::from_raw_mode(job.entry.stat.st_mode) == FileType::Directory {
+                dirs.insert(job.key.clone());
+            }
+            let digest = digest?;
+            combined.update(job.key.as_bytes());
+            combined.update(b"\0");
+            combined.update(digest.as_bytes());
+            combined.update(b"\n");
+            files.push((job.key, digest));
+        }
+        let hex = hex::encode(combined.finalize());
+        let digest: Digest =
+            format!("sha256:{hex}")
+                .parse()
+                .map_err(|e: oci_spec::OciSpecError| {
+                    ContextError::Tar(io::Error::other(e.to_string()))
+                })?;
+        Ok(SourceChecksum {
+            digest,
+            files,
+            dirs,
+        })
+    }
+}
+
+/// See [`SourceWalk::fingerprint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
 /// Checksums the sources of one COPY/ADD in a source root: each argument is
 /// expanded and walked exactly as COPY would, every entry is hashed (files
 /// in parallel, streamed in 64 KiB blocks), and the per-entry digests are
@@ -554,66 +789,7 @@ pub fn checksum(
     sources: &[String],
     opts: &ChecksumOptions<'_>,
 ) -> Result<SourceChecksum, ContextError> {
-    let exclude = if opts.exclude.is_empty() {
-        None
-    } else {
-        Some(PatternMatcher::new(&opts.exclude)?)
-    };
-    let mut walks = Vec::new();
-    for pattern in sources {
-        // A URL's identity is its text (in the combined digest below) and
-        // its --checksum; its content is not known before it is fetched.
-        if crate::copy::fetch::is_http_url(pattern) || crate::copy::fetch::is_git_url(pattern) {
-            continue;
-        }
-        for found in view.expand(pattern)? {
-            let entries = view.walk(&found.resolved, exclude.as_ref())?;
-            walks.push((pattern.clone(), found, entries));
-        }
-    }
-    let mut jobs = Vec::new();
-    for (_, found, entries) in &walks {
-        for entry in entries {
-            let key = slash_path(&join(&found.lexical, &entry.rel));
-            jobs.push(Job {
-                key,
-                path: join(&found.resolved, &entry.rel),
-                entry,
-            });
-        }
-    }
-    let digests: Vec<Result<String, ContextError>> = jobs
-        .par_iter()
-        .map(|job| entry_digest(view.root, job, opts))
-        .collect();
-    let mut combined = Sha256::new();
-    for pattern in sources {
-        combined.update(b"source\0");
-        combined.update(pattern.as_bytes());
-        combined.update(b"\n");
-    }
-    let mut files = Vec::with_capacity(jobs.len());
-    let mut dirs = BTreeSet::new();
-    for (job, digest) in jobs.iter().zip(digests) {
-        if FileType::from_raw_mode(job.entry.stat.st_mode) == FileType::Directory {
-            dirs.insert(job.key.clone());
-        }
-        let digest = digest?;
-        combined.update(job.key.as_bytes());
-        combined.update(b"\0");
-        combined.update(digest.as_bytes());
-        combined.update(b"\n");
-        files.push((job.key.clone(), digest));
-    }
-    let hex = hex::encode(combined.finalize());
-    let digest: Digest = format!("sha256:{hex}")
-        .parse()
-        .map_err(|e: oci_spec::OciSpecError| ContextError::Tar(io::Error::other(e.to_string())))?;
-    Ok(SourceChecksum {
-        digest,
-        files,
-        dirs,
-    })
+    SourceWalk::new(view, sources, &opts.exclude)?.checksum(view.root, opts)
 }
 
 fn entry_digest(

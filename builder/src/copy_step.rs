@@ -5,6 +5,7 @@ use hoist_parser::expand::expand_heredoc;
 use hoist_parser::instruction::CopyAdd;
 use hoist_parser::syntax::Heredoc;
 
+use crate::context_memo::Sources;
 use crate::copy::SourceView;
 use crate::error::StepError;
 use crate::http_source::UrlContent;
@@ -83,6 +84,19 @@ impl StageBuilder<'_> {
             source_stack.as_ref(),
             &url_contents,
         )?;
+        if self.scope.request.explain
+            && let Some(Sources::Remembered { walk, .. }) = &self.sources
+        {
+            let message = format!(
+                "{}: sources unchanged since an earlier build ({} entries statted, none read)",
+                step.text,
+                crate::cache::thousands(walk.len())
+            );
+            self.scope.builder.progress.event(Event::Status {
+                step: step.id,
+                message: &message,
+            });
+        }
         if self.try_cache(step, &inputs, &created_by)? {
             return Ok(());
         }

@@ -12,6 +12,7 @@ mod cache_mount;
 pub mod checks;
 pub mod config;
 pub mod context;
+pub mod context_memo;
 pub mod copy;
 mod copy_step;
 pub mod dockerignore;

@@ -63,7 +63,7 @@ pub(crate) struct StageBuilder<'s> {
     pub(crate) base_image: Option<(String, String)>,
     /// The context files the current COPY/ADD selected, for explaining a
     /// miss file by file.
-    pub(crate) sources: Option<crate::context::SourceChecksum>,
+    pub(crate) sources: Option<crate::context_memo::Sources>,
     /// `--dry-run`: the first step predicted to run in this stage or the
     /// stage it builds on; later steps run too.
     pub(crate) diverged: Option<StepId>,

@@ -180,6 +180,10 @@ pub enum CacheRecord {
     /// `hoist/context-index/<key>.txt`: a build context's file digests by
     /// stat, so an unchanged file is not read again.
     ContextIndex,
+    /// `hoist/context-checksum/<key>.txt`: one COPY source checksum of a
+    /// build context, with the fingerprint of the walk it was computed
+    /// from, so unchanged sources cost a walk and no lookup.
+    ContextChecksum,
     /// `hoist/cache-recent/<key>.json`: the recent cache keys of one step
     /// position, for explaining misses.
     Recent,
@@ -192,6 +196,7 @@ impl CacheRecord {
     fn dir(self) -> &'static str {
         match self {
             CacheRecord::ContextIndex => "hoist/context-index",
+            CacheRecord::ContextChecksum => "hoist/context-checksum",
             CacheRecord::Recent => "hoist/cache-recent",
             CacheRecord::Files => "hoist/cache-files",
         }
@@ -199,7 +204,7 @@ impl CacheRecord {
 
     fn extension(self) -> &'static str {
         match self {
-            CacheRecord::ContextIndex => "txt",
+            CacheRecord::ContextIndex | CacheRecord::ContextChecksum => "txt",
             CacheRecord::Recent | CacheRecord::Files => "json",
         }
     }

@@ -10,7 +10,7 @@
 //! <root>/hoist/snapshots/<chainid>/ an extracted layer stack member, present only when complete
 //! <root>/hoist/cache/<key>.json     build-cache entries
 //! <root>/hoist/compressed/<diffid>/<gzip|zstd>  the compressed blob made for a layer on export
-//! <root>/hoist/context-index/, cache-recent/, cache-files/   the builder's cache records
+//! <root>/hoist/context-index/, context-checksum/, cache-recent/, cache-files/   the builder's cache records
 //! <root>/hoist/unsynced/<boot-id>/<chainid>     snapshots whose data was left to the kernel
 //! <root>/hoist/unsynced/<boot-id>/blobs/<hex>   blobs (a build's layers, compressed variants) not yet synced
 //! <root>/hoist/trash/<nanos>-<what>  trees nobody needs, deleted off the critical path when

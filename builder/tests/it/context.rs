@@ -421,15 +421,7 @@ fn r8_context_index_an_unchanged_file_is_never_read_again() {
     assert_eq!(second, first);
 
     // Same size, mtime put back: the ctime still tells.
-    let path = tmp.path().join("src/f007");
-    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
-    fs::write(&path, "CONTENT 007").unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    rewrite_keeping_mtime(&tmp.path().join("src/f007"), "CONTENT 007");
     let (third, reads) = build();
     assert_eq!(reads, 1, "only the changed file is read");
     assert_eq!(third.changed_files(&first), ["src/f007"]);
@@ -453,4 +445,185 @@ fn r8_context_index_an_unchanged_file_is_never_read_again() {
     });
     let (fifth, reads) = build();
     assert_eq!((reads, &fifth), (0, &third));
+}
+
+/// Writes `content` and puts the file's mtime back: only its ctime (and,
+/// for another size, its size) tells.
+fn rewrite_keeping_mtime(path: &Path, content: &str) {
+    let mtime = fs::metadata(path).unwrap().modified().unwrap();
+    fs::write(path, content).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// The checksum of a fixed tree, as hoist computed it before the walk and
+/// the hashing were split: an existing store's cache keys stay valid.
+#[test]
+fn checksum_of_a_known_tree_is_pinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "a.txt", "a\n");
+    write(tmp.path(), "dir/b", "b");
+    std::os::unix::fs::symlink("../a.txt", tmp.path().join("dir/link")).unwrap();
+    set_mode(&tmp.path().join("a.txt"), 0o644);
+    set_mode(&tmp.path().join("dir/b"), 0o600);
+    set_mode(&tmp.path().join("dir"), 0o755);
+    let ctx = BuildContext::from_dir(tmp.path(), None).unwrap();
+    let sources = ["a.txt".to_owned(), "dir".to_owned()];
+    let sum = ctx.checksum(&sources, &ChecksumOptions::default()).unwrap();
+    assert_eq!(
+        sum.digest.to_string(),
+        "sha256:2624e7c9c23098169cb97969b830c175a115e4894c58f8fb059302177f1b5a3c"
+    );
+    assert_eq!(
+        sum.files[3],
+        (
+            "dir/link".to_owned(),
+            "sha256:0d5b43263644a8e6b602de5aeac079b930fd847a7492089a3d4c064ee590d4ee".to_owned()
+        )
+    );
+}
+
+/// Issue 9: a checksum is remembered with the fingerprint of its walk, and
+/// a walk with the same fingerprint takes it without reading the context's
+/// digest index. Every change a COPY would see still changes the checksum,
+/// and a walk covering a file changed within the racy window is not
+/// remembered.
+#[test]
+fn r9_a_remembered_checksum_is_taken_only_for_an_unchanged_walk() {
+    use hoist_builder::cache::{load_context_index, save_context_index};
+    use hoist_builder::context_memo::{Request, Sources, context_sources};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let store = hoist_store::Store::open(root.path()).unwrap();
+    let dir = tmp.path();
+    for i in 0..100 {
+        write(dir, &format!("src/f{i:03}"), &format!("content {i:03}"));
+    }
+    write(dir, "src/skip.md", "skip");
+    std::os::unix::fs::symlink("f001", dir.join("src/link")).unwrap();
+    let past_racy_window = || std::thread::sleep(Duration::from_millis(1100));
+    past_racy_window();
+    let sources = ["src".to_owned()];
+    // One build's checksum of `sources`: whether it was remembered, whether
+    // the index stayed unread, and the digest, which must equal a
+    // checksum computed from scratch.
+    let build = |exclude: &[String]| {
+        let ctx = BuildContext::from_dir(dir, None).unwrap();
+        load_context_index(&store, &ctx);
+        let request = Request {
+            sources: &sources,
+            exclude,
+            include_owner: false,
+        };
+        let got = context_sources(&store, &ctx, request).unwrap();
+        let remembered = matches!(got, Sources::Remembered { .. });
+        let unread = ctx.digests().is_unread();
+        let opts = ChecksumOptions {
+            exclude: exclude.to_vec(),
+            cache: Some(&DigestCache::default()),
+            ..ChecksumOptions::default()
+        };
+        let fresh = ctx.checksum(&sources, &opts).unwrap();
+        assert_eq!(
+            got.digest(),
+            &fresh.digest,
+            "the checksum is the one computed in full"
+        );
+        // The per-file digests, which a miss may need, are those too.
+        assert_eq!(got.full(&ctx), Some(&fresh));
+        save_context_index(&store, &ctx).unwrap();
+        (remembered, unread, fresh.digest)
+    };
+    let (remembered, unread, first) = build(&[]);
+    assert_eq!(
+        (remembered, unread),
+        (false, false),
+        "a first build computes"
+    );
+    let (remembered, unread, again) = build(&[]);
+    assert_eq!(again, first);
+    assert!(
+        remembered,
+        "an unchanged walk takes the remembered checksum"
+    );
+    assert!(unread, "and never reads the digest index");
+
+    type Change = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "content changed, same size, mtime put back",
+            Box::new(|dir: &Path| rewrite_keeping_mtime(&dir.join("src/f007"), "CONTENT 007")),
+        ),
+        (
+            "chmod",
+            Box::new(|dir: &Path| set_mode(&dir.join("src/f010"), 0o755)),
+        ),
+        (
+            "file added",
+            Box::new(|dir: &Path| write(dir, "src/new", "new")),
+        ),
+        (
+            "file removed",
+            Box::new(|dir: &Path| fs::remove_file(dir.join("src/f020")).unwrap()),
+        ),
+        (
+            "rename",
+            Box::new(|dir: &Path| fs::rename(dir.join("src/f030"), dir.join("src/g030")).unwrap()),
+        ),
+        (
+            "symlink retargeted",
+            Box::new(|dir: &Path| {
+                fs::remove_file(dir.join("src/link")).unwrap();
+                std::os::unix::fs::symlink("f002", dir.join("src/link")).unwrap();
+            }),
+        ),
+        (
+            ".dockerignore added",
+            Box::new(|dir: &Path| write(dir, ".dockerignore", "src/*.md\n")),
+        ),
+    ];
+    let mut last = first;
+    for (case, change) in cases {
+        change(dir);
+        past_racy_window();
+        let (remembered, _, changed) = build(&[]);
+        assert!(
+            !remembered,
+            "case {case:?}: the remembered checksum was taken"
+        );
+        assert_ne!(changed, last, "case {case:?}: the checksum did not change");
+        let (remembered, unread, again) = build(&[]);
+        assert!(remembered && unread, "case {case:?}: not remembered after");
+        assert_eq!(again, changed, "case {case:?}");
+        last = changed;
+    }
+
+    // Another --exclude is another request, never the remembered one.
+    let exclude = ["f04*".to_owned()];
+    let (remembered, _, excluded) = build(&exclude);
+    assert!(!remembered, "--exclude took the checksum without it");
+    assert_ne!(excluded, last, "--exclude changed nothing");
+    assert!(build(&exclude).0, "--exclude's own checksum is remembered");
+    assert!(build(&[]).0, "and the one without --exclude is still there");
+
+    // Written within the racy window of the build that walks it: that
+    // walk is not remembered, so that a second write in the same
+    // timestamp tick could not go unseen.
+    write(dir, "src/f050", "CONTENT 050");
+    let (remembered, _, racy) = build(&[]);
+    assert!(!remembered);
+    assert_ne!(racy, last);
+    let (remembered, _, _) = build(&[]);
+    assert!(
+        !remembered,
+        "a walk covering a racily clean file was remembered"
+    );
 }

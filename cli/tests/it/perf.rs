@@ -88,6 +88,7 @@ fn written_state(root: &std::path::Path) -> Vec<(String, u64, i64, i64)> {
         root.join("blobs"),
         root.join("hoist/cache-recent"),
         root.join("hoist/context-index"),
+        root.join("hoist/context-checksum"),
     ];
     files.push(root.join("index.json"));
     while let Some(dir) = dirs.pop() {
@@ -161,4 +162,43 @@ fn r9_noop_rebuild_rewrites_nothing() {
         "tagging the image anew rewrites index.json"
     );
     assert!(hoist.ok(&["images"]).contains("noop"), "both tags listed");
+}
+
+/// A no-op rebuild takes the COPY's remembered source checksum (a walk of
+/// stats: no file's digest is looked up), and a change after it still
+/// rebuilds the COPY, named file by file.
+#[test]
+fn r9_noop_rebuild_takes_the_remembered_source_checksum() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context("FROM busybox\nCOPY . /app\nRUN ls -l /app/src > /listing\n");
+    for name in ["a", "b"] {
+        let path = ctx.path().join("src").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, name).unwrap();
+    }
+    // Past the racy window: a walk covering a file changed in the last
+    // second is never remembered.
+    let past_racy_window = || std::thread::sleep(std::time::Duration::from_millis(1100));
+    past_racy_window();
+    let unchanged =
+        "#2 COPY . /app: sources unchanged since an earlier build (5 entries statted, none read)";
+    let log = hoist.build(ctx.path(), &["--explain", "-t", "memo:1"]);
+    assert!(!log.contains(unchanged), "a first build computes:\n{log}");
+    let log = hoist.build(ctx.path(), &["--explain", "-t", "memo:1"]);
+    assert!(log.contains(unchanged), "{log}");
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+
+    let src = ctx.path().join("src/a");
+    std::fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    past_racy_window();
+    let log = hoist.build(ctx.path(), &["--explain", "-t", "memo:1"]);
+    assert!(!log.contains(unchanged), "{log}");
+    assert!(
+        log.contains("#2 COPY . /app: not cached: 1 of 3 files changed (src/a)"),
+        "{log}"
+    );
+    let listing = hoist.exec("memo:1", &["cat", "/listing"]);
+    assert!(listing.contains("-rwxr-xr-x"), "{listing}");
+    let log = hoist.build(ctx.path(), &["--explain", "-t", "memo:1"]);
+    assert!(log.contains(unchanged), "{log}");
 }
