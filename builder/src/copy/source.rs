@@ -218,12 +218,15 @@ impl Walker<'_, '_> {
         let names = list_dir(self.view.root, &dir_path).map_err(io_err(&dir_path))?;
         for (name, stat) in names {
             let child = rel.join(&name);
-            let full = self.start.join(&child);
+            // The path from the root, which only `.dockerignore` and a
+            // symlink's target need (not made for every entry of a big
+            // context).
+            let full = || self.start.join(&child);
             let dir = is_dir(&stat);
             let (mut skip, mut descend) = (false, true);
             let mut child_ignore = MatchInfo::default();
             if let Some(ignore) = self.view.ignore {
-                let text = slash_path(&full);
+                let text = slash_path(&full());
                 let (hit, info) = ignore.matches_using_parent_results(&text, ignore_info)?;
                 child_ignore = info;
                 if hit {
@@ -241,24 +244,32 @@ impl Walker<'_, '_> {
                     descend &= dir && exclude.must_descend_excluded(&text);
                 }
             }
-            let link = read_link_if(self.view.root, &full, &stat)?;
-            let entry = Entry {
-                rel: child.clone(),
-                stat,
-                link,
+            let link = match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Symlink => read_link_if(self.view.root, &full(), &stat)?,
+                _ => None,
             };
             if skip {
                 if dir && descend {
                     let depth = self.pending.len();
-                    self.pending.push(entry);
+                    self.pending.push(Entry {
+                        rel: child.clone(),
+                        stat,
+                        link,
+                    });
                     self.dir(&child, &child_ignore, &child_exclude)?;
                     self.pending.truncate(depth);
                 }
                 continue;
             }
             self.out.append(&mut self.pending);
-            self.out.push(entry);
-            if dir {
+            // Only a directory's path is needed again, to walk into it.
+            let descend_into = dir.then(|| child.clone());
+            self.out.push(Entry {
+                rel: child,
+                stat,
+                link,
+            });
+            if let Some(child) = descend_into {
                 self.dir(&child, &child_ignore, &child_exclude)?;
             }
         }
