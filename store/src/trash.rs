@@ -22,8 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const BUILD_MIN_AGE: Duration = Duration::from_secs(5 * 60);
 
 /// Below this share of free blocks or free inodes, a filesystem is
-/// [`nearly_full`].
+/// [`nearly_full`]...
 const NEARLY_FULL_PERCENT: u64 = 10;
+/// ...when, for blocks, less than this is free too: a tenth of a large
+/// disk is tens of GB, far more than a build writes (the benchmark
+/// suite's largest writes about 0.5 GB of layers and snapshots).
+const NEARLY_FULL_BYTES: u64 = 4 << 30;
 
 /// A fresh path in the trash directory `trash` for the tree `what`
 /// describes (a name, no slashes), stamped with the time.
@@ -59,18 +63,35 @@ pub fn empty_trash(trash: &Path, min_age: Duration) -> usize {
 }
 
 /// Whether the filesystem holding `path` has less than a tenth of its
-/// blocks or inodes left for unprivileged users, when a build must not
-/// wait for the trash to age; `false` when it cannot tell.
+/// inodes, or less than a tenth and less than 4 GiB of its space, left for
+/// unprivileged users: then a build must not wait for the trash to age.
+/// `false` when it cannot tell.
 pub fn nearly_full(path: &Path) -> bool {
-    let Ok(fs) = rustix::fs::statvfs(path) else {
-        return false;
-    };
-    below_share(fs.f_bavail, fs.f_blocks) || below_share(fs.f_favail, fs.f_files)
+    rustix::fs::statvfs(path).is_ok_and(|fs| {
+        let space = Free {
+            free: fs.f_bavail.saturating_mul(fs.f_frsize),
+            total: fs.f_blocks.saturating_mul(fs.f_frsize),
+        };
+        let inodes = Free {
+            free: fs.f_favail,
+            total: fs.f_files,
+        };
+        (space.below_share() && space.free < NEARLY_FULL_BYTES) || inodes.below_share()
+    })
 }
 
-fn below_share(free: u64, total: u64) -> bool {
-    // Some filesystems report no inode count at all (btrfs: 0 files).
-    total > 0 && free.saturating_mul(100) < total.saturating_mul(NEARLY_FULL_PERCENT)
+/// What is left of a filesystem's blocks (in bytes) or inodes.
+struct Free {
+    free: u64,
+    total: u64,
+}
+
+impl Free {
+    fn below_share(&self) -> bool {
+        // Some filesystems report no inode count at all (btrfs: 0 files).
+        self.total > 0
+            && self.free.saturating_mul(100) < self.total.saturating_mul(NEARLY_FULL_PERCENT)
+    }
 }
 
 fn trashed_at(name: &str) -> Option<SystemTime> {
@@ -103,7 +124,7 @@ mod tests {
             (0, 0, false),
             (u64::MAX, u64::MAX, false),
         ] {
-            assert_eq!(below_share(free, total), low, "{free} of {total}");
+            assert_eq!(Free { free, total }.below_share(), low, "{free} of {total}");
         }
     }
 }

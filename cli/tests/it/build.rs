@@ -618,7 +618,8 @@ fn r4_sigkill_during_a_run_leaves_no_mount_or_process() {
 /// The build is killed in its RUN: the deleting thread dies with it.
 #[test]
 fn r9_a_build_deletes_old_trash_and_keeps_young_trash() {
-    let hoist = Hoist::with_busybox();
+    // On a filesystem of its own, never nearly full (see below).
+    let hoist = Hoist::with_busybox_on_tmpfs(256);
     let trash = hoist.root().join("hoist/trash");
     let trashed = |ago: Duration, what: &str| {
         let at = std::time::SystemTime::now() - ago;
@@ -660,6 +661,31 @@ fn r9_a_build_deletes_old_trash_and_keeps_young_trash() {
         0,
         "prune empties it"
     );
+}
+
+/// On a nearly full filesystem a build does not wait for the trash to
+/// age: it empties all of it before it starts, rather than fail with
+/// ENOSPC beside space it threw away itself (issue 9).
+#[test]
+fn r9_a_build_on_a_nearly_full_disk_empties_young_trash() {
+    let hoist = Hoist::with_busybox_on_tmpfs(64);
+    // A young entry that leaves about 4 MiB (6 %) free.
+    let free = || {
+        let fs = nix::sys::statvfs::statvfs(hoist.root()).unwrap();
+        fs.blocks_available() * fs.fragment_size()
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let young = hoist.root().join(format!("hoist/trash/{nanos}-young"));
+    std::fs::create_dir_all(&young).unwrap();
+    let fill = free() - (4 << 20);
+    std::fs::write(young.join("f"), vec![7u8; usize::try_from(fill).unwrap()]).unwrap();
+    let ctx = dockerfile_context("FROM busybox\nRUN echo hi > /hi\n");
+    hoist.build(ctx.path(), &[]);
+    assert!(!young.exists(), "young trash kept on a nearly full disk");
+    hoist.assert_fsck_clean();
 }
 
 fn rustix_kill(pid: u32, signal: i32) {

@@ -67,7 +67,18 @@ pub fn busybox_tar() -> &'static Path {
 
 /// One store root and the binary that uses it.
 pub struct Hoist {
+    /// Unmounted before `root` is removed (fields drop in order).
+    tmpfs: Option<Unmount>,
     pub root: tempfile::TempDir,
+}
+
+/// Detaches a mount when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
 }
 
 impl Hoist {
@@ -75,6 +86,7 @@ impl Hoist {
     pub fn new() -> Self {
         require_root();
         Self {
+            tmpfs: None,
             root: tempfile::Builder::new()
                 .prefix("hoist-it-")
                 .tempdir()
@@ -85,6 +97,23 @@ impl Hoist {
     /// A store holding `busybox:latest`.
     pub fn with_busybox() -> Self {
         let hoist = Self::new();
+        hoist.ok(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"]);
+        hoist
+    }
+
+    /// A store holding `busybox:latest` on a tmpfs of its own of `mib`
+    /// MiB, whose free space the test controls.
+    pub fn with_busybox_on_tmpfs(mib: u32) -> Self {
+        let mut hoist = Self::new();
+        nix::mount::mount(
+            Some("tmpfs"),
+            hoist.root(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={mib}m,mode=0700").as_str()),
+        )
+        .unwrap();
+        hoist.tmpfs = Some(Unmount(hoist.root().to_owned()));
         hoist.ok(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"]);
         hoist
     }
