@@ -21,13 +21,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// same working session.
 pub const BUILD_MIN_AGE: Duration = Duration::from_secs(5 * 60);
 
-/// Below this share of free blocks or free inodes, a filesystem is
-/// [`nearly_full`]...
-const NEARLY_FULL_PERCENT: u64 = 10;
-/// ...when, for blocks, less than this is free too: a tenth of a large
-/// disk is tens of GB, far more than a build writes (the benchmark
-/// suite's largest writes about 0.5 GB of layers and snapshots).
+/// Below this much free space a filesystem is [`nearly_full`], whatever
+/// its size: what a build writes (a `--no-cache` rebuild of a 3 GB image
+/// writes 3 GB again, and leaves as much in the trash) does not grow with
+/// the disk, so a share of the disk is the wrong measure. A tenth would be
+/// 1.6 GB of a 16 GB CI disk, less than such a build needs, and 25 GB of
+/// a 250 GB workstation, where every build would then wait for deletes.
 const NEARLY_FULL_BYTES: u64 = 4 << 30;
+/// Below this share of free inodes a filesystem is [`nearly_full`]...
+const NEARLY_FULL_PERCENT: u64 = 10;
 
 /// A fresh path in the trash directory `trash` for the tree `what`
 /// describes (a name, no slashes), stamped with the time.
@@ -62,35 +64,35 @@ pub fn empty_trash(trash: &Path, min_age: Duration) -> usize {
     removed
 }
 
-/// Whether the filesystem holding `path` has less than a tenth of its
-/// inodes, or less than a tenth and less than 4 GiB of its space, left for
+/// Whether the filesystem holding `path` has less than 4 GiB of space
+/// ([`NEARLY_FULL_BYTES`]), or less than a tenth of its inodes, left for
 /// unprivileged users: then a build must not wait for the trash to age.
 /// `false` when it cannot tell.
 pub fn nearly_full(path: &Path) -> bool {
     rustix::fs::statvfs(path).is_ok_and(|fs| {
-        let space = Free {
-            free: fs.f_bavail.saturating_mul(fs.f_frsize),
-            total: fs.f_blocks.saturating_mul(fs.f_frsize),
-        };
-        let inodes = Free {
-            free: fs.f_favail,
-            total: fs.f_files,
-        };
-        (space.below_share() && space.free < NEARLY_FULL_BYTES) || inodes.below_share()
+        Left {
+            bytes: fs.f_bavail.saturating_mul(fs.f_frsize),
+            inodes: fs.f_favail,
+            total_inodes: fs.f_files,
+        }
+        .is_nearly_full()
     })
 }
 
-/// What is left of a filesystem's blocks (in bytes) or inodes.
-struct Free {
-    free: u64,
-    total: u64,
+/// What a filesystem has left for unprivileged users.
+struct Left {
+    bytes: u64,
+    inodes: u64,
+    total_inodes: u64,
 }
 
-impl Free {
-    fn below_share(&self) -> bool {
+impl Left {
+    fn is_nearly_full(&self) -> bool {
         // Some filesystems report no inode count at all (btrfs: 0 files).
-        self.total > 0
-            && self.free.saturating_mul(100) < self.total.saturating_mul(NEARLY_FULL_PERCENT)
+        let few_inodes = self.total_inodes > 0
+            && self.inodes.saturating_mul(100)
+                < self.total_inodes.saturating_mul(NEARLY_FULL_PERCENT);
+        self.bytes < NEARLY_FULL_BYTES || few_inodes
     }
 }
 
@@ -117,14 +119,42 @@ mod tests {
     }
 
     #[test]
-    fn nearly_full_is_under_a_tenth_free() {
-        for (free, total, low) in [
-            (9, 100, true),
-            (10, 100, false),
-            (0, 0, false),
-            (u64::MAX, u64::MAX, false),
+    fn nearly_full_is_under_4_gib_free_whatever_the_disk_or_a_tenth_of_inodes() {
+        const GB: u64 = 1_000_000_000;
+        for (what, bytes, inodes, total_inodes, full) in [
+            (
+                "16 GB CI disk, 2 GB (12 %) free",
+                2 * GB,
+                500_000,
+                1_000_000,
+                true,
+            ),
+            (
+                "16 GB CI disk, 5 GB free",
+                5 * GB,
+                500_000,
+                1_000_000,
+                false,
+            ),
+            (
+                "250 GB disk, 25 GB (10 %) free",
+                25 * GB,
+                8_000_000,
+                16_000_000,
+                false,
+            ),
+            ("2 TB disk, 3 GB free", 3 * GB, 8_000_000, 128_000_000, true),
+            ("9 % of inodes free", 25 * GB, 90_000, 1_000_000, true),
+            ("10 % of inodes free", 25 * GB, 100_000, 1_000_000, false),
+            ("no inode count (btrfs)", 25 * GB, 0, 0, false),
+            ("saturating", u64::MAX, u64::MAX, u64::MAX, false),
         ] {
-            assert_eq!(Free { free, total }.below_share(), low, "{free} of {total}");
+            let left = Left {
+                bytes,
+                inodes,
+                total_inodes,
+            };
+            assert_eq!(left.is_nearly_full(), full, "{what}");
         }
     }
 }

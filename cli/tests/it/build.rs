@@ -618,8 +618,9 @@ fn r4_sigkill_during_a_run_leaves_no_mount_or_process() {
 /// The build is killed in its RUN: the deleting thread dies with it.
 #[test]
 fn r9_a_build_deletes_old_trash_and_keeps_young_trash() {
-    // On a filesystem of its own, never nearly full (see below).
-    let hoist = Hoist::with_busybox_on_tmpfs(256);
+    // On a filesystem of its own with more than 4 GiB free, never nearly
+    // full (see below); a tmpfs takes memory only for what is written.
+    let hoist = Hoist::with_busybox_on_tmpfs(8 << 10);
     let trash = hoist.root().join("hoist/trash");
     let trashed = |ago: Duration, what: &str| {
         let at = std::time::SystemTime::now() - ago;
@@ -663,13 +664,15 @@ fn r9_a_build_deletes_old_trash_and_keeps_young_trash() {
     );
 }
 
-/// On a nearly full filesystem a build does not wait for the trash to
-/// age: it empties all of it before it starts, rather than fail with
-/// ENOSPC beside space it threw away itself (issue 9).
+/// On a nearly full filesystem (under 4 GiB free, whatever its share of
+/// the disk) a build does not wait for the trash to age: it empties all of
+/// it before it starts, rather than fail with ENOSPC beside space it threw
+/// away itself (issue 9).
 #[test]
 fn r9_a_build_on_a_nearly_full_disk_empties_young_trash() {
     let hoist = Hoist::with_busybox_on_tmpfs(64);
-    // A young entry that leaves about 4 MiB (6 %) free.
+    // A young entry that leaves half of the disk free, far more than a
+    // tenth, but under 4 GiB.
     let free = || {
         let fs = nix::sys::statvfs::statvfs(hoist.root()).unwrap();
         fs.blocks_available() * fs.fragment_size()
@@ -680,7 +683,7 @@ fn r9_a_build_on_a_nearly_full_disk_empties_young_trash() {
         .as_nanos();
     let young = hoist.root().join(format!("hoist/trash/{nanos}-young"));
     std::fs::create_dir_all(&young).unwrap();
-    let fill = free() - (4 << 20);
+    let fill = free() - (32 << 20);
     std::fs::write(young.join("f"), vec![7u8; usize::try_from(fill).unwrap()]).unwrap();
     let ctx = dockerfile_context("FROM busybox\nRUN echo hi > /hi\n");
     hoist.build(ctx.path(), &[]);
