@@ -30,6 +30,11 @@ pub const BUILD_MIN_AGE: Duration = Duration::from_secs(5 * 60);
 const NEARLY_FULL_BYTES: u64 = 4 << 30;
 /// Below this share of free inodes a filesystem is [`nearly_full`]...
 const NEARLY_FULL_PERCENT: u64 = 10;
+/// ...when fewer than this are free too: a tenth of a large ext4
+/// filesystem is millions of inodes, where a host of many small files may
+/// live for good, and far more than a build creates (an image of 100,000
+/// files, and its duplicate in the trash, takes 200,000).
+const NEARLY_FULL_INODES: u64 = 1 << 20;
 
 /// A fresh path in the trash directory `trash` for the tree `what`
 /// describes (a name, no slashes), stamped with the time.
@@ -65,7 +70,8 @@ pub fn empty_trash(trash: &Path, min_age: Duration) -> usize {
 }
 
 /// Whether the filesystem holding `path` has less than 4 GiB of space
-/// ([`NEARLY_FULL_BYTES`]), or less than a tenth of its inodes, left for
+/// ([`NEARLY_FULL_BYTES`]), or less than a tenth and fewer than about a
+/// million ([`NEARLY_FULL_INODES`]) of its inodes, left for
 /// unprivileged users: then a build must not wait for the trash to age.
 /// `false` when it cannot tell.
 pub fn nearly_full(path: &Path) -> bool {
@@ -90,6 +96,7 @@ impl Left {
     fn is_nearly_full(&self) -> bool {
         // Some filesystems report no inode count at all (btrfs: 0 files).
         let few_inodes = self.total_inodes > 0
+            && self.inodes < NEARLY_FULL_INODES
             && self.inodes.saturating_mul(100)
                 < self.total_inodes.saturating_mul(NEARLY_FULL_PERCENT);
         self.bytes < NEARLY_FULL_BYTES || few_inodes
@@ -119,34 +126,38 @@ mod tests {
     }
 
     #[test]
-    fn nearly_full_is_under_4_gib_free_whatever_the_disk_or_a_tenth_of_inodes() {
-        const GB: u64 = 1_000_000_000;
+    fn nearly_full_is_under_4_gib_free_whatever_the_disk_or_few_inodes() {
+        const G: u64 = 1_000_000_000;
+        const M: u64 = 1_000_000;
+        // (case, bytes free, inodes free, inodes in all, nearly full)
         for (what, bytes, inodes, total_inodes, full) in [
-            (
-                "16 GB CI disk, 2 GB (12 %) free",
-                2 * GB,
-                500_000,
-                1_000_000,
-                true,
-            ),
-            (
-                "16 GB CI disk, 5 GB free",
-                5 * GB,
-                500_000,
-                1_000_000,
-                false,
-            ),
+            ("16 GB disk, 2 GB (12 %) free", 2 * G, M / 2, M, true),
+            ("16 GB disk, 5 GB free", 5 * G, M / 2, M, false),
             (
                 "250 GB disk, 25 GB (10 %) free",
-                25 * GB,
-                8_000_000,
-                16_000_000,
+                25 * G,
+                8 * M,
+                16 * M,
                 false,
             ),
-            ("2 TB disk, 3 GB free", 3 * GB, 8_000_000, 128_000_000, true),
-            ("9 % of inodes free", 25 * GB, 90_000, 1_000_000, true),
-            ("10 % of inodes free", 25 * GB, 100_000, 1_000_000, false),
-            ("no inode count (btrfs)", 25 * GB, 0, 0, false),
+            ("2 TB disk, 3 GB free", 3 * G, 8 * M, 128 * M, true),
+            ("small fs, 9 % of inodes free", 25 * G, M * 9 / 100, M, true),
+            ("small fs, 10 % of inodes free", 25 * G, M / 10, M, false),
+            (
+                "large fs, 1.4 M (9 %) inodes free",
+                25 * G,
+                1_400_000,
+                16 * M,
+                false,
+            ),
+            (
+                "large fs, 0.5 M (3 %) inodes free",
+                25 * G,
+                M / 2,
+                16 * M,
+                true,
+            ),
+            ("no inode count (btrfs)", 25 * G, 0, 0, false),
             ("saturating", u64::MAX, u64::MAX, u64::MAX, false),
         ] {
             let left = Left {
