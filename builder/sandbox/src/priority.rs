@@ -6,13 +6,21 @@ use std::thread::JoinHandle;
 
 /// `IOPRIO_WHO_PROCESS`: with id 0, the calling thread (ioprio_set(2)).
 const IOPRIO_WHO_PROCESS: libc::c_int = 1;
-/// The idle I/O class, served only when no other I/O is waiting.
-const IOPRIO_CLASS_IDLE: libc::c_int = 3;
+/// The best-effort I/O class (everyone's default), at its lowest level.
+/// Not the idle class: a thread there is served only when no other I/O
+/// waits, and the scheduler may hold it for seconds while it sits on
+/// kernel locks (the trash directory's inode lock while it removes an
+/// entry, a block bitmap it reads), so a build renaming into the trash, or
+/// an fsync, would wait for it in turn.
+const IOPRIO_CLASS_BE: libc::c_int = 2;
+const IOPRIO_LEVEL_LOWEST: libc::c_int = 7;
 const IOPRIO_CLASS_SHIFT: u32 = 13;
+const IOPRIO_LOWEST_BEST_EFFORT: libc::c_int =
+    (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | IOPRIO_LEVEL_LOWEST;
 
 /// Runs `work` on a new thread named `name` that first lowers itself to
-/// `SCHED_IDLE` and the idle I/O class. Failing to lower it is not an
-/// error: the work then runs at the usual priority.
+/// `SCHED_IDLE` and the lowest best-effort I/O level. Failing to lower it
+/// is not an error: the work then runs at the usual priority.
 pub fn spawn_idle<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
@@ -36,7 +44,7 @@ fn lower_current_thread() {
             libc::SYS_ioprio_set,
             IOPRIO_WHO_PROCESS,
             0,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+            IOPRIO_LOWEST_BEST_EFFORT,
         )
     };
 }
@@ -46,7 +54,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn r9_idle_threads_run_at_the_lowest_cpu_and_disk_priority() {
+    fn r9_idle_threads_run_at_sched_idle_and_the_lowest_best_effort_io_level() {
         let (policy, ioprio) = spawn_idle("idle-test", || {
             // SAFETY: both read the calling thread's settings; no memory.
             unsafe {
@@ -60,10 +68,12 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(policy, libc::SCHED_IDLE, "scheduling policy");
+        // Class 2 is best effort and 3 idle (ioprio_set(2)); 7 is the lowest
+        // best-effort level.
         assert_eq!(
-            ioprio >> IOPRIO_CLASS_SHIFT,
-            libc::c_long::from(IOPRIO_CLASS_IDLE),
-            "I/O class in {ioprio:#x}"
+            (ioprio >> IOPRIO_CLASS_SHIFT, ioprio & 0xff),
+            (2, 7),
+            "I/O class and level in {ioprio:#x}"
         );
     }
 }
