@@ -49,8 +49,8 @@ pub fn default_root() -> Result<PathBuf> {
 
 impl Store {
     /// Opens the store at `root`, creating the layout when missing (the root
-    /// itself with mode 0700), removes what crashed processes left in
-    /// `hoist/tmp`, and what a machine crash may have lost (see
+    /// itself with mode 0700), moves what crashed processes left in
+    /// `hoist/tmp` to the trash, removes what a machine crash may have lost (see
     /// [`Store::lost_in_crash`]).
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
@@ -73,7 +73,7 @@ impl Store {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(StoreError::io(&path))?;
         }
-        let session = Session::create(&root.join("hoist/tmp"))?;
+        let session = Session::create(&root.join("hoist/tmp"), &root.join("hoist/trash"))?;
         let mut store = Store {
             root,
             session,

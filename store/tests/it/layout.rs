@@ -46,6 +46,11 @@ fn open_removes_dead_sessions_but_not_live_ones() {
 
     let other = Store::open(&root).unwrap();
     assert!(!dead.exists(), "a dead session is removed");
+    assert_eq!(
+        trash_entries(&root),
+        ["s-1-2-0"],
+        "a dead session waits in the trash, moved there whole"
+    );
     assert!(
         !root.join("hoist/tmp/stray").exists(),
         "an unheld stray is removed"
@@ -58,6 +63,37 @@ fn open_removes_dead_sessions_but_not_live_ones() {
     drop(live);
     let sessions = std::fs::read_dir(root.join("hoist/tmp")).unwrap().count();
     assert_eq!(sessions, 0, "closed sessions clean up after themselves");
+}
+
+/// A tree left in a session (a context unpacked from stdin) goes to the
+/// trash when the store closes, rather than be deleted as the command ends.
+#[test]
+fn a_closing_session_moves_trees_to_the_trash() {
+    let (_dir, store) = temp_store();
+    let root = store.root().to_owned();
+    let context = store.temp_path("context");
+    std::fs::create_dir_all(context.join("src")).unwrap();
+    std::fs::write(context.join("src/main.c"), b"int main;").unwrap();
+    std::fs::write(store.temp_path("file"), b"x").unwrap();
+    let session = store.tmp_dir().to_owned();
+    drop(store);
+    assert!(!session.exists(), "the session is gone");
+    let name = context.file_name().unwrap().to_str().unwrap();
+    assert_eq!(trash_entries(&root), [name], "the tree is in the trash");
+}
+
+/// The trash's entries, by what they were before (without the time).
+fn trash_entries(root: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("hoist/trash"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.split_once('-')
+                .map_or(name.clone(), |(_, what)| what.to_owned())
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
