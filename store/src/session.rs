@@ -116,9 +116,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         // Best effort: a leftover is removed by the next open anyway. Trees
-        // left here (a context unpacked from stdin) go to the trash, one
-        // rename each, rather than hold up the end of the command; what is
-        // left is a few small files.
+        // their owners left here go to the trash, one rename each, rather
+        // than hold up the end of the command; what is left is a few small
+        // files.
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {

@@ -65,8 +65,8 @@ fn open_removes_dead_sessions_but_not_live_ones() {
     assert_eq!(sessions, 0, "closed sessions clean up after themselves");
 }
 
-/// A tree left in a session (a context unpacked from stdin) goes to the
-/// trash when the store closes, rather than be deleted as the command ends.
+/// A tree left in a session goes to the trash when the store closes,
+/// rather than be deleted as the command ends.
 #[test]
 fn a_closing_session_moves_trees_to_the_trash() {
     let (_dir, store) = temp_store();
