@@ -397,8 +397,21 @@ struct BuildInputs {
     dir: PathBuf,
     dockerfile: PathBuf,
     /// A context read from stdin, extracted into the store's temp space
-    /// (removed when dropped).
-    _extracted: Option<hoist_builder::context::BuildContext>,
+    /// (moved to the trash when dropped).
+    extracted: Option<hoist_builder::context::BuildContext>,
+    trash: PathBuf,
+}
+
+impl Drop for BuildInputs {
+    /// A context from stdin goes to the store's trash with one rename
+    /// rather than be deleted as the build ends (its temp directory's own
+    /// delete then finds nothing).
+    fn drop(&mut self) {
+        if self.extracted.is_some() {
+            let trashed = hoist_store::trash::entry_path(&self.trash, "stdin-context");
+            let _ = std::fs::rename(&self.dir, trashed);
+        }
+    }
 }
 
 impl BuildInputs {
@@ -434,7 +447,8 @@ impl BuildInputs {
         Ok(Self {
             dir,
             dockerfile,
-            _extracted: extracted,
+            extracted,
+            trash: store.trash_dir(),
         })
     }
 

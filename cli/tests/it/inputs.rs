@@ -48,7 +48,8 @@ fn a_dockerfile_on_stdin_builds_with_a_directory_context() {
 
 #[test]
 fn a_tar_context_on_stdin_builds() {
-    let hoist = Hoist::with_busybox();
+    // Never nearly full, so that the build leaves young trash alone.
+    let hoist = Hoist::with_busybox_on_tmpfs(8 << 10);
     let tar = std::process::Command::new("tar")
         .arg("-cf")
         .arg("-")
@@ -77,6 +78,15 @@ fn a_tar_context_on_stdin_builds() {
         hoist.exec("stdin:ctx", &["cat", "/app/greeting.txt"]),
         "hello from hoist\n"
     );
+    // Moved to the trash with one rename, not deleted as the build ends.
+    let trashed = std::fs::read_dir(hoist.root().join("hoist/trash"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with("-stdin-context")
+        })
+        .count();
+    assert_eq!(trashed, 1, "the stdin context is in the trash");
 }
 
 #[test]
