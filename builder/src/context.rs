@@ -404,7 +404,8 @@ fn racy_limit_now() -> i128 {
 /// `size mtime_ns ctime_ns inode mode digest path` (a path with a newline
 /// is not remembered). Lines, not JSON: a 20,000-file context loads in a
 /// few milliseconds.
-const DIGESTS_HEADER: &str = "hoist-context-index 1";
+/// Version 2: a file's digest covers its extended attributes.
+const DIGESTS_HEADER: &str = "hoist-context-index 2";
 
 impl DigestCache {
     /// An empty cache for a build starting now: files changed within the
@@ -660,18 +661,20 @@ impl SourceWalk {
     /// A digest of everything the walk saw that the checksum depends on:
     /// the source arguments, each match's path before and after symlinks,
     /// and for every entry its path, type and mode, device number and link
-    /// target, uid and gid when `include_owner`, and for a regular file
-    /// the stat that stands for its content (size, mtime, ctime, inode),
-    /// as [`DigestCache`] trusts it. Equal fingerprints give equal
+    /// target, uid and gid when `include_owner`, for a regular file the
+    /// stat that stands for its content (size, mtime, ctime, inode), as
+    /// [`DigestCache`] trusts it, and for a directory its ctime, which
+    /// stands for its extended attributes. Equal fingerprints give equal
     /// checksums, so a checksum remembered with its fingerprint can be
     /// reused without looking at a single file's digest.
     ///
-    /// `None` when a regular file changed at or after `racy_after_ns`: a
-    /// write in the same timestamp tick as the stat could leave the stat
-    /// unchanged, so such a walk must not be remembered.
+    /// `None` when a regular file or a directory changed at or after
+    /// `racy_after_ns`: a write in the same timestamp tick as the stat
+    /// could leave the stat unchanged, so such a walk must not be
+    /// remembered.
     pub fn fingerprint(&self, include_owner: bool, racy_after_ns: i128) -> Option<Fingerprint> {
         let mut hasher = Sha256::new();
-        hasher.update(b"hoist source walk 1\0");
+        hasher.update(b"hoist source walk 2\0");
         hasher.update(u8::from(include_owner).to_le_bytes());
         for pattern in &self.sources {
             hasher.update(pattern.as_bytes());
@@ -690,15 +693,25 @@ impl SourceWalk {
                 hasher.update(b"\0");
                 hasher.update(stat.st_mode.to_le_bytes());
                 hasher.update(stat.st_rdev.to_le_bytes());
-                if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
-                    let key = StatKey::of(stat);
-                    if key.mtime_ns >= racy_after_ns || key.ctime_ns >= racy_after_ns {
-                        return None;
+                match FileType::from_raw_mode(stat.st_mode) {
+                    FileType::RegularFile => {
+                        let key = StatKey::of(stat);
+                        if key.mtime_ns >= racy_after_ns || key.ctime_ns >= racy_after_ns {
+                            return None;
+                        }
+                        hasher.update(key.size.to_le_bytes());
+                        hasher.update(key.mtime_ns.to_le_bytes());
+                        hasher.update(key.ctime_ns.to_le_bytes());
+                        hasher.update(key.inode.to_le_bytes());
                     }
-                    hasher.update(key.size.to_le_bytes());
-                    hasher.update(key.mtime_ns.to_le_bytes());
-                    hasher.update(key.ctime_ns.to_le_bytes());
-                    hasher.update(key.inode.to_le_bytes());
+                    FileType::Directory => {
+                        let ctime_ns = StatKey::of(stat).ctime_ns;
+                        if ctime_ns >= racy_after_ns {
+                            return None;
+                        }
+                        hasher.update(ctime_ns.to_le_bytes());
+                    }
+                    _ => {}
                 }
                 if include_owner {
                     hasher.update(stat.st_uid.to_le_bytes());
@@ -806,6 +819,26 @@ fn entry_digest(
     {
         return Ok(owner_suffix(hit, stat, opts));
     }
+    // What COPY copies of an entry's extended attributes (a regular file's
+    // and a directory's), read only now that the entry is hashed.
+    let (file, xattrs) = match kind {
+        FileType::RegularFile | FileType::Directory => {
+            let flags = if kind == FileType::Directory {
+                OFlags::RDONLY | OFlags::DIRECTORY
+            } else {
+                OFlags::RDONLY
+            };
+            let fd =
+                root.open_in(&job.path, flags, false)
+                    .map_err(|source| ContextError::Read {
+                        path: slash_path(&job.path),
+                        source,
+                    })?;
+            let xattrs = hoist_store::inroot::copied_xattrs(&fd);
+            (Some(std::fs::File::from(fd)), xattrs)
+        }
+        _ => (None, Vec::new()),
+    };
     let mut hasher = Sha256::new();
     let type_tag: &[u8] = match kind {
         FileType::RegularFile => b"file",
@@ -817,23 +850,31 @@ fn entry_digest(
         _ => b"other",
     };
     hasher.update(type_tag);
+    // Only an entry with extended attributes hashes them, under a tag of
+    // its own, so that every other entry's digest (and the cache keys made
+    // of it) stays what it was before they counted. The block is
+    // length-prefixed, so it cannot pass for content.
+    if !xattrs.is_empty() {
+        hasher.update(b"+xattrs");
+    }
     hasher.update(format!("\0{:o}\0{}\0", stat.st_mode & 0o7777, stat.st_rdev).as_bytes());
     if let Some(link) = &job.entry.link {
         hasher.update(link.as_os_str().as_encoded_bytes());
     }
     hasher.update(b"\0");
-    if kind == FileType::RegularFile {
-        let read_err = |source| ContextError::Read {
-            path: slash_path(&job.path),
-            source,
-        };
-        let fd = root
-            .open_in(&job.path, OFlags::RDONLY, false)
-            .map_err(read_err)?;
+    if !xattrs.is_empty() {
+        hasher.update((xattrs.len() as u64).to_le_bytes());
+        for (name, value) in &xattrs {
+            hasher.update((name.len() as u64).to_le_bytes());
+            hasher.update(name);
+            hasher.update((value.len() as u64).to_le_bytes());
+            hasher.update(value);
+        }
+    }
+    if let (FileType::RegularFile, Some(mut file)) = (kind, file) {
         if let Some(cache) = opts.cache {
             cache.reads.fetch_add(1, Ordering::Relaxed);
         }
-        let mut file = std::fs::File::from(fd);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = match file.read(&mut buf) {

@@ -145,7 +145,8 @@ fn record_key(store: &Store, context: &BuildContext, request: Request<'_>) -> Op
 }
 
 /// The first line of a record; the second is `<fingerprint hex> <digest>`.
-const HEADER: &str = "hoist-context-checksum 1";
+/// Version 2: entries' digests cover their extended attributes.
+const HEADER: &str = "hoist-context-checksum 2";
 
 #[derive(Debug, PartialEq, Eq)]
 struct Remembered {
@@ -213,7 +214,7 @@ mod tests {
             ("header only", format!("{HEADER}\n")),
             (
                 "another version",
-                format!("hoist-context-checksum 2\n{fp} {digest}\n"),
+                format!("hoist-context-checksum 1\n{fp} {digest}\n"),
             ),
             ("cut short", format!("{HEADER}\n{fp} sha256:e3b0c442")),
             ("short fingerprint", format!("{HEADER}\n0707 {digest}\n")),

@@ -508,6 +508,7 @@ fn r9_a_remembered_checksum_is_taken_only_for_an_unchanged_walk() {
         write(dir, &format!("src/f{i:03}"), &format!("content {i:03}"));
     }
     write(dir, "src/skip.md", "skip");
+    write(dir, "src/sub/g", "g");
     std::os::unix::fs::symlink("f001", dir.join("src/link")).unwrap();
     let past_racy_window = || std::thread::sleep(Duration::from_millis(1100));
     past_racy_window();
@@ -584,6 +585,22 @@ fn r9_a_remembered_checksum_is_taken_only_for_an_unchanged_walk() {
                 fs::remove_file(dir.join("src/link")).unwrap();
                 std::os::unix::fs::symlink("f002", dir.join("src/link")).unwrap();
             }),
+        ),
+        (
+            "xattr set on a file",
+            Box::new(|dir: &Path| xattr::set(dir.join("src/f040"), "user.x", b"1").unwrap()),
+        ),
+        (
+            "xattr value changed",
+            Box::new(|dir: &Path| xattr::set(dir.join("src/f040"), "user.x", b"2").unwrap()),
+        ),
+        (
+            "xattr set on a directory",
+            Box::new(|dir: &Path| xattr::set(dir.join("src/sub"), "user.x", b"1").unwrap()),
+        ),
+        (
+            "xattr removed from a directory",
+            Box::new(|dir: &Path| xattr::remove(dir.join("src/sub"), "user.x").unwrap()),
         ),
         (
             ".dockerignore added",

@@ -1109,3 +1109,35 @@ RUN --mount=type=bind,source=sub,target=/sub cd /sub && find . | sort > /sub.txt
     let err = hoist.fails(&["build", excluded.path().to_str().unwrap()]);
     assert!(err.contains("\"/secret.env\": not found"), "{err}");
 }
+
+/// Issue 9: the extended attributes COPY copies are part of its sources'
+/// checksum, on a file and on a directory: setting one (as `setcap` does)
+/// is a miss, and the image carries the attribute.
+#[test]
+fn r9_an_xattr_on_a_copied_file_or_directory_is_a_miss() {
+    let hoist = Hoist::with_busybox();
+    let ctx = dockerfile_context("FROM busybox\nCOPY app /app\n");
+    write(ctx.path(), "app/bin/tool", "tool\n");
+    hoist.build(ctx.path(), &["-t", "xattrs:1"]);
+    let out = tempfile::tempdir().unwrap();
+    for (round, (what, path)) in [("a file", "bin/tool"), ("a directory", "bin")]
+        .into_iter()
+        .enumerate()
+    {
+        rustix::fs::setxattr(
+            ctx.path().join("app").join(path),
+            "user.hoist",
+            what.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let rootfs = out.path().join(round.to_string());
+        let local = format!("type=local,dest={}", rootfs.display());
+        let log = hoist.build(ctx.path(), &["-t", "xattrs:1", "--output", &local]);
+        assert_eq!(log.matches("CACHED").count(), 0, "{what}:\n{log}");
+        let mut value = [0u8; 64];
+        let len = rustix::fs::getxattr(rootfs.join("app").join(path), "user.hoist", &mut value)
+            .unwrap_or_else(|err| panic!("{what}: no xattr in the image: {err}"));
+        assert_eq!(&value[..len], what.as_bytes(), "{what}");
+    }
+}

@@ -13,8 +13,8 @@
 pub mod ops;
 
 pub use ops::{
-    chown_at, copy_xattrs, create_file, list_names, make_dir, os, remove_all, set_times_at,
-    set_times_fd, set_xattr_at,
+    chown_at, copied_xattrs, copy_xattrs, create_file, list_names, make_dir, os, remove_all,
+    set_times_at, set_times_fd, set_xattr_at,
 };
 
 use std::ffi::OsString;

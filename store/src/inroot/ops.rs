@@ -148,29 +148,42 @@ pub fn is_overlay_xattr(key: &[u8]) -> bool {
 /// private ones; attributes the destination filesystem refuses are dropped,
 /// as BuildKit does.
 pub fn copy_xattrs(src: impl AsFd, dst: impl AsFd) {
+    for (name, value) in copied_xattrs(src) {
+        let _ = rustix::fs::fsetxattr(&dst, os(&name), &value, XattrFlags::empty());
+    }
+}
+
+/// The extended attributes [`copy_xattrs`] copies from an open file, as
+/// (name, value) sorted by name: all but overlayfs' private ones. None when
+/// the filesystem has none or cannot list them; an attribute removed while
+/// it is read is left out.
+pub fn copied_xattrs(src: impl AsFd) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(size) = rustix::fs::flistxattr_query(&src) else {
-        return;
+        return Vec::new();
     };
     if size == 0 {
-        return;
+        return Vec::new();
     }
     let mut names = vec![0u8; size];
     let Ok(len) = rustix::fs::flistxattr(&src, &mut names[..]) else {
-        return;
+        return Vec::new();
     };
+    let mut out = Vec::new();
     for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         if is_overlay_xattr(name) {
             continue;
         }
-        let name = os(name);
-        let Ok(vsize) = rustix::fs::fgetxattr_query(&src, name) else {
+        let Ok(vsize) = rustix::fs::fgetxattr_query(&src, os(name)) else {
             continue;
         };
         let mut value = vec![0u8; vsize];
-        if let Ok(vlen) = rustix::fs::fgetxattr(&src, name, &mut value[..]) {
-            let _ = rustix::fs::fsetxattr(&dst, name, &value[..vlen], XattrFlags::empty());
+        if let Ok(vlen) = rustix::fs::fgetxattr(&src, os(name), &mut value[..]) {
+            value.truncate(vlen);
+            out.push((name.to_vec(), value));
         }
     }
+    out.sort();
+    out
 }
 
 /// Bytes as an `OsStr` (tar names are bytes, not UTF-8).
