@@ -457,10 +457,6 @@ impl BuildInputs {
     }
 }
 
-/// `--secret` and `--ssh`, as `docker buildx build` reads them. A secret's
-/// content never shows in a message.
-/// A failed build or dry run as the user sees it, with the progress
-/// display closed first.
 /// Deletes what earlier builds threw away (see [`hoist_store::trash`]):
 /// trees a few minutes old, on an idle-priority thread while this build
 /// works (whatever is left when it ends waits for the next build); or, when
@@ -476,6 +472,8 @@ fn empty_old_trash(store: &Store) {
     let _ = hoist_sandbox::spawn_idle("hoist-trash", move || empty_trash(&trash, BUILD_MIN_AGE));
 }
 
+/// A failed build or dry run as the user sees it, with the progress
+/// display closed first.
 fn failed(
     drawer: &dyn progress::Drawer,
     dockerfile: &render::Source,
@@ -488,6 +486,8 @@ fn failed(
     }
 }
 
+/// `--secret` and `--ssh`, as `docker buildx build` reads them. A secret's
+/// content never shows in a message.
 fn build_secrets(
     secrets: &[String],
     ssh: &[String],
