@@ -184,6 +184,8 @@ impl Drop for Scratch {
             return;
         };
         let trashed = hoist_store::trash::entry_path(&self.trash, &format!("{session}-{step}"));
+        // The rename fails only on a full filesystem or a missing trash:
+        // then deleting in place is what frees the space.
         if std::fs::rename(&self.root, trashed).is_err() {
             let _ = std::fs::remove_dir_all(&self.root);
         }
