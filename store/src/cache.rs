@@ -193,7 +193,15 @@ pub enum CacheRecord {
 }
 
 impl CacheRecord {
-    fn dir(self) -> &'static str {
+    /// Every kind, for the collection by age (see [`Store::gc`]).
+    pub(crate) const ALL: [CacheRecord; 4] = [
+        CacheRecord::ContextIndex,
+        CacheRecord::ContextChecksum,
+        CacheRecord::Recent,
+        CacheRecord::Files,
+    ];
+
+    pub(crate) fn dir(self) -> &'static str {
         match self {
             CacheRecord::ContextIndex => "hoist/context-index",
             CacheRecord::ContextChecksum => "hoist/context-checksum",

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 
-use crate::cache::CacheEntry;
+use crate::cache::{CacheEntry, CacheRecord};
 use crate::digest::{ChainId, DiffId, Digest, parse_digest};
 use crate::image::entry_name;
 use crate::store::{Store, fsync_dir, remove_file_if_exists, unpublish_dir};
@@ -379,16 +379,20 @@ impl Store {
 
     /// Splits `entries` (least recently used first) into kept and evicted so
     /// that the bytes referenced only by kept entries fit in `limit`.
-    /// Removes the builder's cache records (`hoist/cache-recent`,
-    /// `hoist/cache-files`) not written for `age` (all when `None`).
+    /// Removes the builder's cache records (every [`CacheRecord`]: the
+    /// context digest indexes and remembered checksums, one set per context
+    /// path, as well as the explanations' records) not written for `age`
+    /// (all when `None`). A context's records are rewritten only when a
+    /// build hashes something in it, so those of a context unchanged for
+    /// `age` go too: its next build hashes it again.
     fn remove_cache_records(&self, age: Option<std::time::Duration>) -> Result<()> {
         let cutoff = age.map(|age| {
             std::time::SystemTime::now()
                 .checked_sub(age)
                 .unwrap_or(std::time::UNIX_EPOCH)
         });
-        for dir in ["hoist/cache-recent", "hoist/cache-files"] {
-            let dir = self.root().join(dir);
+        for kind in CacheRecord::ALL {
+            let dir = self.root().join(kind.dir());
             for name in list_dir_names(&dir)? {
                 let path = dir.join(name);
                 if let Some(cutoff) = cutoff {

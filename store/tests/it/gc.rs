@@ -244,3 +244,80 @@ fn r7_gc_removes_source_records_of_collected_images_and_blobs() {
     assert!(store.repo_digests(gone.digest()).is_empty());
     assert_valid(&store);
 }
+
+/// Issue 9: every record the builder keeps beside the cache, the context
+/// digest indexes and remembered checksums (one per context path, which CI
+/// changes per job) among them, goes once unwritten for `until`, and all
+/// of them with `--all`.
+#[test]
+fn r9_prune_removes_every_kind_of_cache_record_by_age() {
+    use hoist_store::CacheRecord;
+    let (_dir, store) = temp_store();
+    let kinds = [
+        CacheRecord::ContextIndex,
+        CacheRecord::ContextChecksum,
+        CacheRecord::Recent,
+        CacheRecord::Files,
+    ];
+    let (old, new) = (key(1), key(2));
+    for kind in kinds {
+        for key in [&old, &new] {
+            store
+                .cache_record_write(kind, key, |out| out.write_all(b"record\n"))
+                .unwrap();
+        }
+    }
+    // Age the old records by two days, as if unwritten since.
+    let two_days_ago = filetime::FileTime::from_system_time(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400),
+    );
+    let mut aged = 0;
+    for entry in files_under(store.root().join("hoist")) {
+        if entry
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with(&old))
+        {
+            filetime::set_file_mtime(&entry, two_days_ago).unwrap();
+            aged += 1;
+        }
+    }
+    assert_eq!(aged, kinds.len());
+    let exists = |kind, key: &str| store.cache_record_reader(kind, key).unwrap().is_some();
+
+    let until = GcOptions {
+        cache_unused_for: Some(std::time::Duration::from_secs(86400)),
+        ..GcOptions::default()
+    };
+    store.gc(&until).unwrap();
+    for kind in kinds {
+        assert!(!exists(kind, &old), "{kind:?}: an old record stayed");
+        assert!(exists(kind, &new), "{kind:?}: a new record went");
+    }
+    store
+        .gc(&GcOptions {
+            all_cache: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    for kind in kinds {
+        assert!(!exists(kind, &new), "{kind:?}: a record survived --all");
+    }
+    assert_valid(&store);
+}
+
+/// Every file below `dir`.
+fn files_under(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
