@@ -230,4 +230,40 @@ mod tests {
             assert_eq!(Remembered::parse(text.as_bytes()), None, "case {case:?}");
         }
     }
+
+    /// What a crash can leave of a record written without fsync (a rename
+    /// that reached the disk before the data did): the record cut short at
+    /// any byte, with or without its tail zero-filled, or zeros alone. None
+    /// of them reads as a record, save the whole one less its last newline,
+    /// which reads as itself.
+    #[test]
+    fn a_torn_record_is_no_record() {
+        let record = || Remembered {
+            fingerprint: Fingerprint([0xa5; 32]),
+            digest: "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse()
+                .unwrap(),
+        };
+        let mut whole = Vec::new();
+        record().write(&mut whole).unwrap();
+        for len in 0..=whole.len() {
+            let cut = &whole[..len];
+            let mut zero_filled = cut.to_vec();
+            zero_filled.resize(whole.len(), 0);
+            for (case, text) in [("cut", cut), ("zero-filled", &zero_filled[..])] {
+                let parsed = Remembered::parse(text);
+                let intact = match case {
+                    "cut" => len + 1 >= whole.len(),
+                    _ => len == whole.len(),
+                };
+                assert_eq!(
+                    parsed,
+                    intact.then(record),
+                    "{case} at byte {len}: {:?}",
+                    String::from_utf8_lossy(text)
+                );
+            }
+        }
+        assert_eq!(Remembered::parse(&vec![0u8; 4096][..]), None, "zeros");
+    }
 }

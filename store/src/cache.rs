@@ -217,12 +217,17 @@ impl CacheRecord {
         }
     }
 
-    /// Whether a record is fsynced before its rename. The recent keys only
-    /// explain misses, and their reader takes a record it cannot parse (a
-    /// rename that reached the disk before the data did) for none, so they
-    /// are left to the kernel; the others decide what a build reuses.
+    /// Whether a record is fsynced before its rename. A record is left to
+    /// the kernel when its reader takes whatever a crash can leave of it
+    /// (a rename that reached the disk before the data did: an empty,
+    /// zero-filled or cut-short file) for no record: the recent keys, which
+    /// only explain misses, and the remembered checksums, whose parser
+    /// rejects every such file (a test cuts one at every byte) and whose
+    /// loss costs one checksum. The context index, a line per file, could
+    /// lose a line's end and still parse; the others decide what a build
+    /// reuses.
     fn synced(self) -> bool {
-        !matches!(self, CacheRecord::Recent)
+        !matches!(self, CacheRecord::Recent | CacheRecord::ContextChecksum)
     }
 }
 
@@ -243,7 +248,8 @@ impl Store {
     }
 
     /// Replaces a record atomically with what `write` streams: a temp file
-    /// in the session, fsync (except for [`CacheRecord::Recent`]), rename.
+    /// in the session, fsync (not for the kinds whose reader rejects a
+    /// torn record), rename.
     /// Concurrent writers each leave a whole record; the last rename wins.
     pub fn cache_record_write(
         &self,
