@@ -819,6 +819,10 @@ fn entry_digest(
     {
         return Ok(owner_suffix(hit, stat, opts));
     }
+    let read_err = |source| ContextError::Read {
+        path: slash_path(&job.path),
+        source,
+    };
     // What COPY copies of an entry's extended attributes (a regular file's
     // and a directory's), read only now that the entry is hashed.
     let (file, xattrs) = match kind {
@@ -828,12 +832,7 @@ fn entry_digest(
             } else {
                 OFlags::RDONLY
             };
-            let fd =
-                root.open_in(&job.path, flags, false)
-                    .map_err(|source| ContextError::Read {
-                        path: slash_path(&job.path),
-                        source,
-                    })?;
+            let fd = root.open_in(&job.path, flags, false).map_err(read_err)?;
             let xattrs = hoist_store::inroot::copied_xattrs(&fd);
             (Some(std::fs::File::from(fd)), xattrs)
         }
@@ -881,12 +880,7 @@ fn entry_digest(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    return Err(ContextError::Read {
-                        path: slash_path(&job.path),
-                        source: err,
-                    });
-                }
+                Err(err) => return Err(read_err(err)),
             };
             hasher.update(&buf[..n]);
         }

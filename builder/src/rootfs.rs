@@ -183,12 +183,7 @@ impl Drop for Scratch {
             let _ = std::fs::remove_dir_all(&self.root);
             return;
         };
-        let trashed = hoist_store::trash::entry_path(&self.trash, &format!("{session}-{step}"));
-        // The rename fails only on a full filesystem or a missing trash:
-        // then deleting in place is what frees the space.
-        if std::fs::rename(&self.root, trashed).is_err() {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
+        let _ = hoist_store::trash::move_in(&self.trash, &self.root, &format!("{session}-{step}"));
     }
 }
 

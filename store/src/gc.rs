@@ -377,8 +377,6 @@ impl Store {
         Ok(usage)
     }
 
-    /// Splits `entries` (least recently used first) into kept and evicted so
-    /// that the bytes referenced only by kept entries fit in `limit`.
     /// Removes the builder's cache records (every [`CacheRecord`]: the
     /// context digest indexes and remembered checksums, one set per context
     /// path, as well as the explanations' records) not written for `age`
@@ -503,6 +501,8 @@ impl Store {
         }
     }
 
+    /// Splits `entries` (least recently used first) into kept and evicted so
+    /// that the bytes referenced only by kept entries fit in `limit`.
     fn evict_lru(
         &self,
         entries: Vec<CacheEntry>,

@@ -175,15 +175,13 @@ pub(crate) fn sweep_and_collect_leases(tmp_root: &Path, own: &Session) -> Result
     Ok(leases)
 }
 
-/// Moves the directory `path` to the trash with one rename, or deletes it
-/// in place when it cannot move (the trash is on the same filesystem, so
-/// only a full one); deletes a file. Gone already is fine.
+/// Moves the directory `path` to the trash ([`crate::trash::move_in`]);
+/// deletes a file. Gone already is fine.
 fn discard(path: &Path, trash: &Path) -> std::io::Result<()> {
     let result = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            std::fs::rename(path, crate::trash::entry_path(trash, &name))
-                .or_else(|_| std::fs::remove_dir_all(path))
+            return crate::trash::move_in(trash, path, &name);
         }
         Ok(_) => std::fs::remove_file(path),
         Err(err) => Err(err),

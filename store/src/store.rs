@@ -211,14 +211,7 @@ impl Store {
             .strip_prefix(self.tmp_root())
             .map(|rel| rel.to_string_lossy().replace('/', "-"))
             .unwrap_or_else(|_| "tree".to_owned());
-        let trash = crate::trash::entry_path(&self.trash_dir(), &name);
-        // Within one filesystem a rename fails only when it is full (the
-        // trash needs a new directory block) or the trash is gone: then
-        // deleting in place is what frees the space.
-        if std::fs::rename(dir, &trash).is_err() {
-            std::fs::remove_dir_all(dir).map_err(StoreError::io(dir))?;
-        }
-        Ok(())
+        crate::trash::move_in(&self.trash_dir(), dir, &name).map_err(StoreError::io(dir))
     }
 
     pub(crate) fn lazy(&self) -> &crate::lazy::Lazy {

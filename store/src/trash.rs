@@ -45,6 +45,21 @@ pub fn entry_path(trash: &Path, what: &str) -> PathBuf {
     trash.join(format!("{nanos}-{what}"))
 }
 
+/// Moves the tree `dir` into the trash directory `trash` as `what` (see
+/// [`entry_path`]) with one rename. Within one filesystem a rename fails
+/// only when it is full (the trash needs a new directory block) or the
+/// trash is gone: then `dir` is deleted in place, which is what frees the
+/// space. Gone already is fine.
+pub fn move_in(trash: &Path, dir: &Path, what: &str) -> std::io::Result<()> {
+    // ENOENT names no side: `dir` gone, or the trash; deleting tells.
+    let result =
+        std::fs::rename(dir, entry_path(trash, what)).or_else(|_| std::fs::remove_dir_all(dir));
+    match result {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        result => result,
+    }
+}
+
 /// Deletes the entries of the trash directory `trash` trashed at least
 /// `min_age` ago (all of them for [`Duration::ZERO`]); an entry whose name
 /// holds no time, left by an older hoist, counts as old. It needs no lock
@@ -111,6 +126,31 @@ fn trashed_at(name: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tree moves in with one rename; with no trash to move into it is
+    /// deleted in place; a tree already gone is no error.
+    #[test]
+    fn move_in_renames_or_deletes_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let trash = dir.path().join("trash");
+        std::fs::create_dir(&trash).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("sub/f"), b"x").unwrap();
+
+        move_in(&trash, &tree, "tree").unwrap();
+        assert!(!tree.exists());
+        let moved: Vec<_> = std::fs::read_dir(&trash).unwrap().flatten().collect();
+        assert_eq!(moved.len(), 1);
+        assert!(moved[0].path().join("sub/f").is_file());
+        assert!(trashed_at(&moved[0].file_name().to_string_lossy()).is_some());
+
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        move_in(&dir.path().join("no-trash"), &tree, "tree").unwrap();
+        assert!(!tree.exists(), "deleted in place");
+
+        move_in(&trash, &tree, "tree").unwrap();
+    }
 
     #[test]
     fn names_hold_the_time_they_were_trashed() {

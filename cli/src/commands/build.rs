@@ -408,8 +408,7 @@ impl Drop for BuildInputs {
     /// delete then finds nothing).
     fn drop(&mut self) {
         if self.extracted.is_some() {
-            let trashed = hoist_store::trash::entry_path(&self.trash, "stdin-context");
-            let _ = std::fs::rename(&self.dir, trashed);
+            let _ = hoist_store::trash::move_in(&self.trash, &self.dir, "stdin-context");
         }
     }
 }
